@@ -1,0 +1,46 @@
+"""JobConfig: everything the stack enforces for one route, declared once."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ._base import GuardModel
+from .cache import CacheConfig
+from .circuit_breaker import CircuitBreakerConfig
+from .encryption import EncryptionConfig
+from .idempotency import IdempotencyConfig
+from .metrics import MetricsConfig
+from .pooling import PoolingConfig
+from .pulsar import PulsarLabelingConfig
+from .rate_limit import RateLimitConfig
+from .security import SecurityConfig
+from .tracing import TracingConfig
+
+
+class JobConfig(GuardModel):
+    """Per-route policy. Defaults are safe for any route: every stage is off until asked for."""
+
+    endpoint_name: str | None = None
+    endpoint_description: str = ""
+    required_credits: int = Field(default=0, ge=0)
+    credit_type: str = "default"
+    charge_cache_hits: bool = False
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    pooling: PoolingConfig | None = None
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
+    cache: CacheConfig = CacheConfig()
+    security: SecurityConfig = SecurityConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
+    tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    pulsar_labeling: PulsarLabelingConfig = PulsarLabelingConfig()
+    idempotency: IdempotencyConfig = IdempotencyConfig()
+    resource_id_field: str = Field(
+        default="resource_id", description="path parameter, else JSON body field, that names the resource"
+    )
+    resource_id_from_body: bool = Field(
+        default=False, description="read the resource id from the JSON body when no path parameter has it"
+    )
+    max_body_size: int | None = Field(default=None, ge=0, description="overrides GuardSettings.max_body_size")
+    handler_timeout: float | None = Field(default=None, gt=0, description="seconds; past it the request is a 504")
+    redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")

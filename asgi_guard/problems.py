@@ -1,0 +1,77 @@
+"""RFC 9457 problem+json responses, written straight to the ASGI `send` (no Response object)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import Send
+
+PROBLEM_BASE = "urn:asgi-guard:problem:"
+CONTENT_TYPE = b"application/problem+json"
+
+
+class Problem(Exception):
+    """Raised by a stage to reject a request; turned into a problem+json response by the stack."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str = "",
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = headers or []
+        self.extra = extra or {}
+
+    @property
+    def type(self) -> str:
+        return PROBLEM_BASE + self.slug
+
+    def body(self, request_id: str | None) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail or self.title,
+        }
+        if request_id:
+            doc["request_id"] = request_id
+        doc.update(self.extra)
+        return doc
+
+
+async def send_problem(send: Send, problem: Problem, request_id: str | None = None) -> None:
+    """Answer with `problem`; the stack's outer send wrapper adds X-Request-ID and stage headers."""
+    payload = json.dumps(problem.body(request_id), separators=(",", ":")).encode()
+    headers = [
+        (b"content-type", CONTENT_TYPE),
+        (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"),
+        *problem.headers,
+    ]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+def payload_too_large(limit: int) -> Problem:
+    return Problem(413, "payload-too-large", "Payload Too Large", f"request body exceeds {limit} bytes")
+
+
+def backend_unavailable(stage: str, retry_after: int = 1) -> Problem:
+    return Problem(
+        503,
+        "backend-unavailable",
+        "Service Unavailable",
+        f"the {stage} backend is unavailable",
+        headers=[(b"retry-after", str(retry_after).encode())],
+        extra={"stage": stage},
+    )

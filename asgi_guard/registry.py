@@ -1,0 +1,281 @@
+"""RouteRegistry: route templates (Starlette syntax) mapped to JobConfig, with a compiled matcher.
+
+Matching walks a segment trie: static segments are dict lookups, so the cost depends on the depth of
+the path, not on the number of routes. Static segments win over dynamic ones at every level.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.convertors import CONVERTOR_TYPES, Convertor
+
+from .config import JobConfig
+from .errors import ConfigError
+
+ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
+
+
+@dataclass(eq=False)
+class CompiledRoute:
+    """One registered route: its template, methods and validated, frozen config."""
+
+    template: str
+    methods: frozenset[str]
+    config: JobConfig
+    name: str
+    param_names: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """What metrics, spans and keys call this route."""
+        return self.config.endpoint_name or self.name
+
+
+@dataclass
+class _Pattern:
+    regex: re.Pattern[str]
+    convertors: dict[str, Convertor[Any]]
+
+
+@dataclass
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    dynamic: list[tuple[_Pattern, _Node]] = field(default_factory=list)
+    rest: list[tuple[str, str, _Pattern | None, dict[str, Any]]] = field(default_factory=list)
+    routes: dict[str, CompiledRoute] = field(default_factory=dict)
+
+
+def _compile_segment(segment: str, template: str) -> _Pattern:
+    regex, convertors, pos = "^", {}, 0
+    for match in _PARAM.finditer(segment):
+        name, kind = match.group(1), match.group(2) or "str"
+        if kind not in CONVERTOR_TYPES:
+            raise ConfigError(f"route {template!r}: unknown path convertor {kind!r}")
+        convertor = CONVERTOR_TYPES[kind]
+        regex += re.escape(segment[pos : match.start()]) + f"(?P<{name}>{convertor.regex})"
+        convertors[name] = convertor
+        pos = match.end()
+    regex += re.escape(segment[pos:]) + "$"
+    return _Pattern(re.compile(regex), convertors)
+
+
+def _methods(methods: Iterable[str] | None) -> frozenset[str]:
+    if not methods:
+        return ALL_METHODS
+    upper = {m.upper() for m in methods}
+    if "GET" in upper:
+        upper.add("HEAD")
+    return frozenset(upper)
+
+
+class RouteRegistry:
+    """Maps (method, path) to the route's JobConfig and path parameters."""
+
+    def __init__(self) -> None:
+        self._root = _Node()
+        self._static: dict[str, dict[str, CompiledRoute]] = {}
+        self._routes: list[CompiledRoute] = []
+        self._frozen = False
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(
+        self,
+        path: str,
+        config: JobConfig | Mapping[str, Any] | None = None,
+        methods: Iterable[str] | None = None,
+        *,
+        name: str | None = None,
+    ) -> CompiledRoute:
+        """Register `path` (Starlette template syntax) for `methods` (default: all)."""
+        if self._frozen:
+            raise ConfigError(f"route {path!r}: the registry is frozen once the app has started")
+        if not path.startswith("/"):
+            raise ConfigError(f"route {path!r}: a path template must start with '/'")
+        route_name = name or path
+        job = _validate(route_name, path, config)
+        route = CompiledRoute(path, _methods(methods), job, route_name, tuple(_PARAM_NAMES(path)))
+        if "{" not in path:
+            slot = self._static.setdefault(path, {})
+            self._claim(slot, route)
+        else:
+            self._claim(self._insert(path).routes, route)
+        self._routes.append(route)
+        return route
+
+    def _claim(self, slot: dict[str, CompiledRoute], route: CompiledRoute) -> None:
+        for method in route.methods:
+            if method in slot and not (method == "HEAD" and slot[method].methods != route.methods):
+                raise ConfigError(f"route {route.template!r}: {method} is already registered")
+            slot[method] = route
+
+    def _insert(self, template: str) -> _Node:
+        node = self._root
+        segments = template.strip("/").split("/")
+        for index, segment in enumerate(segments):
+            if "{" not in segment:
+                node = node.static.setdefault(segment, _Node())
+                continue
+            if ":path}" in segment:
+                if index != len(segments) - 1 or not segment.endswith(":path}"):
+                    raise ConfigError(f"route {template!r}: a {{name:path}} parameter must end the template")
+                prefix, _, _ = segment.partition("{")
+                param = _PARAM.search(segment)
+                assert param is not None
+                leaf = _Node()
+                node.rest.append((prefix, param.group(1), None, {"node": leaf}))
+                return leaf
+            pattern = _compile_segment(segment, template)
+            for existing, child in node.dynamic:
+                if existing.regex.pattern == pattern.regex.pattern:
+                    node = child
+                    break
+            else:
+                child = _Node()
+                node.dynamic.append((pattern, child))
+                node = child
+        return node
+
+    def freeze(self) -> None:
+        """No more registrations: called when the app starts serving."""
+        self._frozen = True
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def match(self, method: str, path: str) -> tuple[CompiledRoute, dict[str, Any]] | None:
+        """The route and converted path parameters for this request, or None."""
+        static = self._static.get(path)
+        if static is not None:
+            route = static.get(method)
+            if route is not None:
+                return route, {}
+        if not self._root.static and not self._root.dynamic and not self._root.rest:
+            return None
+        params: dict[str, Any] = {}
+        node = _walk(self._root, path.strip("/").split("/"), 0, params)
+        if node is None:
+            return None
+        route = node.routes.get(method)
+        return (route, params) if route is not None else None
+
+    def resolve(self, method: str, path: str) -> tuple[JobConfig, dict[str, Any]] | None:
+        """(JobConfig, path params) for the request, or None when the route is not registered."""
+        found = self.match(method.upper(), path)
+        return (found[0].config, found[1]) if found else None
+
+    def __iter__(self) -> Iterator[CompiledRoute]:
+        return iter(self._routes)
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    # -- files ----------------------------------------------------------------------------------
+    @classmethod
+    def from_file(cls, path: str | Path) -> RouteRegistry:
+        """Load routes from TOML: `[bases.NAME]` tables and `[routes.NAME]` tables with `path`,
+        `methods`, optional `extends` (a base or another route) and any JobConfig field."""
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{file}: {exc}") from exc
+        return cls.from_mapping(data, source=str(file))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "<mapping>") -> RouteRegistry:
+        bases: dict[str, Any] = dict(data.get("bases", {}))
+        routes: dict[str, Any] = dict(data.get("routes", {}))
+        unknown = set(data) - {"bases", "routes"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown top-level tables {sorted(unknown)}")
+        registry = cls()
+        for route_name, table in routes.items():
+            if not isinstance(table, Mapping):
+                raise ConfigError(f"{source}: route {route_name!r} must be a table")
+            merged = _flatten_extends(route_name, bases, routes, source, ())
+            merged = {k: v for k, v in merged.items() if k not in ("extends", "abstract")}
+            route_path = merged.pop("path", None)
+            route_methods = merged.pop("methods", None)
+            if not isinstance(route_path, str):
+                raise ConfigError(f"{source}: route {route_name!r}: field 'path' is required")
+            registry.register(route_path, merged, route_methods, name=route_name)
+        return registry
+
+
+def _PARAM_NAMES(template: str) -> Iterator[str]:  # noqa: N802 - reads like a constant helper
+    return (m.group(1) for m in _PARAM.finditer(template))
+
+
+def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> _Node | None:
+    if index == len(segments):
+        return node if node.routes else None
+    segment = segments[index]
+    child = node.static.get(segment)
+    if child is not None:
+        found = _walk(child, segments, index + 1, params)
+        if found is not None:
+            return found
+    for pattern, dyn_child in node.dynamic:
+        matched = pattern.regex.match(segment)
+        if matched is None:
+            continue
+        found = _walk(dyn_child, segments, index + 1, params)
+        if found is not None:
+            for key, raw in matched.groupdict().items():
+                params[key] = pattern.convertors[key].convert(raw)
+            return found
+    for prefix, name, _, holder in node.rest:
+        rest = "/".join(segments[index:])
+        if rest.startswith(prefix):
+            leaf: _Node = holder["node"]
+            params[name] = rest[len(prefix) :]
+            return leaf
+    return None
+
+
+def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _flatten_extends(
+    name: str, bases: dict[str, Any], routes: dict[str, Any], source: str, seen: tuple[str, ...]
+) -> dict[str, Any]:
+    """The route's table with every ancestor deep-merged beneath it (child wins, lists replace)."""
+    if name in seen:
+        raise ConfigError(f"{source}: route {seen[0]!r}: `extends` cycle {' -> '.join((*seen, name))}")
+    table = routes.get(name) if not seen else bases.get(name, routes.get(name))
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: route {seen[0]!r}: extends unknown base {name!r}")
+    parent = table.get("extends")
+    if parent is None:
+        return dict(table)
+    inherited = _flatten_extends(str(parent), bases, routes, source, (*seen, name))
+    inherited.pop("path", None)
+    return _deep_merge(inherited, table)
+
+
+def _validate(name: str, path: str, config: JobConfig | Mapping[str, Any] | None) -> JobConfig:
+    if config is None:
+        return JobConfig()
+    if isinstance(config, JobConfig):
+        return config
+    try:
+        return JobConfig.model_validate(config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        label = f"{name!r} ({path})" if name != path else repr(path)
+        raise ConfigError(f"route {label}: {problems}") from exc

@@ -1,0 +1,195 @@
+"""install() / GuardMiddleware: resolve the route once, then run that route's prebuilt pipeline.
+
+Stage 0 lives here: registry lookup, the request id, the GuardContext, body replay, and turning a
+raised Problem into an RFC 9457 response. Each registered route gets its own chain of only the stages
+it enables, built once; unregistered routes go straight to the app.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .backends import Backend
+from .config.settings import GuardSettings
+from .context import SCOPE_KEY, GuardContext
+from .middleware import STAGES
+from .problems import Problem, send_problem
+from .registry import CompiledRoute, RouteRegistry
+from .runtime import GuardRuntime
+from .security.ip import parse_networks, resolve_client_ip
+
+_REQUEST_ID = b"x-request-id"
+
+
+def _valid_request_id(value: bytes) -> bool:
+    """Up to 128 visible ASCII characters."""
+    return 0 < len(value) <= 128 and all(0x21 <= b <= 0x7E for b in value)
+
+
+def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
+    """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
+    config = route.config
+    needs_body = False
+    for stage in reversed(STAGES):
+        if stage.enabled_for(config):
+            app = stage(app, route, runtime)
+            needs_body = needs_body or stage.needs_body(config)
+    return app, needs_body
+
+
+class GuardMiddleware:
+    """The whole asgi-guard stack as one ASGI middleware."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: RouteRegistry,
+        settings: GuardSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        runtime: GuardRuntime | None = None,
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        self.runtime = runtime or GuardRuntime(settings, backend)
+        self.settings = self.runtime.settings
+        self._trusted = parse_networks(self.settings.trusted_proxies)
+        self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
+        self._deny = self.settings.unregistered == "deny"
+        self._metrics_path = self.settings.metrics_path or None
+        self._metrics_app: ASGIApp | None = None
+        for route in registry:
+            self._pipeline(route)
+        if self._metrics_path:
+            from .telemetry.metrics import metrics_endpoint
+
+            self._metrics_app = metrics_endpoint(self.runtime)
+
+    def _pipeline(self, route: CompiledRoute) -> tuple[ASGIApp, bool]:
+        built = self._pipelines.get(route)
+        if built is None:
+            built = self._pipelines[route] = build_pipeline(self.app, route, self.runtime)
+        return built
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "lifespan":
+                await self.app(scope, self._lifespan_receive(receive), send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        runtime = self.runtime
+        if not runtime.started:
+            self.registry.freeze()
+            await runtime.startup()
+        path: str = scope["path"]
+        if path == self._metrics_path and self._metrics_app is not None:
+            await self._metrics_app(scope, receive, send)
+            return
+        found = self.registry.match(scope["method"], path)
+        if found is None:
+            if self._deny:
+                await self._deny_unregistered(scope, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        route, params = found
+        pipeline, needs_body = self._pipelines.get(route) or self._pipeline(route)
+
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == _REQUEST_ID:
+                if _valid_request_id(value):
+                    request_id = value
+                break
+        if request_id is None:
+            request_id = os.urandom(16).hex().encode()
+        client = scope.get("client")
+        client_ip = (
+            resolve_client_ip(scope, self._trusted) if self._trusted else (client[0] if client else "unknown")
+        )
+        config = route.config
+        ctx = GuardContext(
+            request_id.decode(),
+            route,
+            params,
+            scope["method"],
+            path,
+            client_ip,
+            runtime,
+            receive,
+            config.max_body_size if config.max_body_size is not None else self.settings.max_body_size,
+        )
+        scope[SCOPE_KEY] = ctx
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"guard": ctx}
+        else:
+            state["guard"] = ctx
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((_REQUEST_ID, request_id))
+                headers.extend(ctx.response_headers)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await pipeline(scope, ctx.receive if needs_body else receive, send_with_headers)
+        except Problem as problem:
+            if ctx.status is not None:
+                raise
+            ctx.rejected_by = ctx.rejected_by or problem.slug
+            await send_problem(send_with_headers, problem, ctx.request_id)
+
+    async def _deny_unregistered(self, scope: Scope, send: Send) -> None:
+        status = self.settings.unregistered_status
+        problem = Problem(
+            status,
+            "route-not-registered",
+            "Not Found" if status == 404 else "Forbidden",
+            f"{scope['method']} {scope['path']} is not a registered route",
+        )
+        request_id = os.urandom(16).hex()
+        await send_problem(_add_request_id(send, request_id), problem, request_id)
+
+    def _lifespan_receive(self, receive: Receive) -> Callable[[], Any]:
+        runtime, registry = self.runtime, self.registry
+
+        async def lifespan_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                registry.freeze()
+                await runtime.startup()
+            elif message["type"] == "lifespan.shutdown":
+                await runtime.shutdown()
+            return message
+
+        return lifespan_receive
+
+
+def _add_request_id(send: Send, request_id: str) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), (_REQUEST_ID, request_id.encode())]}
+        await send(message)
+
+    return wrapped
+
+
+def install(
+    app: Any,
+    registry: RouteRegistry,
+    settings: GuardSettings | None = None,
+    *,
+    backend: Backend | None = None,
+) -> None:
+    """Add the ordered asgi-guard stack to a Starlette or FastAPI app (one middleware entry)."""
+    app.add_middleware(GuardMiddleware, registry=registry, settings=settings, backend=backend)
