@@ -126,22 +126,34 @@ class GuardContext:
     def resource_id(self) -> str | None:
         """The resource id resolved so far (path parameter, or the body field once read)."""
         if not self._resource_resolved:
-            value = self.path_params.get(self.route.config.resource_id_field)
+            config = self.route.config
+            value = self.path_params.get(config.resource_id_field)
             if value is not None:
                 self._resource_id, self._resource_resolved = str(value), True
+            elif config.resource_id_from_body and self._body is not None:
+                self._resource_id, self._resource_resolved = self._body_field(), True
         return self._resource_id
+
+    def _body_field(self) -> str | None:
+        if self._json is _NO_JSON:
+            try:
+                self._json = json.loads(self._body) if self._body and self._body.strip() else None
+            except (ValueError, UnicodeDecodeError):
+                return None
+        document = self._json
+        if isinstance(document, dict):
+            value = document.get(self.route.config.resource_id_field)
+            if value is not None and not isinstance(value, (dict, list)):
+                return str(value)
+        return None
 
     async def resolve_resource_id(self) -> str | None:
         """Path parameter first; else, when the route says so, the named JSON body field."""
         if self.resource_id is not None or self._resource_resolved:
             return self._resource_id
-        config = self.route.config
-        if config.resource_id_from_body:
-            document = await self.json()
-            if isinstance(document, dict):
-                value = document.get(config.resource_id_field)
-                if value is not None and not isinstance(value, (dict, list)):
-                    self._resource_id = str(value)
+        if self.route.config.resource_id_from_body:
+            await self.json()
+            self._resource_id = self._body_field()
         self._resource_resolved = True
         return self._resource_id
 

@@ -33,7 +33,7 @@ def _valid_request_id(value: bytes) -> bool:
 def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
     config = route.config
-    needs_body = False
+    needs_body = config.resource_id_from_body
     for stage in reversed(STAGES):
         if stage.enabled_for(config):
             app = stage(app, route, runtime)
@@ -142,6 +142,8 @@ class GuardMiddleware:
             await send(message)
 
         try:
+            if config.resource_id_from_body:
+                await ctx.resolve_resource_id()
             await pipeline(scope, ctx.receive if needs_body else receive, send_with_headers)
         except Problem as problem:
             if ctx.status is not None:

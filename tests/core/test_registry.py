@@ -1,0 +1,172 @@
+"""RouteRegistry: templates, converters, methods, precedence, scale, TOML inheritance, errors."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from asgi_guard import ConfigError, JobConfig, RouteRegistry
+
+
+def test_resolve_returns_config_and_params() -> None:
+    registry = RouteRegistry()
+    config = JobConfig(endpoint_name="io_job")
+    registry.register("/jobs/{resource_id}", config, methods=["POST"])
+    assert registry.resolve("POST", "/jobs/42") == (config, {"resource_id": "42"})
+    assert registry.resolve("GET", "/jobs/42") is None
+    assert registry.resolve("POST", "/jobs") is None
+    assert registry.resolve("POST", "/jobs/42/extra") is None
+
+
+def test_convertors_convert_and_constrain() -> None:
+    registry = RouteRegistry()
+    registry.register("/items/{item_id:int}", JobConfig(endpoint_name="int"))
+    registry.register("/ratio/{value:float}", JobConfig(endpoint_name="float"))
+    registry.register("/users/{uid:uuid}", JobConfig(endpoint_name="uuid"))
+    registry.register("/files/{rest:path}", JobConfig(endpoint_name="path"))
+    assert registry.resolve("GET", "/items/7") == (registry.resolve("GET", "/items/7")[0], {"item_id": 7})  # type: ignore[index]
+    assert registry.resolve("GET", "/items/seven") is None
+    assert registry.resolve("GET", "/ratio/1.5")[1] == {"value": 1.5}  # type: ignore[index]
+    uid = uuid.uuid4()
+    assert registry.resolve("GET", f"/users/{uid}")[1] == {"uid": uid}  # type: ignore[index]
+    assert registry.resolve("GET", "/users/not-a-uuid") is None
+    assert registry.resolve("GET", "/files/a/b/c.txt")[1] == {"rest": "a/b/c.txt"}  # type: ignore[index]
+
+
+def test_static_segments_win_over_dynamic() -> None:
+    registry = RouteRegistry()
+    registry.register("/jobs/{resource_id}", JobConfig(endpoint_name="dynamic"))
+    registry.register("/jobs/summary", JobConfig(endpoint_name="static"))
+    registry.register("/jobs/{resource_id}/log", JobConfig(endpoint_name="log"))
+    registry.register("/jobs/summary/{day}", JobConfig(endpoint_name="day"))
+    assert registry.resolve("GET", "/jobs/summary")[0].endpoint_name == "static"  # type: ignore[index]
+    assert registry.resolve("GET", "/jobs/other")[0].endpoint_name == "dynamic"  # type: ignore[index]
+    assert registry.resolve("GET", "/jobs/summary/log")[0].endpoint_name == "day"  # type: ignore[index]
+    # backtracking: static branch that dead-ends falls back to the dynamic one
+    assert registry.resolve("GET", "/jobs/x/log")[0].endpoint_name == "log"  # type: ignore[index]
+
+
+def test_methods_split_one_template_and_get_implies_head() -> None:
+    registry = RouteRegistry()
+    registry.register("/jobs/{id}", JobConfig(endpoint_name="read"), methods=["GET"])
+    registry.register("/jobs/{id}", JobConfig(endpoint_name="write"), methods=["post", "PUT"])
+    assert registry.resolve("GET", "/jobs/1")[0].endpoint_name == "read"  # type: ignore[index]
+    assert registry.resolve("HEAD", "/jobs/1")[0].endpoint_name == "read"  # type: ignore[index]
+    assert registry.resolve("PUT", "/jobs/1")[0].endpoint_name == "write"  # type: ignore[index]
+    assert registry.resolve("DELETE", "/jobs/1") is None
+    with pytest.raises(ConfigError, match="POST is already registered"):
+        registry.register("/jobs/{id}", JobConfig(), methods=["POST"])
+
+
+def test_thousand_routes_resolve_exactly() -> None:
+    registry = RouteRegistry()
+    for i in range(1000):
+        registry.register(f"/svc{i}/items/{{item_id:int}}", JobConfig(endpoint_name=f"r{i}"))
+        registry.register(f"/static/{i}", JobConfig(endpoint_name=f"s{i}"))
+    assert len(registry) == 2000
+    for i in (0, 499, 999):
+        assert registry.resolve("GET", f"/svc{i}/items/5") == (
+            registry.resolve("GET", f"/svc{i}/items/5")[0],  # type: ignore[index]
+            {"item_id": 5},
+        )
+        assert registry.resolve("GET", f"/svc{i}/items/5")[0].endpoint_name == f"r{i}"  # type: ignore[index]
+        assert registry.resolve("GET", f"/static/{i}")[0].endpoint_name == f"s{i}"  # type: ignore[index]
+    assert registry.resolve("GET", "/svc1000/items/5") is None
+
+
+def test_bad_config_names_route_and_field() -> None:
+    registry = RouteRegistry()
+    with pytest.raises(ConfigError) as info:
+        registry.register("/jobs/{id}", {"rate_limit": {"token_bucket": {"refill_rate": -1}}}, name="io_job")
+    message = str(info.value)
+    assert "io_job" in message and "rate_limit.token_bucket.refill_rate" in message
+    with pytest.raises(ConfigError, match="cache.capacityy"):
+        registry.register("/x", {"cache": {"capacityy": 3}})
+    with pytest.raises(ConfigError, match="unknown path convertor"):
+        registry.register("/x/{id:nope}", JobConfig())
+    with pytest.raises(ConfigError, match="must start with"):
+        registry.register("x", JobConfig())
+
+
+def test_registry_frozen_after_start() -> None:
+    registry = RouteRegistry()
+    registry.freeze()
+    with pytest.raises(ConfigError, match="frozen"):
+        registry.register("/late", JobConfig())
+
+
+def test_job_config_is_frozen_and_defaults_safe() -> None:
+    config = JobConfig()
+    assert config.security.permission_roles_required == []
+    assert config.security.mfa_required is False
+    assert not config.rate_limit.enabled and not config.cache.enabled
+    assert config.required_credits == 0
+    with pytest.raises(Exception):
+        config.required_credits = 5  # type: ignore[misc]
+
+
+TOML = """
+[bases.secure]
+security.auth_type_required = "jwt"
+security.permission_roles_required = ["admin"]
+rate_limit = { enabled = true, algo = "fixed_window", fixed_window = { limit = 10, window = 60 } }
+
+[bases.metered]
+extends = "secure"
+required_credits = 2
+
+[routes.io_job]
+path = "/jobs/{resource_id}"
+methods = ["POST"]
+extends = "metered"
+endpoint_name = "io_job"
+rate_limit.fixed_window.limit = 5
+
+[routes.io_job_read]
+path = "/jobs/{resource_id}"
+methods = ["GET"]
+extends = "io_job"
+required_credits = 0
+"""
+
+
+def test_toml_extends_deep_merges(tmp_path: Path) -> None:
+    file = tmp_path / "routes.toml"
+    file.write_text(TOML)
+    registry = RouteRegistry.from_file(file)
+    write, params = registry.resolve("POST", "/jobs/9")  # type: ignore[misc]
+    assert params == {"resource_id": "9"}
+    assert write.endpoint_name == "io_job"
+    assert write.required_credits == 2
+    assert write.security.auth_type_required == "jwt"
+    assert write.security.permission_roles_required == ["admin"]
+    assert write.rate_limit.fixed_window.limit == 5  # overridden
+    assert write.rate_limit.fixed_window.window == 60  # inherited
+    read, _ = registry.resolve("GET", "/jobs/9")  # type: ignore[misc]
+    assert read.required_credits == 0 and read.rate_limit.fixed_window.limit == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[routes.a]\npath = "/a"\nextends = "ghost"\n', "extends unknown base 'ghost'"),
+        ('[bases.x]\nextends = "y"\n[bases.y]\nextends = "x"\n[routes.a]\npath = "/a"\nextends = "x"\n',
+         "cycle"),
+        ('[routes.a]\nmethods = ["GET"]\n', "field 'path' is required"),
+        ('[routes.a]\npath = "/a"\nrequired_credits = -3\n', "required_credits"),
+        ("[routes.a\n", "routes.toml"),
+        ('[other]\nx = 1\n', "unknown top-level"),
+    ],
+)
+def test_toml_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:
+    file = tmp_path / "routes.toml"
+    file.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        RouteRegistry.from_file(file)
+
+
+def test_example_routes_file_is_valid() -> None:
+    registry = RouteRegistry.from_file(Path(__file__).parents[2] / "examples" / "routes.toml")
+    assert len(registry) >= 2
