@@ -33,8 +33,14 @@ def _policy_summary(registry: RouteRegistry) -> list[tuple[str, str, str, str]]:
             details.append(f"credits={config.required_credits} {config.credit_type}")
         if config.security.auth_type_required:
             details.append(f"auth={config.security.auth_type_required}")
-        rows.append((route.name, methods, route.template, " ".join(stages) + ("  " if details else "")
-                     + ", ".join(details)))
+        rows.append(
+            (
+                route.name,
+                methods,
+                route.template,
+                " ".join(stages) + ("  " if details else "") + ", ".join(details),
+            )
+        )
     return rows
 
 

@@ -29,30 +29,71 @@ class Principal:
     claims: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True, eq=False)
 class GuardContext:
-    """Everything the stack learned about one request. Stages read and add; none re-parses."""
+    """Everything the stack learned about one request. Stages read and add; none re-parses.
 
-    request_id: str
-    route: CompiledRoute
-    path_params: dict[str, Any]
-    method: str
-    path: str
-    client_ip: str
-    runtime: GuardRuntime
-    raw_receive: Receive
-    max_body_size: int
-    principal: Principal | None = None
-    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    status: int | None = None
-    rejected_by: str | None = None
-    decisions: dict[str, Any] = field(default_factory=dict)
-    started: float = 0.0
-    _body: bytes | None = None
-    _replayed: bool = False
-    _json: Any = _NO_JSON
-    _resource_id: Any = None
-    _resource_resolved: bool = False
+    A plain slotted class (not a dataclass) because one is built per request: its __init__ is
+    the cheapest Python allows.
+    """
+
+    __slots__ = (
+        "_body",
+        "_json",
+        "_replayed",
+        "_resource_id",
+        "_resource_resolved",
+        "client_ip",
+        "decisions",
+        "max_body_size",
+        "method",
+        "path",
+        "path_params",
+        "principal",
+        "raw_receive",
+        "rejected_by",
+        "request_id",
+        "response_headers",
+        "route",
+        "runtime",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        route: CompiledRoute,
+        path_params: dict[str, Any],
+        method: str,
+        path: str,
+        client_ip: str,
+        runtime: GuardRuntime,
+        raw_receive: Receive,
+        max_body_size: int,
+    ) -> None:
+        self.request_id = request_id
+        self.route = route
+        self.path_params = path_params
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.runtime = runtime
+        self.raw_receive = raw_receive
+        self.max_body_size = max_body_size
+        self.principal: Principal | None = None
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.status: int | None = None
+        self.rejected_by: str | None = None
+        self.decisions: dict[str, Any] = {}
+        self.started = 0.0
+        self._body: bytes | None = None
+        self._replayed = False
+        self._json: Any = _NO_JSON
+        self._resource_id: str | None = None
+        self._resource_resolved = False
+
+    def __repr__(self) -> str:
+        return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
 
     @property
     def config(self) -> Any:
@@ -118,7 +159,9 @@ class GuardContext:
         try:
             self._json = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise Problem(400, "malformed-json", "Bad Request", f"request body is not valid JSON: {exc}") from exc
+            raise Problem(
+                400, "malformed-json", "Bad Request", f"request body is not valid JSON: {exc}"
+            ) from exc
         return self._json
 
     # -- resource id ----------------------------------------------------------------------------

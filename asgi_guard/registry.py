@@ -20,6 +20,8 @@ from .config import JobConfig
 from .errors import ConfigError
 
 ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+HOT_PATHS = 4096  # recently matched (method, path) pairs kept; cleared whole when full (bounded)
+_MISS = object()
 _PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
 
 
@@ -43,6 +45,7 @@ class CompiledRoute:
 class _Pattern:
     regex: re.Pattern[str]
     convertors: dict[str, Convertor[Any]]
+    whole_str: str | None = None  # "{name}" alone in its segment: any non-empty segment, no regex
 
 
 @dataclass
@@ -64,7 +67,9 @@ def _compile_segment(segment: str, template: str) -> _Pattern:
         convertors[name] = convertor
         pos = match.end()
     regex += re.escape(segment[pos:]) + "$"
-    return _Pattern(re.compile(regex), convertors)
+    whole = _PARAM.fullmatch(segment)
+    simple = whole.group(1) if whole and (whole.group(2) or "str") == "str" else None
+    return _Pattern(re.compile(regex), convertors, simple)
 
 
 def _methods(methods: Iterable[str] | None) -> frozenset[str]:
@@ -84,6 +89,7 @@ class RouteRegistry:
         self._static: dict[str, dict[str, CompiledRoute]] = {}
         self._routes: list[CompiledRoute] = []
         self._frozen = False
+        self._hot: dict[tuple[str, str], tuple[CompiledRoute, dict[str, Any]] | None] = {}
 
     # -- registration ---------------------------------------------------------------------------
     def register(
@@ -108,6 +114,7 @@ class RouteRegistry:
         else:
             self._claim(self._insert(path).routes, route)
         self._routes.append(route)
+        self._hot.clear()
         return route
 
     def _claim(self, slot: dict[str, CompiledRoute], route: CompiledRoute) -> None:
@@ -155,14 +162,17 @@ class RouteRegistry:
             route = static.get(method)
             if route is not None:
                 return route, {}
-        if not self._root.static and not self._root.dynamic and not self._root.rest:
-            return None
+        hot = self._hot.get((method, path), _MISS)
+        if hot is not _MISS:
+            return None if hot is None else (hot[0], dict(hot[1]))  # type: ignore[index]
         params: dict[str, Any] = {}
         node = _walk(self._root, path.strip("/").split("/"), 0, params)
-        if node is None:
-            return None
-        route = node.routes.get(method)
-        return (route, params) if route is not None else None
+        route = node.routes.get(method) if node is not None else None
+        found = (route, params) if route is not None else None
+        if len(self._hot) >= HOT_PATHS:
+            self._hot.clear()
+        self._hot[(method, path)] = found
+        return (found[0], dict(params)) if found is not None else None
 
     def resolve(self, method: str, path: str) -> tuple[JobConfig, dict[str, Any]] | None:
         """(JobConfig, path params) for the request, or None when the route is not registered."""
@@ -222,6 +232,14 @@ def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) 
         if found is not None:
             return found
     for pattern, dyn_child in node.dynamic:
+        if pattern.whole_str is not None:
+            if not segment:
+                continue
+            found = _walk(dyn_child, segments, index + 1, params)
+            if found is not None:
+                params[pattern.whole_str] = segment
+                return found
+            continue
         matched = pattern.regex.match(segment)
         if matched is None:
             continue

@@ -33,7 +33,7 @@ class GuardRuntime:
         found = self._services.get(key)
         if found is None:
             found = self._services[key] = factory()
-        return found  # type: ignore[no-any-return]
+        return found
 
     def on_startup(self, hook: Hook) -> None:
         if self._started:
@@ -69,6 +69,6 @@ class GuardRuntime:
         for hook in reversed(self._shutdown):
             try:
                 await hook()
-            except Exception:  # noqa: BLE001 - one failing hook must not stop the others
+            except Exception:
                 log.exception("asgi-guard shutdown hook failed")
         await self.backend.close()

@@ -58,8 +58,10 @@ class GuardMiddleware:
         self.runtime = runtime or GuardRuntime(settings, backend)
         self.settings = self.runtime.settings
         self._trusted = parse_networks(self.settings.trusted_proxies)
+        self._forwarded_header = self.settings.forwarded_header
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
         self._deny = self.settings.unregistered == "deny"
+        self._max_body = self.settings.max_body_size
         self._metrics_path = self.settings.metrics_path or None
         self._metrics_app: ASGIApp | None = None
         for route in registry:
@@ -111,7 +113,9 @@ class GuardMiddleware:
             request_id = os.urandom(16).hex().encode()
         client = scope.get("client")
         client_ip = (
-            resolve_client_ip(scope, self._trusted) if self._trusted else (client[0] if client else "unknown")
+            resolve_client_ip(scope, self._trusted, self._forwarded_header)
+            if self._trusted
+            else (client[0] if client else "unknown")
         )
         config = route.config
         ctx = GuardContext(
@@ -123,7 +127,7 @@ class GuardMiddleware:
             client_ip,
             runtime,
             receive,
-            config.max_body_size if config.max_body_size is not None else self.settings.max_body_size,
+            self._max_body if config.max_body_size is None else config.max_body_size,
         )
         scope[SCOPE_KEY] = ctx
         state = scope.get("state")
@@ -135,10 +139,12 @@ class GuardMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
-                headers = list(message.get("headers", ()))
+                headers = message.get("headers")
+                if type(headers) is not list:  # the usual case (Starlette) appends in place
+                    headers = message["headers"] = list(headers or ())
                 headers.append((_REQUEST_ID, request_id))
-                headers.extend(ctx.response_headers)
-                message = {**message, "headers": headers}
+                if ctx.response_headers:
+                    headers.extend(ctx.response_headers)
             await send(message)
 
         try:
@@ -180,7 +186,10 @@ class GuardMiddleware:
 def _add_request_id(send: Send, request_id: str) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), (_REQUEST_ID, request_id.encode())]}
+            message = {
+                **message,
+                "headers": [*message.get("headers", ()), (_REQUEST_ID, request_id.encode())],
+            }
         await send(message)
 
     return wrapped
@@ -192,6 +201,13 @@ def install(
     settings: GuardSettings | None = None,
     *,
     backend: Backend | None = None,
+    runtime: GuardRuntime | None = None,
 ) -> None:
-    """Add the ordered asgi-guard stack to a Starlette or FastAPI app (one middleware entry)."""
-    app.add_middleware(GuardMiddleware, registry=registry, settings=settings, backend=backend)
+    """Add the ordered asgi-guard stack to a Starlette or FastAPI app (one middleware entry).
+
+    Pass your own `runtime` to reach its backend and hooks from the app (e.g. to grant credits at
+    start-up); otherwise one is built from `settings`.
+    """
+    app.add_middleware(
+        GuardMiddleware, registry=registry, settings=settings, backend=backend, runtime=runtime
+    )

@@ -19,7 +19,7 @@ class ExpiringStore:
     stays O(1) amortised; when `max_keys` is reached the least recently written entry goes.
     """
 
-    __slots__ = ("_data", "_max_keys", "_clock")
+    __slots__ = ("_clock", "_data", "_max_keys")
 
     def __init__(self, clock: Callable[[], float], max_keys: int) -> None:
         self._data: OrderedDict[Any, tuple[Any, float | None]] = OrderedDict()
@@ -27,10 +27,10 @@ class ExpiringStore:
         self._clock = clock
 
     def get(self, key: Any, default: Any = None) -> Any:
-        item = self._data.get(key, _MISSING)
-        if item is _MISSING:
+        item = self._data.get(key)
+        if item is None:
             return default
-        value, expires = item  # type: ignore[misc]
+        value, expires = item
         if expires is not None and expires <= self._clock():
             del self._data[key]
             return default

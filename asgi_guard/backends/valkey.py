@@ -8,6 +8,7 @@ BackendUnavailable so the stage can answer 503 or fail open, never hang.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
@@ -90,7 +91,9 @@ class ValkeyBackend(Backend):
             script = self._scripts[name] = self.client.register_script(load_script_source(name))
         return script
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[Any], timeout: float | None = None) -> Any:
+    async def run(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], timeout: float | None = None
+    ) -> Any:
         """Run one script atomically, in one round trip (two the first time, to load it)."""
         return await self.call(self.script(name)(keys=list(keys), args=list(args)), timeout)
 
@@ -117,7 +120,5 @@ class ValkeyBackend(Backend):
         if self._client is not None:
             client, self._client = self._client, None
             self._scripts.clear()
-            try:
+            with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
                 await client.aclose()
-            except Exception:  # noqa: BLE001 - closing a dead connection must not fail shutdown
-                pass

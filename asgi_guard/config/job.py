@@ -42,5 +42,7 @@ class JobConfig(GuardModel):
         default=False, description="read the resource id from the JSON body when no path parameter has it"
     )
     max_body_size: int | None = Field(default=None, ge=0, description="overrides GuardSettings.max_body_size")
-    handler_timeout: float | None = Field(default=None, gt=0, description="seconds; past it the request is a 504")
+    handler_timeout: float | None = Field(
+        default=None, gt=0, description="seconds; past it the request is a 504"
+    )
     redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")

@@ -34,6 +34,9 @@ class GuardSettings(BaseSettings):
     encryption_keys: dict[str, SecretStr] = {}
     encryption_primary_key: str | None = None
     trusted_proxies: list[str] = []
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for", description="the one header trusted proxies write the client into"
+    )
     unregistered: Literal["allow", "deny"] = "allow"
     unregistered_status: Literal[403, 404] = 404
     metrics_path: str = "/metrics"

@@ -85,13 +85,20 @@ class ValkeyNode:
         """Start (or restart on the same port) and wait until it answers PING."""
         args = [
             valkey_server_binary(),
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(self.workdir),
-            "--daemonize", "no",
-            "--protected-mode", "yes",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
         ]
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
@@ -158,8 +165,9 @@ def start_standalone(port: int | None = None, workdir: str | Path | None = None)
     return ValkeyDeployment([node], cluster=False, workdir=directory, owns_workdir=workdir is None)
 
 
-def start_cluster(ports: list[int] | None = None, workdir: str | Path | None = None,
-                  timeout: float = 20.0) -> ValkeyDeployment:
+def start_cluster(
+    ports: list[int] | None = None, workdir: str | Path | None = None, timeout: float = 20.0
+) -> ValkeyDeployment:
     """Three primaries on loopback, slots split evenly, joined with CLUSTER MEET."""
     directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="asgi-guard-cluster-"))
     chosen = ports or []
@@ -203,8 +211,10 @@ def up(kind: str) -> str:
     if (state / "url").exists():
         return (state / "url").read_text()
     state.mkdir(parents=True, exist_ok=True)
-    deployment = start_cluster(workdir=state) if kind == "valkey-cluster" else start_standalone(
-        port=6379 if _is_free(6379) else None, workdir=state
+    deployment = (
+        start_cluster(workdir=state)
+        if kind == "valkey-cluster"
+        else start_standalone(port=6379 if _is_free(6379) else None, workdir=state)
     )
     (state / "pids").write_text(" ".join(str(n.pid) for n in deployment.nodes))
     (state / "url").write_text(deployment.url)

@@ -13,7 +13,9 @@ from asgi_guard.backends.memory import ExpiringStore
 from asgi_guard.config import PoolingConfig
 from asgi_guard.services.valkey import ValkeyDeployment
 
-SCRIPT = "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return redis.call('TIME')[1]"
+SCRIPT = (
+    "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return redis.call('TIME')[1]"
+)
 
 
 class Clock:
@@ -49,10 +51,14 @@ async def test_memory_backend_namespaces_share_one_clock() -> None:
 
 def test_backend_from_settings_picks_by_url() -> None:
     assert isinstance(backend_from_settings(GuardSettings(_env_file=None)), MemoryBackend)  # type: ignore[call-arg]
-    assert isinstance(backend_from_settings(GuardSettings(valkey_url="memory://", _env_file=None)), MemoryBackend)  # type: ignore[call-arg]
+    assert isinstance(
+        backend_from_settings(GuardSettings(valkey_url="memory://", _env_file=None)), MemoryBackend
+    )  # type: ignore[call-arg]
     tls = backend_from_settings(GuardSettings(valkey_url="valkeys://127.0.0.1:1/0", _env_file=None))  # type: ignore[call-arg]
     assert isinstance(tls, ValkeyBackend) and not tls.is_cluster
-    cluster = backend_from_settings(GuardSettings(valkey_url="valkey+cluster://127.0.0.1:1,127.0.0.1:2", _env_file=None))  # type: ignore[call-arg]
+    cluster = backend_from_settings(
+        GuardSettings(valkey_url="valkey+cluster://127.0.0.1:1,127.0.0.1:2", _env_file=None)
+    )  # type: ignore[call-arg]
     assert isinstance(cluster, ValkeyBackend) and cluster.is_cluster
 
 
@@ -63,7 +69,9 @@ def test_keys_are_hash_tagged_and_client_braces_stripped() -> None:
 
 
 @pytest.mark.parametrize("which", ["standalone", "cluster"])
-async def test_valkey_backend_runs_multi_key_script(which: str, valkey_url: str, valkey_cluster_url: str) -> None:
+async def test_valkey_backend_runs_multi_key_script(
+    which: str, valkey_url: str, valkey_cluster_url: str
+) -> None:
     url = valkey_url if which == "standalone" else valkey_cluster_url
     backend = ValkeyBackend(url)
     try:

@@ -152,12 +152,14 @@ def test_toml_extends_deep_merges(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ('[routes.a]\npath = "/a"\nextends = "ghost"\n', "extends unknown base 'ghost'"),
-        ('[bases.x]\nextends = "y"\n[bases.y]\nextends = "x"\n[routes.a]\npath = "/a"\nextends = "x"\n',
-         "cycle"),
+        (
+            '[bases.x]\nextends = "y"\n[bases.y]\nextends = "x"\n[routes.a]\npath = "/a"\nextends = "x"\n',
+            "cycle",
+        ),
         ('[routes.a]\nmethods = ["GET"]\n', "field 'path' is required"),
         ('[routes.a]\npath = "/a"\nrequired_credits = -3\n', "required_credits"),
         ("[routes.a\n", "routes.toml"),
-        ('[other]\nx = 1\n', "unknown top-level"),
+        ("[other]\nx = 1\n", "unknown top-level"),
     ],
 )
 def test_toml_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:

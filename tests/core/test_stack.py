@@ -174,7 +174,11 @@ async def test_fastapi_both_styles(style: str, make_client: Any) -> None:
     client = make_client(fastapi_app(style))
     response = await client.post("/jobs/7", json={"resource_id": "7", "other_data": "x"})
     assert response.status_code == 200
-    assert response.json() == {"resource_id": "7", "label": "io_job", "payload": {"resource_id": "7", "other_data": "x"}}
+    assert response.json() == {
+        "resource_id": "7",
+        "label": "io_job",
+        "payload": {"resource_id": "7", "other_data": "x"},
+    }
     assert "x-request-id" in response.headers
     # FastAPI's own validation still answers for its routes
     bad = await client.post("/jobs/7", json={"nope": 1})

@@ -1,0 +1,27 @@
+-- Response-cache lookup; a hit also counts as a use for lru / mru / lfu.
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter
+-- ARGV: 1 member (entry digest), 2 algo
+-- Returns false on a miss, else {value, age_ms, ttl_ms} measured on server time.
+local entry = redis.call('HMGET', KEYS[1], 'v', 't')
+if not entry[1] then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return false
+end
+local algo = ARGV[2]
+local SHIFT = 4294967296
+if algo == 'lru' or algo == 'mru' then
+  local seq = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[2], 'XX', seq, ARGV[1])
+elseif algo == 'lfu' then
+  local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if current then
+    local count = math.floor(tonumber(current) / SHIFT) + 1
+    if count > 1048575 then count = 1048575 end
+    local seq = redis.call('INCR', KEYS[4]) % SHIFT
+    redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', count * SHIFT + seq), ARGV[1])
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return {entry[1], now - tonumber(entry[2]), redis.call('PTTL', KEYS[1])}
