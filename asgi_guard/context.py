@@ -158,7 +158,7 @@ class GuardContext:
             return None
         try:
             self._json = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Problem(
                 400, "malformed-json", "Bad Request", f"request body is not valid JSON: {exc}"
             ) from exc
@@ -181,7 +181,7 @@ class GuardContext:
         if self._json is _NO_JSON:
             try:
                 self._json = json.loads(self._body) if self._body and self._body.strip() else None
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 return None
         document = self._json
         if isinstance(document, dict):
