@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._base import GuardModel
 
 
-class CacheAlgo(str, Enum):
+class CacheAlgo(StrEnum):
     fifo = "fifo"
     lfu = "lfu"
     lifo = "lifo"
@@ -18,32 +18,32 @@ class CacheAlgo(str, Enum):
 
 
 class DefaultCacheConfig(GuardModel):
-    cache_ttl: int = Field(default=60, ge=1)
+    cache_ttl: int = Field(default=60, ge=1, description="seconds an entry lives (bounded by default_ttl)")
 
 
 class _EvictionConfig(GuardModel):
-    capacity: int = Field(default=1024, ge=1)
-    default_ttl: int = Field(default=300, ge=1)
+    capacity: int = Field(default=1024, ge=1, description="entries the route's namespace holds")
+    default_ttl: int = Field(default=300, ge=1, description="upper bound on an entry's life, seconds")
 
 
 class FIFOCacheConfig(_EvictionConfig):
-    pass
+    """Evicts the entry stored first."""
 
 
 class LFUCacheConfig(_EvictionConfig):
-    pass
+    """Evicts the entry used least often (ties: the least recently used of them)."""
 
 
 class LIFOCacheConfig(_EvictionConfig):
-    pass
+    """Evicts the entry stored last."""
 
 
 class LRUCacheConfig(_EvictionConfig):
-    pass
+    """Evicts the entry used least recently."""
 
 
 class MRUCacheConfig(_EvictionConfig):
-    pass
+    """Evicts the entry used most recently."""
 
 
 class CacheConfig(GuardModel):
@@ -55,5 +55,26 @@ class CacheConfig(GuardModel):
     lifo: LIFOCacheConfig = LIFOCacheConfig()
     lru: LRUCacheConfig = LRUCacheConfig()
     mru: MRUCacheConfig = MRUCacheConfig()
-    shared: bool = False
-    fail_open: bool = True
+    shared: bool = Field(default=False, description="one entry for every user (else one per JWT subject)")
+    fail_open: bool = Field(default=True, description="store down: serve uncached (False: answer 503)")
+    vary_headers: list[str] = Field(default=[], description="request headers that are part of the key")
+    single_flight_timeout: float = Field(
+        default=5.0, gt=0, description="seconds a concurrent miss waits for the first one's response"
+    )
+    max_entry_size: int = Field(default=1_048_576, ge=0, description="larger bodies are not stored")
+
+    @field_validator("vary_headers")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        return [name.strip().lower() for name in value if name.strip()]
+
+    @property
+    def policy(self) -> _EvictionConfig:
+        """The section of the algorithm in use (capacity, default_ttl)."""
+        section: _EvictionConfig = getattr(self, self.algo.value)
+        return section
+
+    @property
+    def ttl(self) -> int:
+        """An entry's life: `default.cache_ttl`, bounded by the algorithm's `default_ttl`."""
+        return min(self.default.cache_ttl, self.policy.default_ttl)

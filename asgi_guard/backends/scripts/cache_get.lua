@@ -1,11 +1,17 @@
 -- Response-cache lookup; a hit also counts as a use for lru / mru / lfu.
--- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter
--- ARGV: 1 member (entry digest), 2 algo
--- Returns false on a miss, else {value, age_ms, ttl_ms} measured on server time.
+-- On a miss with a lock time, the caller also takes the fill lock unless another caller holds it.
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock
+-- ARGV: 1 member (entry digest), 2 algo, 3 fill lock ms (0: don't lock)
+-- Returns {value, age_ms, ttl_ms} (server time) on a hit; on a miss false (go ahead, and fill
+-- when locking) or 0 (another caller is filling this key: wait for it).
 local entry = redis.call('HMGET', KEYS[1], 'v', 't')
 if not entry[1] then
   redis.call('ZREM', KEYS[2], ARGV[1])
   redis.call('ZREM', KEYS[3], ARGV[1])
+  local lock_ms = tonumber(ARGV[3])
+  if lock_ms > 0 and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', lock_ms) then
+    return 0
+  end
   return false
 end
 local algo = ARGV[2]

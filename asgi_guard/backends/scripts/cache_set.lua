@@ -1,6 +1,6 @@
 -- Response-cache store: drop expired entries, evict by the algorithm when the namespace is full,
 -- then write the entry and its bookkeeping, all in one atomic step.
--- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter (one hash tag: one slot)
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock (one hash tag: one slot)
 -- ARGV: 1 member, 2 value, 3 ttl_ms, 4 capacity, 5 algo, 6 entry key prefix
 -- Order scores: fifo/lifo = write sequence; lru/mru = last use sequence;
 -- lfu = uses * 2^32 + last use sequence (fewest uses first, then least recent).
@@ -56,4 +56,5 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 redis.call('PEXPIRE', KEYS[3], ttl)
 redis.call('PEXPIRE', KEYS[4], ttl)
+redis.call('DEL', KEYS[5])
 return evicted

@@ -1,0 +1,29 @@
+"""Fixtures of the cache tests: a settable clock, backends (memory, Valkey, cluster), fake principal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from cache_helpers import BACKENDS, Clock, FakeAuth, make_backend
+
+import asgi_guard.stack
+from asgi_guard.backends import Backend
+from asgi_guard.middleware import STAGES
+
+
+@pytest.fixture
+def fake_auth(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(asgi_guard.stack, "STAGES", (FakeAuth, *STAGES))
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, clock: Clock, key_prefix: str) -> AsyncIterator[Backend]:
+    made = await make_backend(request, request.param, clock, key_prefix)
+    yield made
+    await made.close()
