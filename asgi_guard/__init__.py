@@ -6,6 +6,7 @@ from .context import GuardContext, Principal, get_guard
 from .errors import BackendUnavailable, ConfigError
 from .problems import Problem
 from .registry import RouteRegistry
+from .runtime import GuardRuntime
 from .stack import GuardMiddleware, install
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __all__ = [
     "ConfigError",
     "GuardContext",
     "GuardMiddleware",
+    "GuardRuntime",
     "GuardSettings",
     "JobConfig",
     "Principal",

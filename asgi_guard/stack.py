@@ -21,6 +21,7 @@ from .problems import Problem, send_problem
 from .registry import CompiledRoute, RouteRegistry
 from .runtime import GuardRuntime
 from .security.ip import parse_networks, resolve_client_ip
+from .telemetry.tracing import stage_probe
 
 _REQUEST_ID = b"x-request-id"
 
@@ -34,9 +35,10 @@ def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) ->
     """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
     config = route.config
     needs_body = config.resource_id_from_body
+    probe = stage_probe()  # None with the no-op tracer; else it wraps stages to time their child spans
     for stage in reversed(STAGES):
         if stage.enabled_for(config):
-            app = stage(app, route, runtime)
+            app = stage(app, route, runtime) if probe is None else probe(stage, app, route, runtime)
             needs_body = needs_body or stage.needs_body(config)
     return app, needs_body
 

@@ -1,12 +1,23 @@
-"""Client address resolution behind trusted proxies, and CIDR allowlists."""
+"""Client address resolution behind trusted proxies, and CIDR allowlists.
+
+Forwarding headers are only believed when the ASGI peer itself is a trusted proxy, and then read right
+to left, skipping trusted hops: the right-most hop no trusted proxy vouches for is the client. Anything
+to its left was written by the client and proves nothing.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
+
+_XFF = b"x-forwarded-for"
+_FORWARDED = b"forwarded"
+_DECISION_CACHE = 4096
 
 
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
@@ -14,28 +25,108 @@ def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
 
 
-def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+def parse_address(value: str) -> Address | None:
+    """An address, or None for garbage. IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes plain IPv4."""
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.ip_address(value)
     except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    ip = parse_address(address)
+    if ip is None:
         return False
     return any(ip in net for net in networks)
 
 
-def resolve_client_ip(scope: dict[str, Any], trusted: tuple[Network, ...]) -> str:
-    """The ASGI peer, unless it is a trusted proxy: then the right-most untrusted X-Forwarded-For hop."""
+def _strip_port(value: str) -> str:
+    """`[2001:db8::1]:4711` -> `2001:db8::1`, `192.0.2.1:80` -> `192.0.2.1`, bare IPv6 untouched."""
+    value = value.strip().strip('"').strip()
+    if value.startswith("["):
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def forwarded_for(value: str) -> list[str]:
+    """The `for=` node of each element of an RFC 7239 `Forwarded` header, in order.
+
+    An element without `for=` yields "" (an unknown hop), so the chain keeps its length.
+    """
+    hops: list[str] = []
+    for element in value.split(","):
+        node = ""
+        for pair in element.split(";"):
+            name, sep, raw = pair.partition("=")
+            if sep and name.strip().lower() == "for":
+                node = _strip_port(raw)
+                break
+        hops.append(node)
+    return hops
+
+
+def _hops(headers: Iterable[tuple[bytes, bytes]], header: ForwardedHeader) -> list[str] | None:
+    """The chain from the chosen header (several header lines join in order), or None if absent."""
+    wanted = _XFF if header == "x-forwarded-for" else _FORWARDED
+    hops: list[str] | None = None
+    for name, value in headers:
+        if name == wanted:
+            text = value.decode("latin-1")
+            parts = forwarded_for(text) if wanted == _FORWARDED else [_strip_port(p) for p in text.split(",")]
+            hops = parts if hops is None else hops + parts
+    return hops
+
+
+def resolve_client_ip(
+    scope: Mapping[str, Any],
+    trusted: tuple[Network, ...],
+    header: ForwardedHeader = "x-forwarded-for",
+) -> str:
+    """The ASGI peer, unless it is a trusted proxy: then the right-most untrusted hop of `header`.
+
+    Only the header the proxies are configured to write is read: a proxy that appends to
+    X-Forwarded-For passes a client's own `Forwarded` through untouched, so reading both would let a
+    client choose its address. A hop that is not an address (garbage, `unknown`, an obfuscated
+    `_node`) ends the walk at the last trusted proxy.
+    """
     client = scope.get("client")
     peer = client[0] if client else "unknown"
     if not trusted or not in_networks(peer, trusted):
         return peer
-    forwarded: list[str] = []
-    for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
-            forwarded.extend(part.strip() for part in value.decode("latin-1").split(","))
-    for hop in reversed(forwarded):
-        if not in_networks(hop, trusted):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer
+    hops = _hops(scope["headers"], header)
+    if not hops:
+        return peer
+    for hop in reversed(hops):
+        ip = parse_address(hop)
+        if ip is None:
+            return peer
+        if not any(ip in net for net in trusted):
+            return str(ip)
     return peer
+
+
+class IpAllowlist:
+    """A route's CIDR allowlist, with a small per-address decision cache (hot clients cost a lookup)."""
+
+    __slots__ = ("_cache", "_networks")
+
+    def __init__(self, networks: Iterable[str]) -> None:
+        self._networks = parse_networks(networks)
+        self._cache: dict[str, bool] = {}
+
+    def allows(self, address: str) -> bool:
+        found = self._cache.get(address)
+        if found is not None:
+            return found
+        ip = parse_address(address)
+        allowed = ip is not None and any(ip in net for net in self._networks)
+        if len(self._cache) >= _DECISION_CACHE:
+            self._cache.clear()
+        self._cache[address] = allowed
+        return allowed
