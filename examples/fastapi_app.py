@@ -14,9 +14,10 @@ from typing import Any
 
 import jwt
 from fastapi import FastAPI, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
-from asgi_guard import GuardSettings, JobConfig, RouteRegistry, get_guard, install
+from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, get_guard, install
+from asgi_guard.credits import credit_store
 from asgi_guard.config import (
     CacheConfig,
     CircuitBreakerConfig,
@@ -81,11 +82,13 @@ def build_settings() -> GuardSettings:
     settings = GuardSettings()
     updates: dict[str, Any] = {}
     if settings.jwt_secret is None and not (settings.jwt_public_key or settings.jwks_url):
-        updates["jwt_secret"] = secrets.token_urlsafe(32)
+        updates["jwt_secret"] = SecretStr(secrets.token_urlsafe(32))
     if not settings.encryption_keys:
         import base64
 
-        updates["encryption_keys"] = {"demo-1": base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")}
+        updates["encryption_keys"] = {
+            "demo-1": SecretStr(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))
+        }
     return settings.model_copy(update=updates) if updates else settings
 
 
@@ -116,7 +119,18 @@ async def job_status(resource_id: str, request: Request) -> dict[str, Any]:
     }
 
 
-install(app, registry, settings)
+runtime = GuardRuntime(settings)
+
+
+async def grant_demo_credits() -> None:
+    """Give the demo user 100 credits on start-up, so io_job can be called."""
+    store = credit_store(runtime.backend)
+    if await store.balance(DEMO_USER) == 0:
+        await store.grant(DEMO_USER, 100)
+
+
+runtime.on_startup(grant_demo_credits)
+install(app, registry, runtime=runtime)
 
 
 def dev_token(subject: str = DEMO_USER, ttl: int = 3600) -> str:
@@ -136,18 +150,6 @@ def dev_token(subject: str = DEMO_USER, ttl: int = 3600) -> str:
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
-
-
-async def grant_demo_credits(amount: int = 100) -> None:
-    """Give the demo user credits on the embedded backend so io_job can be called."""
-    from asgi_guard.credits import grant
-
-    await grant(app_runtime(), DEMO_USER, amount)
-
-
-def app_runtime() -> Any:
-    """The GuardRuntime of the installed stack (built by Starlette on first use)."""
-    return app.state.asgi_guard_runtime
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
