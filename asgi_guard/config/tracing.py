@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from ._base import GuardModel
 
 
 class TracingConfig(GuardModel):
-    function_name: str | None = None
-    trace_label: str | None = None
+    function_name: str | None = Field(default=None, description="name of the job span around the handler")
+    trace_label: str | None = Field(
+        default=None, description="label carried on the job span and in limit keys"
+    )
+    message_spans: bool = Field(
+        default=False, description="also make a span per ASGI send/receive message (off: they are noise)"
+    )

@@ -87,7 +87,6 @@ class SecurityMiddleware(Stage):
             self._totp = TotpChecker(sec.mfa_totp_digits, sec.mfa_totp_step, sec.mfa_totp_drift, clock)
             step_ttl = sec.mfa_totp_step * (2 * sec.mfa_totp_drift + 2)
             self._guard = TotpGuard(backend, step_ttl, sec.mfa_totp_max_failures, sec.mfa_totp_lockout)
-        self._rejections = get_metrics().rejections
         self._faults = get_metrics().backend_faults
 
     @classmethod
@@ -255,7 +254,6 @@ class SecurityMiddleware(Stage):
     def _reject(self, ctx: GuardContext, problem: Problem, reason: str | None = None) -> NoReturn:
         ctx.rejected_by = self.name
         ctx.decisions[self.name] = {"rejected": True, "reason": reason or problem.slug}
-        self._rejections.labels(self._label, self.name, reason or problem.slug).inc()
         raise problem
 
     def _unauthorized(self, ctx: GuardContext, slug: str, detail: str, code: str) -> NoReturn:

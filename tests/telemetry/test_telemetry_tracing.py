@@ -1,0 +1,263 @@
+"""Spans, as an SDK exporter sees them: names, parents and attributes of each kind of request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from telemetry_apps import guarded, token, unique
+
+from asgi_guard import JobConfig
+from asgi_guard.context import get_guard
+from asgi_guard.middleware.base import Stage
+from asgi_guard.problems import Problem
+from asgi_guard.telemetry.tracing import extract_trace_context, inject_trace_context
+
+PATH = "/jobs/{resource_id}"
+
+
+def by_name(spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:
+    found: dict[str, ReadableSpan] = {}
+    for span in spans.get_finished_spans():
+        assert span.name not in found, f"two spans called {span.name}"
+        found[span.name] = span
+    return found
+
+
+def parent_of(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def full_config(**extra: Any) -> JobConfig:
+    return JobConfig(
+        endpoint_name=unique("jobs_"),
+        tracing={"function_name": "run_job", "trace_label": "io"},
+        metrics={"histogram_name": unique("job_seconds_")},
+        security={"auth_type_required": "jwt"},
+        rate_limit={"enabled": True, "token_bucket": {"rate_limit": 1, "refill_rate": 0.001}},
+        **extra,
+    )
+
+
+async def test_allowed_request_has_server_stage_and_job_spans(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    config = full_config()
+    client = make_client(guarded(PATH, config))
+    response = await client.post("/jobs/42", headers={"authorization": f"Bearer {token('alice')}"})
+    assert response.status_code == 200
+    found = by_name(spans)
+    assert set(found) == {
+        "POST /jobs/{resource_id}",
+        "asgi_guard.security",
+        "asgi_guard.rate_limit",
+        "run_job",
+    }
+    server = found["POST /jobs/{resource_id}"]
+    assert server.kind == SpanKind.SERVER
+    assert server.parent is None
+    assert server.attributes["http.route"] == PATH
+    assert server.attributes["asgi_guard.request_id"] == response.headers["x-request-id"]
+    assert server.attributes["enduser.id"] == "alice"
+    assert "asgi_guard.rejected_by" not in server.attributes
+    sid = server.context.span_id
+    for name in ("asgi_guard.security", "asgi_guard.rate_limit", "run_job"):
+        assert parent_of(found[name]) == sid, name
+        assert found[name].context.trace_id == server.context.trace_id
+    security = found["asgi_guard.security"].attributes
+    assert security["asgi_guard.outcome"] == "passed"
+    assert security["asgi_guard.security.authenticated"] is True
+    limit = found["asgi_guard.rate_limit"].attributes
+    assert limit["asgi_guard.outcome"] == "passed"
+    assert limit["asgi_guard.rate_limit.allowed"] is True
+    assert limit["asgi_guard.rate_limit.remaining"] == 0
+    job = found["run_job"]
+    assert job.kind == SpanKind.INTERNAL
+    assert job.attributes["asgi_guard.route"] == config.endpoint_name
+    assert job.attributes["asgi_guard.trace_label"] == "io"
+    assert job.attributes["asgi_guard.resource_id"] == "42"
+    assert job.attributes["http.response.status_code"] == 200
+    assert job.status.status_code == StatusCode.UNSET
+    # Stage spans cover the stage's own work: each ends before the job starts.
+    assert found["asgi_guard.rate_limit"].end_time <= job.start_time
+
+
+async def test_401_span_says_security_rejected(spans: InMemorySpanExporter, make_client: Any) -> None:
+    client = make_client(guarded(PATH, full_config()))
+    response = await client.post("/jobs/42")
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    found = by_name(spans)
+    assert set(found) == {"POST /jobs/{resource_id}", "asgi_guard.security"}
+    server = found["POST /jobs/{resource_id}"]
+    assert server.attributes["asgi_guard.rejected_by"] == "security"
+    assert server.attributes["http.status_code"] == 401
+    assert server.status.status_code == StatusCode.UNSET  # a 4xx is the client's problem, not an error
+    assert not server.events
+    security = found["asgi_guard.security"]
+    assert parent_of(security) == server.context.span_id
+    assert security.attributes["asgi_guard.outcome"] == "rejected"
+    assert security.attributes["http.response.status_code"] == 401
+    assert security.attributes["asgi_guard.reason"] == response.json()["type"].rsplit(":", 1)[-1]
+
+
+async def test_429_span_says_rate_limit_rejected(spans: InMemorySpanExporter, make_client: Any) -> None:
+    client = make_client(guarded(PATH, full_config()))
+    auth = {"authorization": f"Bearer {token('bob')}"}
+    assert (await client.post("/jobs/7", headers=auth)).status_code == 200
+    spans.clear()
+    response = await client.post("/jobs/7", headers=auth)
+    assert response.status_code == 429
+    found = by_name(spans)
+    assert set(found) == {"POST /jobs/{resource_id}", "asgi_guard.security", "asgi_guard.rate_limit"}
+    server = found["POST /jobs/{resource_id}"]
+    assert server.attributes["asgi_guard.rejected_by"] == "rate_limit"
+    assert server.attributes["http.status_code"] == 429
+    limit = found["asgi_guard.rate_limit"]
+    assert parent_of(limit) == server.context.span_id
+    assert limit.attributes["asgi_guard.outcome"] == "rejected"
+    assert limit.attributes["asgi_guard.rate_limit.allowed"] is False
+    assert limit.attributes["asgi_guard.rate_limit.retry_after"] == int(response.headers["retry-after"])
+    assert found["asgi_guard.security"].attributes["asgi_guard.outcome"] == "passed"
+
+
+async def test_cache_hit_answers_without_job_span(spans: InMemorySpanExporter, make_client: Any) -> None:
+    config = JobConfig(
+        endpoint_name=unique("cached_"),
+        tracing={"function_name": "read_item"},
+        cache={"enabled": True, "shared": True},
+    )
+    client = make_client(guarded("/items/{resource_id}", config, methods=["GET"]))
+    first = await client.get("/items/1")
+    assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
+    assert "read_item" in by_name(spans)
+    spans.clear()
+    second = await client.get("/items/1")
+    assert second.status_code == 200 and second.headers["x-cache"] == "HIT"
+    found = by_name(spans)
+    assert set(found) == {"GET /items/{resource_id}", "asgi_guard.cache"}  # no job: the handler never ran
+    cache = found["asgi_guard.cache"]
+    assert parent_of(cache) == found["GET /items/{resource_id}"].context.span_id
+    assert cache.attributes["asgi_guard.outcome"] == "answered"
+    assert cache.attributes["asgi_guard.cache.hit"] is True
+    assert cache.attributes["http.response.status_code"] == 200
+
+
+async def test_handler_exception_is_recorded(spans: InMemorySpanExporter) -> None:
+    app = guarded(PATH, JobConfig(endpoint_name=unique("boom_"), tracing={"function_name": "run_job"}))
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/jobs/9?boom=1")
+    assert response.status_code == 500
+    found = by_name(spans)
+    assert set(found) == {"POST /jobs/{resource_id}", "run_job"}
+    server, job = found["POST /jobs/{resource_id}"], found["run_job"]
+    assert parent_of(job) == server.context.span_id
+    for span in (job, server):
+        assert span.status.status_code == StatusCode.ERROR
+        (event,) = [e for e in span.events if e.name == "exception"]
+        assert event.attributes["exception.type"] == "RuntimeError"
+        assert event.attributes["exception.message"] == "the job blew up"
+    assert server.attributes["http.response.status_code"] == 500
+
+
+async def test_message_spans_only_when_the_route_asks(spans: InMemorySpanExporter, make_client: Any) -> None:
+    quiet = JobConfig(endpoint_name=unique("quiet_"))
+    chatty = JobConfig(endpoint_name=unique("chatty_"), tracing={"message_spans": True})
+    client = make_client(
+        guarded("/quiet/{resource_id}", quiet, extra_routes=[("/chatty/{resource_id}", chatty)])
+    )
+    assert (await client.get("/quiet/1")).status_code == 200
+    assert [s.name for s in spans.get_finished_spans()] == ["GET /quiet/{resource_id}"]
+    spans.clear()
+    assert (await client.get("/chatty/1")).status_code == 200
+    names = {s.name for s in spans.get_finished_spans()}
+    assert "GET /chatty/{resource_id} http send" in names
+    assert "GET /chatty/{resource_id}" in names
+
+
+class _Refuser(Stage):
+    """A test-only stage standing in for any guard stage: decides, then rejects with 402."""
+
+    name = "credits"
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        ctx = scope["asgi_guard"]
+        ctx.decisions[self.name] = {"balance": 0, "required": 3}
+        ctx.rejected_by = self.name
+        raise Problem(402, "insufficient-credits", "Payment Required", "not enough credits")
+
+
+async def test_probe_wraps_any_stage_and_carries_its_decisions(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, make_client: Any
+) -> None:
+    from asgi_guard.middleware import TelemetryMiddleware
+
+    monkeypatch.setattr("asgi_guard.stack.STAGES", (TelemetryMiddleware, _Refuser))
+    client = make_client(guarded("/pay", JobConfig(endpoint_name=unique("pay_"))))
+    response = await client.get("/pay")
+    assert response.status_code == 402
+    found = by_name(spans)
+    assert set(found) == {"GET /pay", "asgi_guard.credits"}
+    credits = found["asgi_guard.credits"]
+    assert parent_of(credits) == found["GET /pay"].context.span_id
+    assert credits.attributes["asgi_guard.credits.balance"] == 0
+    assert credits.attributes["asgi_guard.credits.required"] == 3
+    assert credits.attributes["asgi_guard.outcome"] == "rejected"
+    assert credits.attributes["asgi_guard.reason"] == "insufficient-credits"
+    assert found["GET /pay"].attributes["asgi_guard.rejected_by"] == "credits"
+
+
+async def test_without_a_provider_nothing_is_traced(
+    monkeypatch: pytest.MonkeyPatch, make_client: Any
+) -> None:
+    """With the API's no-op provider: no probes, no server middleware work, requests still counted."""
+    from opentelemetry import trace
+
+    from asgi_guard.telemetry import tracing
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(tracing, "_active", False)
+    assert tracing.tracing_active() is False
+    assert tracing.stage_probe() is None
+    config = JobConfig(
+        endpoint_name=unique("plain_"), rate_limit={"enabled": True}, tracing={"function_name": "f"}
+    )
+    client = make_client(guarded(PATH, config))
+    response = await client.post("/jobs/1")
+    assert response.status_code == 200
+    assert inject_trace_context() == {}
+
+
+async def test_inject_trace_context_carries_the_request_trace(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    seen: dict[str, str] = {}
+
+    async def handler(request: Request) -> JSONResponse:
+        seen.update(inject_trace_context())
+        assert get_guard(request) is not None
+        return JSONResponse({})
+
+    config = JobConfig(endpoint_name=unique("inject_"), tracing={"function_name": "publish_job"})
+    client = make_client(guarded("/publish", config, endpoint=handler))
+    assert (await client.post("/publish")).status_code == 200
+    job = by_name(spans)["publish_job"]
+    version, trace_id, span_id, flags = seen["traceparent"].split("-")
+    assert version == "00" and int(flags, 16) & 1  # sampled
+    assert int(trace_id, 16) == job.context.trace_id
+    assert int(span_id, 16) == job.context.span_id  # the event's parent is the job span
+    assert inject_trace_context() == {}  # outside a request there is nothing to carry
+    carried = trace.get_current_span(extract_trace_context(seen)).get_span_context()
+    assert (carried.trace_id, carried.span_id) == (job.context.trace_id, job.context.span_id)
