@@ -100,7 +100,8 @@ class ValkeyBackend(Backend):
     async def call(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
         """Await a backend call with a bound; any failure becomes BackendUnavailable."""
         try:
-            return await asyncio.wait_for(awaitable, timeout or self.timeout)
+            async with asyncio.timeout(timeout or self.timeout):  # no extra task, unlike wait_for
+                return await awaitable
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -20,6 +20,7 @@ from .pulsar import PulsarLabelingConfig
 from .rate_limit import (
     DebounceConfig,
     FixedWindowConfig,
+    LimitConfig,
     RateLimitAlgo,
     RateLimitConfig,
     SlidingWindowConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "IdempotencyConfig",
     "JobConfig",
     "LFUCacheConfig",
+    "LimitConfig",
     "LIFOCacheConfig",
     "LRUCacheConfig",
     "MRUCacheConfig",

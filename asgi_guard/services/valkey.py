@@ -158,10 +158,22 @@ class ValkeyDeployment:
         self.stop()
 
 
+def _start_on_free_port(node: ValkeyNode, fixed: bool, cluster_bus: bool = False, tries: int = 5) -> None:
+    """Start `node`; if another process took its port in between, pick a new one and try again."""
+    for attempt in range(tries):
+        try:
+            node.start()
+            return
+        except RuntimeError:
+            if fixed or attempt == tries - 1:
+                raise
+            node.port = free_port(cluster_bus=cluster_bus)
+
+
 def start_standalone(port: int | None = None, workdir: str | Path | None = None) -> ValkeyDeployment:
     directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="asgi-guard-valkey-"))
     node = ValkeyNode(port or free_port(), directory)
-    node.start()
+    _start_on_free_port(node, fixed=port is not None)
     return ValkeyDeployment([node], cluster=False, workdir=directory, owns_workdir=workdir is None)
 
 
@@ -179,7 +191,7 @@ def start_cluster(
     deployment = ValkeyDeployment(nodes, cluster=True, workdir=directory, owns_workdir=workdir is None)
     try:
         for node in nodes:
-            node.start()
+            _start_on_free_port(node, fixed=ports is not None, cluster_bus=True)
         share = CLUSTER_SLOTS // len(nodes)
         for index, node in enumerate(nodes):
             first = index * share
