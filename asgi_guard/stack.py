@@ -7,6 +7,7 @@ it enables, built once; unregistered routes go straight to the app.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,19 @@ from .security.ip import parse_networks, resolve_client_ip
 from .telemetry.tracing import stage_probe
 
 _REQUEST_ID = b"x-request-id"
+# Generated ids: 16 random hex digits per process, then a counter: unique, 32 characters, and far
+# cheaper than a fresh random draw per request (ids identify requests; they are not secrets).
+_ID_PREFIX = os.urandom(8).hex().encode()
+_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+
+def _new_id_prefix() -> None:
+    """A forked worker (gunicorn --preload) must not repeat its parent's ids."""
+    global _ID_PREFIX
+    _ID_PREFIX = os.urandom(8).hex().encode()
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)
 
 
 def _valid_request_id(value: bytes) -> bool:
@@ -112,7 +126,7 @@ class GuardMiddleware:
                     request_id = value
                 break
         if request_id is None:
-            request_id = os.urandom(16).hex().encode()
+            request_id = b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
         client = scope.get("client")
         client_ip = (
             resolve_client_ip(scope, self._trusted, self._forwarded_header)
