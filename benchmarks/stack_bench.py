@@ -26,9 +26,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _asgi import make_scope, per_request_us  # noqa: E402
+from _asgi import make_scope, per_request_us
 
-from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install  # noqa: E402
+from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 TOKEN = jwt.encode({"sub": "bench-user", "exp": int(time.time()) + 3600, "scope": "items:read"}, SECRET, "HS256")

@@ -17,7 +17,6 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, SecretStr
 
 from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, get_guard, install
-from asgi_guard.credits import credit_store
 from asgi_guard.config import (
     CacheConfig,
     CircuitBreakerConfig,
@@ -31,6 +30,7 @@ from asgi_guard.config import (
     TokenBucketConfig,
     TracingConfig,
 )
+from asgi_guard.credits import credit_store
 
 DEMO_USER = "demo-user"
 
