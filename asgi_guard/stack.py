@@ -51,7 +51,7 @@ def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) ->
     needs_body = config.resource_id_from_body
     probe = stage_probe()  # None with the no-op tracer; else it wraps stages to time their child spans
     for stage in reversed(STAGES):
-        if stage.enabled_for(config):
+        if stage.enabled_for(config) and stage.enabled_in(config, runtime):
             app = stage(app, route, runtime) if probe is None else probe(stage, app, route, runtime)
             needs_body = needs_body or stage.needs_body(config)
     return app, needs_body

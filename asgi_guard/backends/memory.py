@@ -19,12 +19,13 @@ class ExpiringStore:
     stays O(1) amortised; when `max_keys` is reached the least recently written entry goes.
     """
 
-    __slots__ = ("_clock", "_data", "_max_keys")
+    __slots__ = ("_clock", "_data", "_max_keys", "_writes")
 
     def __init__(self, clock: Callable[[], float], max_keys: int) -> None:
         self._data: OrderedDict[Any, tuple[Any, float | None]] = OrderedDict()
         self._max_keys = max_keys
         self._clock = clock
+        self._writes = 0
 
     def get(self, key: Any, default: Any = None) -> Any:
         item = self._data.get(key)
@@ -43,7 +44,9 @@ class ExpiringStore:
         data[key] = (value, None if ttl is None else self._clock() + ttl)
         if len(data) > self._max_keys:
             data.popitem(last=False)
-        self._sweep()
+        self._writes += 1
+        if not self._writes & 7:  # every 8th write drops up to 16 expired entries: O(1) amortised
+            self._sweep(16)
 
     def pop(self, key: Any, default: Any = None) -> Any:
         value = self.get(key, _MISSING)
@@ -67,7 +70,7 @@ class ExpiringStore:
     def clear(self) -> None:
         self._data.clear()
 
-    def _sweep(self, budget: int = 2) -> None:
+    def _sweep(self, budget: int) -> None:
         """Drop up to `budget` expired entries from the oldest end."""
         data, now = self._data, self._clock()
         for _ in range(budget):

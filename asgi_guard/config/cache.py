@@ -47,9 +47,12 @@ class MRUCacheConfig(_EvictionConfig):
 
 
 class CacheConfig(GuardModel):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="turn stage 5 on for the route")
     default: DefaultCacheConfig = DefaultCacheConfig()
-    algo: CacheAlgo = CacheAlgo.lru
+    algo: CacheAlgo = Field(
+        default=CacheAlgo.lru,
+        description="which entry goes when the route's namespace is full: fifo, lfu, lifo, lru, mru",
+    )
     fifo: FIFOCacheConfig = FIFOCacheConfig()
     lfu: LFUCacheConfig = LFUCacheConfig()
     lifo: LIFOCacheConfig = LIFOCacheConfig()

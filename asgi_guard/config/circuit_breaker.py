@@ -8,7 +8,7 @@ from ._base import GuardModel
 
 
 class CircuitBreakerConfig(GuardModel):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="turn stage 7 on for the route")
     circuit_breaker_threshold: int = Field(
         default=5, ge=1, description="consecutive failures (exception, 5xx, time-out) that open the circuit"
     )

@@ -18,8 +18,12 @@ class EncryptionConfig(GuardModel):
     and/or `enable_decryption` (the same fields of the handler's JSON response are decrypted).
     """
 
-    enable_encryption: bool = False
-    enable_decryption: bool = False
+    enable_encryption: bool = Field(
+        default=False, description="encrypt `fields` of the request JSON before the handler sees it"
+    )
+    enable_decryption: bool = Field(
+        default=False, description="decrypt `fields` of the handler's JSON response for the caller"
+    )
     fields: list[str] = Field(
         default=[],
         description="JSON field names, dotted for nesting ('card.number'); arrays on the way are walked",

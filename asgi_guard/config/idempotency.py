@@ -8,9 +8,9 @@ from ._base import GuardModel
 
 
 class IdempotencyConfig(GuardModel):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="turn stage 4 on: honour the Idempotency-Key header")
     ttl: int = Field(default=86_400, ge=1, description="seconds a finished response is replayed")
-    max_key_length: int = Field(default=255, ge=1)
+    max_key_length: int = Field(default=255, ge=1, description="longer keys are a 400")
     fail_open: bool = Field(default=False, description="store down: run without idempotency (False: 503)")
     required: bool = Field(default=False, description="a request without the header is a 400")
     lock_ttl: int = Field(

@@ -20,13 +20,20 @@ from .tracing import TracingConfig
 class JobConfig(GuardModel):
     """Per-route policy. Defaults are safe for any route: every stage is off until asked for."""
 
-    endpoint_name: str | None = None
-    endpoint_description: str = ""
-    required_credits: int = Field(default=0, ge=0)
-    credit_type: str = "default"
-    charge_cache_hits: bool = False
+    endpoint_name: str | None = Field(
+        default=None,
+        description="the route's name in metrics, spans, keys and events (default: the template)",
+    )
+    endpoint_description: str = Field(default="", description="free text, shown by `asgi-guard routes`")
+    required_credits: int = Field(
+        default=0, ge=0, description="credits reserved before the handler, committed on success (0 = off)"
+    )
+    credit_type: str = Field(default="default", description="which balance the credits come from")
+    charge_cache_hits: bool = Field(default=False, description="also charge credits when the cache answers")
     rate_limit: RateLimitConfig = RateLimitConfig()
-    pooling: PoolingConfig | None = None
+    pooling: PoolingConfig | None = Field(
+        default=None, description="backend pool and time-outs for this route (default: GuardSettings.pooling)"
+    )
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     cache: CacheConfig = CacheConfig()
     security: SecurityConfig = SecurityConfig()

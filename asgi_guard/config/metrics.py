@@ -15,7 +15,9 @@ class MetricsConfig(GuardModel):
         pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
         description="Prometheus name of the job histogram",
     )
-    histogram_description: str = "Handler latency in seconds"
+    histogram_description: str = Field(
+        default="Handler latency in seconds", description="help text of the route's histogram"
+    )
     histogram_label: Literal["route", "resource_id"] = Field(
         default="route",
         description='"route" (the route label) or "resource_id" (capped, see resource_id_cap)',

@@ -8,6 +8,6 @@ from ._base import GuardModel
 
 
 class PoolingConfig(GuardModel):
-    max_connections: int = Field(default=50, ge=1)
-    connect_timeout: float = Field(default=0.5, gt=0)
+    max_connections: int = Field(default=50, ge=1, description="connections in the Valkey pool")
+    connect_timeout: float = Field(default=0.5, gt=0, description="seconds to connect")
     socket_timeout: float = Field(default=0.25, gt=0, description="bound on one backend call")

@@ -26,37 +26,44 @@ class RateLimitAlgo(StrEnum):
 class TokenBucketConfig(GuardModel):
     """Capacity `rate_limit` tokens, refilled continuously at `refill_rate` per second."""
 
-    rate_limit: int = Field(default=10, ge=1)
-    refill_rate: float = Field(default=1.0, gt=0)
+    rate_limit: int = Field(default=10, ge=1, description="bucket capacity (tokens); the bucket starts full")
+    refill_rate: float = Field(default=1.0, gt=0, description="tokens added per second, continuously")
     rate_window: int = Field(default=60, ge=1, description="idle state expires after this many seconds")
 
 
 class FixedWindowConfig(GuardModel):
-    limit: int = Field(default=100, ge=1)
-    window: int = Field(default=60, ge=1)
+    limit: int = Field(default=100, ge=1, description="requests allowed per window")
+    window: int = Field(default=60, ge=1, description="window length in seconds")
 
 
 class SlidingWindowConfig(GuardModel):
     """`precision="exact"` (default) keeps a log of timestamps: exact, O(limit) memory per key.
     `"approximate"` is the two-window weighted counter: O(1), may admit up to 2x `limit` in the worst case."""
 
-    limit: int = Field(default=100, ge=1)
-    window: int = Field(default=60, ge=1)
-    precision: str = Field(default="exact", pattern="^(exact|approximate)$")
+    limit: int = Field(default=100, ge=1, description="requests allowed per window")
+    window: int = Field(default=60, ge=1, description="window length in seconds")
+    precision: str = Field(
+        default="exact",
+        pattern="^(exact|approximate)$",
+        description='"exact" (a log of timestamps) or "approximate" (two-window weighted counter)',
+    )
 
 
 class ThrottleConfig(GuardModel):
-    interval: float = Field(default=1.0, gt=0)
+    interval: float = Field(default=1.0, gt=0, description="seconds")
 
 
 class DebounceConfig(GuardModel):
-    interval: float = Field(default=1.0, gt=0)
+    interval: float = Field(default=1.0, gt=0, description="seconds")
 
 
 class _AlgoSections(GuardModel):
     """The algorithm choice and its five sections, shared by the primary limit and the extra ones."""
 
-    algo: RateLimitAlgo = RateLimitAlgo.token_bucket
+    algo: RateLimitAlgo = Field(
+        default=RateLimitAlgo.token_bucket,
+        description="token_bucket, fixed_window, sliding_window, throttle or debounce",
+    )
     token_bucket: TokenBucketConfig = TokenBucketConfig()
     fixed_window: FixedWindowConfig = FixedWindowConfig()
     sliding_window: SlidingWindowConfig = SlidingWindowConfig()
@@ -78,7 +85,7 @@ class LimitConfig(_AlgoSections):
 
 
 class RateLimitConfig(_AlgoSections):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="turn stage 3 on for the route")
     shadow: bool = Field(default=False, description="decide, count and add headers, but never reject")
     fail_open: bool = Field(default=False, description="let requests through when the backend is down")
     key_by: list[str] = Field(

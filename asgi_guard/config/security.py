@@ -44,9 +44,13 @@ class SecurityConfig(GuardModel):
     roles_match: Literal["any", "all"] = Field(
         default="any", description='"any": one listed role suffices (default); "all": every one is needed'
     )
-    mfa_required: bool = False
+    mfa_required: bool = Field(
+        default=False, description="require a second factor: an `amr` claim or a step-up TOTP code"
+    )
     user_profile_scope_required: str | None = Field(default=None, description="one more required scope")
-    ip_whitelist_enabled: bool = False
+    ip_whitelist_enabled: bool = Field(
+        default=False, description="only clients in `ip_allowlist` may call the route"
+    )
     ip_allowlist: list[str] = Field(default=[], description="CIDRs or addresses, IPv4 and IPv6")
     required_claims: list[str] = Field(
         default=["exp"], description="claims a token must carry (sub is always required)"
@@ -60,8 +64,8 @@ class SecurityConfig(GuardModel):
         description='"module:function" returning the base32 TOTP secret of a subject; '
         'else the runtime service "totp_secret_resolver"',
     )
-    mfa_totp_digits: int = Field(default=6, ge=6, le=8)
-    mfa_totp_step: int = Field(default=30, ge=1)
+    mfa_totp_digits: int = Field(default=6, ge=6, le=8, description="digits of a step-up TOTP code")
+    mfa_totp_step: int = Field(default=30, ge=1, description="seconds per TOTP step")
     mfa_totp_drift: int = Field(default=1, ge=0, le=5, description="steps of clock drift accepted either way")
     mfa_totp_max_failures: int = Field(
         default=5, ge=0, description="wrong codes per subject before a lock-out (0 = never lock out)"

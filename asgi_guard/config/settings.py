@@ -23,25 +23,45 @@ class GuardSettings(BaseSettings):
         description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p",
     )
     pulsar_url: str | None = Field(default=None, description="unset = events stay in the local outbox")
-    jwt_secret: SecretStr | None = None
-    jwt_public_key: SecretStr | None = None
-    jwks_url: str | None = None
-    jwt_algorithms: list[str] = ["HS256"]
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
-    jwt_roles_claim: str = "roles"
-    jwt_leeway: float = Field(default=30.0, ge=0)
-    encryption_keys: dict[str, SecretStr] = {}
-    encryption_primary_key: str | None = None
-    trusted_proxies: list[str] = []
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256/384/512 key")
+    jwt_public_key: SecretStr | None = Field(
+        default=None, description="PEM public key (or certificate, or JWK) for RS/PS/ES/EdDSA"
+    )
+    jwks_url: str | None = Field(
+        default=None, description="JWKS endpoint; keys fetched off the event loop and cached"
+    )
+    jwt_algorithms: list[str] = Field(
+        default=["HS256"], description="the only algorithms accepted (never `none`)"
+    )
+    jwt_audience: str | None = Field(default=None, description="required `aud`")
+    jwt_issuer: str | None = Field(default=None, description="required `iss`")
+    jwt_roles_claim: str = Field(default="roles", description="claim that holds the roles")
+    jwt_leeway: float = Field(default=30.0, ge=0, description="seconds of clock skew allowed on exp/nbf/iat")
+    encryption_keys: dict[str, SecretStr] = Field(
+        default={}, description="key id -> base64url 32-byte AES key (env: a JSON object)"
+    )
+    encryption_primary_key: str | None = Field(
+        default=None, description="key id that encrypts (default: the first)"
+    )
+    trusted_proxies: list[str] = Field(default=[], description="CIDRs whose forwarding header is believed")
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
         default="x-forwarded-for", description="the one header trusted proxies write the client into"
     )
-    unregistered: Literal["allow", "deny"] = "allow"
-    unregistered_status: Literal[403, 404] = 404
-    metrics_path: str = "/metrics"
-    metrics_token: SecretStr | None = None
-    max_body_size: int = Field(default=1_048_576, ge=0)
+    unregistered: Literal["allow", "deny"] = Field(
+        default="allow", description='"allow" (pass through untouched) or "deny" routes not in the registry'
+    )
+    unregistered_status: Literal[403, 404] = Field(
+        default=404, description="status of a denied unregistered route"
+    )
+    metrics_path: str = Field(
+        default="/metrics", description="Prometheus exposition path; empty turns it off"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token the metrics endpoint requires"
+    )
+    max_body_size: int = Field(
+        default=1_048_576, ge=0, description="bytes a buffered request body may have (413 past it)"
+    )
     pooling: PoolingConfig = PoolingConfig()
     outbox_path: str | None = Field(default=None, description="sqlite outbox for unsent events")
     key_prefix: str = Field(default="ag", description="prefix of every backend key")

@@ -32,6 +32,11 @@ class Stage:
         return False
 
     @classmethod
+    def enabled_in(cls, config: JobConfig, runtime: GuardRuntime) -> bool:
+        """Whether, with the app's settings, this stage has anything to do (checked once, at build)."""
+        return True
+
+    @classmethod
     def needs_body(cls, config: JobConfig) -> bool:
         """Whether this stage reads the request body (the stack then replays it to the app)."""
         return False

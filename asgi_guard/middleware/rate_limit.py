@@ -134,6 +134,8 @@ class RateLimitMiddleware(Stage):
         self._prefixes = item_prefixes(specs)
         metrics = get_metrics()
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
+        # the per-request "allowed" count is skipped when metrics are off (metrics_path = "")
+        self._count_allowed = bool(runtime.settings.metrics_path)
         verdict = "shadow_rejected" if rl.shadow else "rejected"
         self._m_rejected = {s.name: metrics.rate_limit.labels(route.label, s.name, verdict) for s in specs}
         self._m_fault = metrics.backend_faults.labels(route.label, self.name)
@@ -162,7 +164,8 @@ class RateLimitMiddleware(Stage):
         if memory is not None and self._single:  # the hot path: one limit, embedded store
             decision = memory.check_one(identity)
             if decision.allowed:
-                self._m_allowed.inc()
+                if self._count_allowed:
+                    self._m_allowed.inc()
                 if self._headers:
                     ctx.response_headers += (
                         self._policy_header,
@@ -202,7 +205,8 @@ class RateLimitMiddleware(Stage):
                 self._reject(ctx, decisions)
                 await self.app(scope, receive, send)  # shadow mode: counted, not enforced
                 return
-        self._m_allowed.inc()
+        if self._count_allowed:
+            self._m_allowed.inc()
         if self._headers:
             ctx.response_headers += (
                 self._policy_header,

@@ -64,6 +64,18 @@ class TelemetryMiddleware(Stage):
         return True
 
     @classmethod
+    def enabled_in(cls, config: JobConfig, runtime: GuardRuntime) -> bool:
+        """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), no
+        OpenTelemetry SDK installed, the access logger silent when the stack is built, and no
+        slow-request threshold on the route."""
+        return bool(
+            runtime.settings.metrics_path
+            or config.metrics.threshold_ms is not None
+            or tracing_active()
+            or access_log.isEnabledFor(_INFO)
+        )
+
+    @classmethod
     def needs_body(cls, config: JobConfig) -> bool:
         # The values of a route's secret body fields must be known to scrub them from any log line
         # (an exception message, say), so such routes keep their body buffered.
