@@ -1,0 +1,87 @@
+"""Print the config reference (every JobConfig section and GuardSettings field) as Markdown tables.
+
+README's "Configuration reference" is this script's output; refresh it with
+`python scripts/config_reference.py --write README.md` (a test checks that README is current).
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from asgi_guard import GuardSettings, JobConfig
+
+
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        value: Any = field.default_factory()  # type: ignore[call-arg]
+    elif field.default is PydanticUndefined:
+        return "required"
+    else:
+        value = field.default
+    if isinstance(value, BaseModel):
+        return "(section)"
+    if isinstance(value, enum.Enum):
+        value = value.value
+    text = repr(value)
+    return f"`{text}`" if len(text) < 60 else f"`{text[:57]}...`"
+
+
+def _type(field: FieldInfo) -> str:
+    annotation = field.annotation
+    text = getattr(annotation, "__name__", None) or str(annotation)
+    return text.replace("typing.", "").replace("asgi_guard.config.", "").replace("|", "\\|")
+
+
+def table(model: type[BaseModel], prefix: str = "") -> list[str]:
+    rows = [f"| `{prefix or model.__name__}` field | type | default | meaning |", "|---|---|---|---|"]
+    nested: list[tuple[str, type[BaseModel]]] = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            nested.append((f"{prefix}{name}." if prefix else f"{name}.", annotation))
+            rows.append(f"| `{name}` | {annotation.__name__} | (section) | see below |")
+            continue
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {_type(field)} | {_default(field)} | {description} |")
+    out = [*rows, ""]
+    for sub_prefix, sub_model in nested:
+        out.append(f"**`{sub_prefix[:-1]}`** ({sub_model.__name__})\n")
+        out.extend(table(sub_model, sub_prefix))
+    return out
+
+
+START = "<!-- config-reference:start -->"
+END = "<!-- config-reference:end -->"
+
+
+def render() -> str:
+    lines = ["### JobConfig (per route)", "", *table(JobConfig, "")]
+    lines += ["### GuardSettings (global; environment `ASGI_GUARD_<FIELD>`, nested with `__`)", ""]
+    lines += table(GuardSettings, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def embed(readme: str) -> str:
+    """README text with the section between the markers replaced by the current reference."""
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{render()}{END}{tail}"
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--write"]:
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(embed(path.read_text()))
+    else:
+        print(render())
+
+
+if __name__ == "__main__":
+    main()
