@@ -5,39 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from guardkit import Clock
 from starlette.applications import Starlette
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
 from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend
 from asgi_guard.config import PoolingConfig
-from asgi_guard.context import Principal
-from asgi_guard.middleware import Stage
 
 BACKENDS = ["memory", "valkey", "cluster"]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeAuth(Stage):
-    """Stands in for the security stage: `X-User: name` becomes the principal."""
-
-    name = "fake_auth"
-
-    @classmethod
-    def enabled_for(cls, config: Any) -> bool:
-        return True
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        for key, value in scope["headers"]:
-            if key == b"x-user":
-                scope["asgi_guard"].principal = Principal(value.decode())
-        await self.app(scope, receive, send)
 
 
 async def make_backend(request: pytest.FixtureRequest, kind: str, clock: Clock, key_prefix: str) -> Backend:

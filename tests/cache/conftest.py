@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from cache_helpers import BACKENDS, Clock, FakeAuth, make_backend
+from cache_helpers import BACKENDS, make_backend
+from guardkit import Clock, FakeAuth
 
 import asgi_guard.stack
 from asgi_guard.backends import Backend

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from cache_helpers import Clock
+from guardkit import Clock
 
 from asgi_guard.algorithms.cache import CacheStore, build_store
 from asgi_guard.backends import Backend, ValkeyBackend

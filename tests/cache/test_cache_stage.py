@@ -6,7 +6,8 @@ import asyncio
 from typing import Any
 
 import pytest
-from cache_helpers import Clock, guard
+from cache_helpers import guard
+from guardkit import Clock
 from prometheus_client import REGISTRY
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from idem_helpers import FakeAuth
+from guardkit import FakeAuth
 
 import asgi_guard.stack
 from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend

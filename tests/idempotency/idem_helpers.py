@@ -12,24 +12,6 @@ from starlette.responses import JSONResponse, Response
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
 from asgi_guard.backends import Backend
 from asgi_guard.config.idempotency import IdempotencyConfig
-from asgi_guard.context import Principal
-from asgi_guard.middleware import Stage
-
-
-class FakeAuth(Stage):
-    """Stands in for the security stage: `X-User: name` becomes the principal."""
-
-    name = "fake_auth"
-
-    @classmethod
-    def enabled_for(cls, config: Any) -> bool:
-        return True
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        for key, value in scope["headers"]:
-            if key == b"x-user":
-                scope["asgi_guard"].principal = Principal(value.decode())
-        await self.app(scope, receive, send)
 
 
 def idempotent(name: str = "orders", **options: Any) -> JobConfig:

@@ -1,0 +1,61 @@
+"""Shared test helpers: a settable clock, a guarded Starlette app, an ASGI client, a fake principal."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
+from asgi_guard.backends import Backend
+from asgi_guard.context import Principal
+from asgi_guard.middleware import Stage
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def guarded_app(
+    handler: Callable[..., Any],
+    config: JobConfig,
+    *,
+    path: str = "/job",
+    methods: Sequence[str] = ("GET", "POST"),
+    settings: GuardSettings | None = None,
+    backend: Backend | None = None,
+) -> Starlette:
+    registry = RouteRegistry()
+    registry.register(path, config, methods=list(methods))
+    app = Starlette(routes=[Route(path, handler, methods=list(methods))])
+    install(app, registry, settings or GuardSettings(_env_file=None), backend=backend)  # type: ignore[call-arg]
+    return app
+
+
+def client(app: Any) -> httpx.AsyncClient:
+    """A client that sees a 500 for a raising handler (as a real server would answer)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 50000))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+class FakeAuth(Stage):
+    """Stands in for the security stage: `X-User: name` becomes the principal."""
+
+    name = "fake_auth"
+
+    @classmethod
+    def enabled_for(cls, config: Any) -> bool:
+        return True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        for key, value in scope["headers"]:
+            if key == b"x-user":
+                scope["asgi_guard"].principal = Principal(value.decode())
+        await self.app(scope, receive, send)
