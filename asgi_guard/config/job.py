@@ -50,6 +50,8 @@ class JobConfig(GuardModel):
     )
     max_body_size: int | None = Field(default=None, ge=0, description="overrides GuardSettings.max_body_size")
     handler_timeout: float | None = Field(
-        default=None, gt=0, description="seconds; past it the request is a 504"
+        default=None,
+        gt=0,
+        description="seconds; past it the handler is cancelled and the answer is a 504 (enforced on routes with credits or a circuit breaker)",
     )
     redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")
