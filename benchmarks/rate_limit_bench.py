@@ -1,5 +1,7 @@
 """Rate limiting: per-decision cost of each algorithm on both backends, the stack's overhead against
-bare Starlette, and Valkey round trips per request counted from INFO commandstats.
+bare Starlette, and Valkey round trips per request counted from INFO commandstats (commands) and INFO
+stats (reads: pipelined commands arrive in one read), for a limit-only request and for a cache hit on
+a route with a rate limit and the cache (whose lookup rides in the rate-limit round trip).
 
 Run:  .venv/bin/python benchmarks/rate_limit_bench.py            (starts a private valkey-server)
       .venv/bin/python benchmarks/rate_limit_bench.py --valkey-url valkey://127.0.0.1:6379 --seconds 1
@@ -30,7 +32,8 @@ from asgi_guard.algorithms.rate_limit import (
     specs_from_config,
 )
 from asgi_guard.backends import MemoryBackend, ValkeyBackend
-from asgi_guard.config import RateLimitConfig
+from asgi_guard.cache.prefetch import prefetchers
+from asgi_guard.config import CacheConfig, RateLimitConfig
 
 BIG = 1_000_000_000
 ALGOS: dict[str, dict[str, Any]] = {
@@ -79,13 +82,17 @@ async def valkey_decision_us(backend: ValkeyBackend, config: RateLimitConfig, se
     return (time.perf_counter() - start) / n * 1e6
 
 
-def apps(settings: GuardSettings, enabled: bool = True) -> tuple[Any, Any]:
+def apps(settings: GuardSettings, enabled: bool = True, cache: bool = False) -> tuple[Any, Any]:
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
     bare = Starlette(routes=[Route("/items/{resource_id}", hello)])
     registry = RouteRegistry()
-    job = JobConfig(endpoint_name="items", rate_limit={**ALGOS["token_bucket"], "enabled": enabled})
+    job = JobConfig(
+        endpoint_name="items",
+        rate_limit={**ALGOS["token_bucket"], "enabled": enabled},
+        cache=CacheConfig(enabled=cache),
+    )
     registry.register("/items/{resource_id}", job)
     inner = Starlette(routes=[Route("/items/{resource_id}", hello)])
     guarded = GuardMiddleware(inner, registry=registry, settings=settings)
@@ -111,6 +118,48 @@ async def command_calls(backend: ValkeyBackend) -> tuple[int, int]:
     top = sum(int(v["calls"]) for k, v in stats.items() if k in TOP_LEVEL)
     inner = sum(int(v["calls"]) for k, v in stats.items() if k not in TOP_LEVEL and k != "cmdstat_info")
     return top, inner
+
+
+async def server_counts(backend: ValkeyBackend) -> tuple[int, int]:
+    """(commands sent by clients, client reads processed) in one INFO call; the INFO itself is one
+    read, and a pipeline of small commands is one read, so reads count round trips."""
+    info = await backend.client.info("all")
+    top = sum(int(v["calls"]) for k, v in info.items() if k in TOP_LEVEL)
+    return top, int(info["total_reads_processed"])
+
+
+async def per_request_counts(
+    backend: ValkeyBackend, app: Any, scope: dict[str, Any], requests: int
+) -> tuple[float, float]:
+    """(commands, round trips) per request over `requests` sequential requests."""
+    from _asgi import call
+
+    top0, reads0 = await server_counts(backend)
+    for _ in range(requests):
+        await call(app, scope)
+    top1, reads1 = await server_counts(backend)
+    return (top1 - top0) / requests, (reads1 - reads0 - 1) / requests
+
+
+async def limit_cache_hit(
+    settings: GuardSettings, valkey: ValkeyBackend, prefetch: bool, seconds: float
+) -> tuple[float, float, float]:
+    """(µs, commands, round trips) per cache hit on a route with a rate limit and the cache;
+    `prefetch=False` is the way it was before the prefetch: the limit, then the cache lookup."""
+    from _asgi import call
+
+    _, app = apps(settings, cache=True)
+    if not prefetch:
+        prefetchers(app.runtime).clear()  # before the first request: the limit never finds it
+    scope = make_scope("GET", "/items/7")
+    assert await call(app, scope) == 200  # the miss that fills the entry (and loads the scripts)
+    try:
+        us, statuses = await per_request_us(app, lambda i: scope, 500, budget_s=seconds)
+        assert set(statuses) == {200}, statuses
+        commands, trips = await per_request_counts(valkey, app, scope, 300)
+        return us, commands, trips
+    finally:
+        await app.runtime.shutdown()
 
 
 async def main() -> None:
@@ -172,6 +221,15 @@ async def main() -> None:
             f"\nValkey round trips per rate-limited request (INFO commandstats): {(top1 - top0) / requests:.2f}"
         )
         print(f"  commands run inside the script per request: {(inner1 - inner0) / requests:.2f}")
+        print("\nCache hit on a route with a rate limit and the cache (INFO commandstats / INFO stats)\n")
+        print("| | µs / request | commands / request | round trips / request |")
+        print("|---|---:|---:|---:|")
+        for label, prefetch in (
+            ("limit, then cache lookup (prefetch off)", False),
+            ("prefetched (default)", True),
+        ):
+            us, commands, trips = await limit_cache_hit(settings, valkey, prefetch, args.seconds)
+            print(f"| {label} | {us:.1f} | {commands:.2f} | {trips:.2f} |")
         await valkey.close()
         await guarded_valkey.runtime.shutdown()
     finally:

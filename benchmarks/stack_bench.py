@@ -31,7 +31,9 @@ from _asgi import make_scope, per_request_us
 from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
 
 SECRET = "bench-secret-bench-secret-bench-secret"
-TOKEN = jwt.encode({"sub": "bench-user", "exp": int(time.time()) + 3600, "scope": "items:read"}, SECRET, "HS256")
+TOKEN = jwt.encode(
+    {"sub": "bench-user", "exp": int(time.time()) + 3600, "scope": "items:read"}, SECRET, "HS256"
+)
 AUTH = [(b"authorization", f"Bearer {TOKEN}".encode())]
 BIG = 10_000_000
 
@@ -48,7 +50,13 @@ def guard_limit_only(valkey_url: str | None) -> Starlette:
     registry = RouteRegistry()
     registry.register(
         "/items/{item_id}",
-        JobConfig(rate_limit={"enabled": True, "algo": "token_bucket", "token_bucket": {"rate_limit": BIG, "refill_rate": BIG}}),
+        JobConfig(
+            rate_limit={
+                "enabled": True,
+                "algo": "token_bucket",
+                "token_bucket": {"rate_limit": BIG, "refill_rate": BIG},
+            }
+        ),
         methods=["GET"],
     )
     install(app, registry, GuardSettings(valkey_url=valkey_url, metrics_path="", _env_file=None))  # type: ignore[call-arg]
@@ -68,7 +76,11 @@ def guard_full(valkey_url: str | None) -> FastAPI:
         JobConfig(
             endpoint_name="item",
             security={"auth_type_required": "jwt", "user_permissions_required": ["items:read"]},
-            rate_limit={"enabled": True, "algo": "token_bucket", "token_bucket": {"rate_limit": BIG, "refill_rate": BIG}},
+            rate_limit={
+                "enabled": True,
+                "algo": "token_bucket",
+                "token_bucket": {"rate_limit": BIG, "refill_rate": BIG},
+            },
             cache={"enabled": True, "default": {"cache_ttl": 60}},
             tracing={"function_name": "item", "trace_label": "item"},
             metrics={"histogram_name": "bench_item_latency_seconds"},
@@ -106,7 +118,9 @@ def addon_stack(valkey_url: str | None) -> FastAPI:
 
     def principal(authorization: str = Header()) -> dict[str, Any]:
         try:
-            claims: dict[str, Any] = jwt.decode(authorization.removeprefix("Bearer "), SECRET, algorithms=["HS256"])
+            claims: dict[str, Any] = jwt.decode(
+                authorization.removeprefix("Bearer "), SECRET, algorithms=["HS256"]
+            )
         except jwt.PyJWTError as exc:
             raise HTTPException(401) from exc
         if "items:read" not in claims.get("scope", "").split():
@@ -116,7 +130,9 @@ def addon_stack(valkey_url: str | None) -> FastAPI:
     @app.get("/items/{item_id}")
     @limiter.limit(f"{BIG}/minute")
     @cache(expire=60)
-    async def item(item_id: str, request: Request, user: dict[str, Any] = Depends(principal)) -> dict[str, Any]:
+    async def item(
+        item_id: str, request: Request, user: dict[str, Any] = Depends(principal)
+    ) -> dict[str, Any]:
         return {"item_id": item_id}
 
     Instrumentator().instrument(app)
@@ -140,8 +156,12 @@ async def main() -> None:
     print("|---|---:|---:|")
     bare = await measure("bare Starlette", bare_starlette(), [], n)
     limit = await measure("asgi-guard, rate limit only (memory)", guard_limit_only(None), [], n)
-    addons = await measure("add-on stack (pyjwt+slowapi+fastapi-cache2+instrumentator+OTel), memory", addon_stack(None), AUTH, n)
-    full = await measure("asgi-guard full stack (jwt+limit+cache+metrics+tracing), memory", guard_full(None), AUTH, n)
+    addons = await measure(
+        "add-on stack (pyjwt+slowapi+fastapi-cache2+instrumentator+OTel), memory", addon_stack(None), AUTH, n
+    )
+    full = await measure(
+        "asgi-guard full stack (jwt+limit+cache+metrics+tracing), memory", guard_full(None), AUTH, n
+    )
     print(f"\nlimit-only / bare = {limit / bare:.2f} (target <= 1.5)")
     print(f"full / add-on stack = {full / addons:.2f} (target <= 0.33)")
     if args.valkey:
@@ -150,7 +170,9 @@ async def main() -> None:
         with start_standalone() as server:
             print("\n| stack (valkey) | µs per request | 200s |")
             print("|---|---:|---:|")
-            addons_v = await measure("add-on stack, Redis/Valkey storage", addon_stack(server.url), AUTH, n // 3)
+            addons_v = await measure(
+                "add-on stack, Redis/Valkey storage", addon_stack(server.url), AUTH, n // 3
+            )
             full_v = await measure("asgi-guard full stack, Valkey", guard_full(server.url), AUTH, n // 3)
             print(f"\nfull / add-on stack on Valkey = {full_v / addons_v:.2f} (target <= 0.33)")
 

@@ -18,7 +18,9 @@ from asgi_guard import GuardSettings, RouteRegistry, get_guard, install
 
 async def io_job(request: Request) -> JSONResponse:
     payload = await request.json()
-    return JSONResponse({"status": "accepted", "resource_id": request.path_params["resource_id"], "data": payload})
+    return JSONResponse(
+        {"status": "accepted", "resource_id": request.path_params["resource_id"], "data": payload}
+    )
 
 
 async def job_status(request: Request) -> JSONResponse:

@@ -2,7 +2,9 @@
 
 Lua scripts live in `scripts/*.lua`, are registered once and run with EVALSHA (valkey-py reloads them
 on NOSCRIPT). Every call is bounded by `PoolingConfig.socket_timeout`; a failure or time-out raises
-BackendUnavailable so the stage can answer 503 or fail open, never hang.
+BackendUnavailable so the stage can answer 503 or fail open, never hang. `run_many` sends several
+scripts of one request together (the rate limit and the cache lookup): one round trip on a standalone
+server.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..errors import BackendUnavailable
 from .base import Backend
 
 T = TypeVar("T")
+ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
 CLUSTER_SCHEMES = ("valkey+cluster", "valkeys+cluster", "redis+cluster", "rediss+cluster")
 
 
@@ -96,6 +99,45 @@ class ValkeyBackend(Backend):
     ) -> Any:
         """Run one script atomically, in one round trip (two the first time, to load it)."""
         return await self.call(self.script(name)(keys=list(keys), args=list(args)), timeout)
+
+    async def run_many(self, calls: Sequence[ScriptCall], timeout: float | None = None) -> list[Any]:
+        """Run several scripts together: each answer, or a BackendUnavailable for a call that failed.
+
+        Standalone: one non-transactional pipeline of EVALSHAs, hence one round trip; it raises
+        BackendUnavailable (no answer at all) only when the round trip itself fails. A script the
+        server does not know yet (NOSCRIPT: a fresh or flushed server) is loaded and rerun on its
+        own; a NOSCRIPT call ran nothing, so rerunning it never applies it twice.
+
+        Cluster: the calls' keys may live in different slots, hence nodes. valkey-py's ClusterPipeline
+        would send one pipeline per node concurrently, but a node that fails makes the whole execute()
+        raise (after retrying with pauses and a topology refresh), losing the answers the other nodes
+        already gave: a failed cache lookup would also cost the rate-limit decision. So on a cluster
+        the calls run concurrently and independently (one round trip per call, all at once), and a
+        call that fails fails alone.
+        """
+        if self.is_cluster:
+            return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
+        pipe = self.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(self.script(name).sha, len(keys), *keys, *args)
+        results: list[Any] = await self.call(pipe.execute(raise_on_error=False), timeout)
+        for i, result in enumerate(results):
+            if isinstance(result, Exception):
+                from valkey.exceptions import NoScriptError  # valkey is an optional dependency
+
+                results[i] = (
+                    await self._settled(calls[i], timeout)
+                    if isinstance(result, NoScriptError)
+                    else BackendUnavailable(f"valkey: {type(result).__name__}: {result}")
+                )
+        return results
+
+    async def _settled(self, call: ScriptCall, timeout: float | None) -> Any:
+        """run() whose failure is returned, not raised."""
+        try:
+            return await self.run(*call, timeout)
+        except BackendUnavailable as exc:
+            return exc
 
     async def call(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
         """Await a backend call with a bound; any failure becomes BackendUnavailable."""

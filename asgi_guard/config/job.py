@@ -52,6 +52,9 @@ class JobConfig(GuardModel):
     handler_timeout: float | None = Field(
         default=None,
         gt=0,
-        description="seconds; past it the handler is cancelled and the answer is a 504 (enforced on routes with credits or a circuit breaker)",
+        description=(
+            "seconds; past it the handler is cancelled and the answer is a 504"
+            " (enforced on routes with credits or a circuit breaker)"
+        ),
     )
     redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")

@@ -4,6 +4,10 @@ A hit answers at once (the inner stages, credits included, never run) with `X-Ca
 and an RFC 9211 `Cache-Status`. A miss runs the handler once per key and process (single flight:
 concurrent misses wait, bounded, for the first one's response), and stores a 200 that does not say
 `no-store` (nor `private`, when the cache is shared). A store that is down means serving uncached.
+
+On Valkey, when the route also rate-limits, the rate-limit stage looks the entry up in the round
+trip of its own decision (see `asgi_guard.cache.prefetch`); this stage then answers a hit from that
+lookup, and on a miss runs its normal (locking) lookup as it would have anyway.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..algorithms.cache import Filling, Hit, build_store
+from ..algorithms.cache import Filling, Hit, ValkeyCacheStore, build_store
+from ..cache import prefetch
 from ..cache.keys import CacheKeyBuilder
 from ..cache.response import CachedResponse, directives, header_values
 from ..cache.singleflight import SingleFlight
@@ -33,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("asgi_guard.cache")
 
 _CACHE_CONTROL = b"cache-control"
-_PRAGMA = b"pragma"
 _SET_COOKIE = b"set-cookie"
 _VARY = b"vary"
 _X_CACHE = b"x-cache"
@@ -72,6 +76,11 @@ class CacheMiddleware(Stage):
         self._bypasses = metrics.cache.labels(label, "bypass")
         self._errors = metrics.cache.labels(label, "error")
         self._faults = metrics.backend_faults.labels(label, "cache")
+        # Valkey + rate limit: offer the lookup to the rate-limit stage (built after this one)
+        self._prefetched = False
+        if isinstance(self._store, ValkeyCacheStore) and route.config.rate_limit.enabled:
+            prefetch.prefetchers(runtime)[route] = prefetch.CachePrefetch(self._keys, self._store)
+            self._prefetched = True
 
     @classmethod
     def enabled_for(cls, config: JobConfig) -> bool:
@@ -83,8 +92,16 @@ class CacheMiddleware(Stage):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
-        refresh, no_store = _request_directives(scope["headers"])
-        key = await self._keys.key(ctx, scope)
+        pre: prefetch.Prefetched | None = scope.pop(prefetch.SCOPE_KEY, None) if self._prefetched else None
+        if pre is None:
+            refresh, no_store = prefetch.request_directives(scope["headers"])
+            key = await self._keys.key(ctx, scope)
+        else:
+            key, refresh, no_store = pre.key, pre.refresh, pre.no_store
+            found = pre.found
+            if isinstance(found, tuple):  # a hit (else None: a miss, or NOT_FETCHED)
+                await self._answer_hit(ctx, found, send, True)
+                return
         if refresh:
             ctx.decisions[self.name] = {"hit": False, "result": "refresh"}
             self._bypasses.inc()
@@ -117,16 +134,8 @@ class CacheMiddleware(Stage):
                 await self._run_uncached(ctx, scope, receive, send)
                 return
             if found is not None:
-                result, age, left = found
-                ctx.decisions[self.name] = {"hit": True, "result": "hit", "age": int(age)}
-                self._hits.inc()
-                status = f"asgi-guard; hit; ttl={int(left)}".encode()
-                # via the context, like every stage header: an outer stage that records the
-                # response (idempotency) keeps the entry, not this answer's cache headers
-                ctx.response_headers.extend(
-                    ((_X_CACHE, b"HIT"), (_AGE, str(int(age)).encode()), (_CACHE_STATUS, status))
-                )
-                await result.send(send, [])
+                result = found[0]
+                await self._answer_hit(ctx, found, send, False)
                 return
             ctx.decisions[self.name] = {"hit": False, "result": "miss"}
             self._misses.inc()
@@ -135,6 +144,21 @@ class CacheMiddleware(Stage):
             )
         finally:
             self._flights.land(key, result)
+
+    async def _answer_hit(self, ctx: GuardContext, found: Hit, send: Send, prefetched: bool) -> None:
+        response, age, left = found
+        decision: dict[str, Any] = {"hit": True, "result": "hit", "age": int(age)}
+        if prefetched:
+            decision["prefetched"] = True
+        ctx.decisions[self.name] = decision
+        self._hits.inc()
+        status = f"asgi-guard; hit; ttl={int(left)}".encode()
+        # via the context, like every stage header: an outer stage that records the
+        # response (idempotency) keeps the entry, not this answer's cache headers
+        ctx.response_headers.extend(
+            ((_X_CACHE, b"HIT"), (_AGE, str(int(age)).encode()), (_CACHE_STATUS, status))
+        )
+        await response.send(send, [])
 
     async def _lookup(self, key: str) -> tuple[Hit | None, bool]:
         """(entry or None, whether this caller holds the fill lock). While another process fills
@@ -258,18 +282,3 @@ def _storable(headers: tuple[tuple[bytes, bytes], ...], refuse: frozenset[str]) 
         return False
     # A shared entry must never hand one user's cookie to another.
     return "private" not in refuse or header_values(headers, _SET_COOKIE) is None
-
-
-def _request_directives(headers: Any) -> tuple[bool, bool]:
-    """(refresh, no_store) from the request's Cache-Control (or Pragma when it has none)."""
-    control = None
-    pragma = None
-    for name, value in headers:
-        if name == _CACHE_CONTROL:
-            control = value if control is None else control + b"," + value
-        elif name == _PRAGMA:
-            pragma = value
-    if control is None:
-        return (pragma is not None and b"no-cache" in pragma.lower()), False
-    found = directives(control)
-    return ("no-cache" in found or "max-age=0" in found), "no-store" in found

@@ -2,7 +2,8 @@
 
 Everything that depends only on the route (limits, key recipe, header bytes, metric children, the
 backend form) is prepared in `__init__`; a request costs a key build, one decision (a dict lookup in
-memory, one Lua round trip on Valkey) and a header append.
+memory, one Lua round trip on Valkey) and a header append. On Valkey, when the route's cache stage
+offers its lookup (`asgi_guard.cache.prefetch`), that lookup rides in the same round trip.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..algorithms.rate_limit.reference import ALWAYS_RECORDED
 from ..algorithms.rate_limit.spec import Decision
 from ..backends.memory import MemoryBackend
 from ..backends.valkey import ValkeyBackend
+from ..cache.prefetch import CachePrefetch, prefetchers
 from ..context import SCOPE_KEY, GuardContext
 from ..errors import BackendUnavailable, ConfigError
 from ..problems import Problem, backend_unavailable
@@ -118,6 +120,8 @@ class RateLimitMiddleware(Stage):
         backend = runtime.backend
         self._memory: MemoryRateLimiter | None = None
         self._valkey: ValkeyRateLimiter | None = None
+        self._prefetch: CachePrefetch | None = None  # the route's cache lookup, found on first request
+        self._prefetch_resolved = False
         if isinstance(backend, MemoryBackend):
             self._memory = MemoryRateLimiter(backend.namespace("rate_limit"), backend.clock, specs)
         elif isinstance(backend, ValkeyBackend):
@@ -185,8 +189,15 @@ class RateLimitMiddleware(Stage):
         elif memory is not None:
             decisions = memory.check(identity)
         else:
+            if not self._prefetch_resolved:  # the cache stage, built before this one, registered it
+                self._prefetch = prefetchers(self.runtime).get(self.route)
+                self._prefetch_resolved = True
+            prefetch = self._prefetch
             try:
-                decisions = await self._valkey.check(identity)  # type: ignore[union-attr]
+                if prefetch is None:
+                    decisions = await self._valkey.check(identity)  # type: ignore[union-attr]
+                else:
+                    decisions = await prefetch.check(self._valkey, identity, ctx, scope)  # type: ignore[arg-type]
             except BackendUnavailable:
                 self._m_fault.inc()
                 if not self.fail_open:

@@ -48,7 +48,9 @@ def test_demo_prints_token_and_curl_lines_that_work(tmp_path: Path) -> None:
         assert len(curls) == 3, output
 
         def run(command: str) -> str:
-            result = subprocess.run([*shlex.split(command), "-i", "-m", "10"], capture_output=True, text=True, timeout=30)
+            result = subprocess.run(
+                [*shlex.split(command), "-i", "-m", "10"], capture_output=True, text=True, timeout=30
+            )
             return result.stdout
 
         first = run(curls[0])

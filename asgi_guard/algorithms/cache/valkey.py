@@ -9,7 +9,9 @@ processes sharing the server run the handler once per key (single flight across 
 
 from __future__ import annotations
 
-from ...backends.valkey import ValkeyBackend
+from typing import Any
+
+from ...backends.valkey import ScriptCall, ValkeyBackend
 from ...cache.response import CachedResponse
 from .base import WAIT, Filling, Hit
 
@@ -56,10 +58,20 @@ class ValkeyCacheStore:
         found = await self._backend.run(
             "cache_get", self._keys(key), (key, self._algo, self._lock_ms if lead else 0)
         )
-        if found is None:
-            return None
         if found == 0:
             return WAIT
+        return self.decode(found)
+
+    def lookup_call(self, key: str) -> ScriptCall:
+        """The lookup of `key` as a script call for `ValkeyBackend.run_many` (the rate-limit stage
+        sends it with its own script). It never takes the fill lock; a hit counts as a use."""
+        return ("cache_get", self._keys(key), (key, self._algo, 0))
+
+    @staticmethod
+    def decode(found: Any) -> Hit | None:
+        """cache_get's answer to a lookup that did not lock: the hit, or None."""
+        if not found:
+            return None
         raw, age_ms, ttl_ms = found
         return CachedResponse.decode(raw), max(0, int(age_ms)) / 1000, max(0, int(ttl_ms)) / 1000
 

@@ -8,8 +8,10 @@ shares; tests may pass `now` explicitly to compare with the reference form.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from ...backends.valkey import ValkeyBackend
+from ...backends.valkey import ScriptCall, ValkeyBackend
+from ...errors import BackendUnavailable
 from .spec import SLIDING_EXACT, Decision, LimitSpec
 
 SCRIPT = "rate_limit"
@@ -49,7 +51,23 @@ class ValkeyRateLimiter:
         """Decide; raises BackendUnavailable when Valkey fails or is slower than the bound."""
         args = ["" if now is None else repr(now), *self._tail]
         raw = await self._backend.run(SCRIPT, self.keys(identity), args, self._timeout)
-        return [
-            Decision(raw[i] == 1, int(raw[i + 1]), float(raw[i + 2]), float(raw[i + 3]))
-            for i in range(0, len(raw), 4)
-        ]
+        return _decisions(raw)
+
+    async def check_with(self, identity: str, call: ScriptCall) -> tuple[list[Decision], Any]:
+        """Decide, and run another script of the request (`call`) in the same round trip.
+
+        Returns the decisions and `call`'s answer, or a BackendUnavailable in its place when that
+        call alone failed; raises BackendUnavailable when the limit itself got no answer.
+        """
+        args = ("", *self._tail)
+        raw, other = await self._backend.run_many(((SCRIPT, self.keys(identity), args), call), self._timeout)
+        if isinstance(raw, BackendUnavailable):
+            raise raw
+        return _decisions(raw), other
+
+
+def _decisions(raw: list[Any]) -> list[Decision]:
+    return [
+        Decision(raw[i] == 1, int(raw[i + 1]), float(raw[i + 2]), float(raw[i + 3]))
+        for i in range(0, len(raw), 4)
+    ]
