@@ -96,10 +96,6 @@ class GuardContext:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
 
     @property
-    def config(self) -> Any:
-        return self.route.config
-
-    @property
     def user_key(self) -> str:
         """The JWT subject, or the client IP for anonymous requests."""
         return self.principal.subject if self.principal is not None else self.client_ip

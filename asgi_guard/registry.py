@@ -33,7 +33,6 @@ class CompiledRoute:
     methods: frozenset[str]
     config: JobConfig
     name: str
-    param_names: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -52,7 +51,7 @@ class _Pattern:
 class _Node:
     static: dict[str, _Node] = field(default_factory=dict)
     dynamic: list[tuple[_Pattern, _Node]] = field(default_factory=list)
-    rest: list[tuple[str, str, _Pattern | None, dict[str, Any]]] = field(default_factory=list)
+    rest: list[tuple[str, str, _Node]] = field(default_factory=list)  # (prefix, param, leaf) of {x:path}
     routes: dict[str, CompiledRoute] = field(default_factory=dict)
 
 
@@ -107,7 +106,7 @@ class RouteRegistry:
             raise ConfigError(f"route {path!r}: a path template must start with '/'")
         route_name = name or path
         job = _validate(route_name, path, config)
-        route = CompiledRoute(path, _methods(methods), job, route_name, tuple(_PARAM_NAMES(path)))
+        route = CompiledRoute(path, _methods(methods), job, route_name)
         if "{" not in path:
             slot = self._static.setdefault(path, {})
             self._claim(slot, route)
@@ -136,8 +135,11 @@ class RouteRegistry:
                 prefix, _, _ = segment.partition("{")
                 param = _PARAM.search(segment)
                 assert param is not None
+                for existing_prefix, existing_name, leaf in node.rest:
+                    if (existing_prefix, existing_name) == (prefix, param.group(1)):
+                        return leaf  # the same template again (other methods): one leaf
                 leaf = _Node()
-                node.rest.append((prefix, param.group(1), None, {"node": leaf}))
+                node.rest.append((prefix, param.group(1), leaf))
                 return leaf
             pattern = _compile_segment(segment, template)
             for existing, child in node.dynamic:
@@ -218,10 +220,6 @@ class RouteRegistry:
         return registry
 
 
-def _PARAM_NAMES(template: str) -> Iterator[str]:  # noqa: N802 - reads like a constant helper
-    return (m.group(1) for m in _PARAM.finditer(template))
-
-
 def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> _Node | None:
     if index == len(segments):
         return node if node.routes else None
@@ -248,10 +246,9 @@ def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) 
             for key, raw in matched.groupdict().items():
                 params[key] = pattern.convertors[key].convert(raw)
             return found
-    for prefix, name, _, holder in node.rest:
+    for prefix, name, leaf in node.rest:
         rest = "/".join(segments[index:])
         if rest.startswith(prefix):
-            leaf: _Node = holder["node"]
             params[name] = rest[len(prefix) :]
             return leaf
     return None

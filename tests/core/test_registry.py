@@ -60,6 +60,14 @@ def test_methods_split_one_template_and_get_implies_head() -> None:
         registry.register("/jobs/{id}", JobConfig(), methods=["POST"])
 
 
+def test_path_convertor_template_split_by_methods() -> None:
+    registry = RouteRegistry()
+    registry.register("/files/{rest:path}", JobConfig(endpoint_name="read"), methods=["GET"])
+    registry.register("/files/{rest:path}", JobConfig(endpoint_name="write"), methods=["PUT"])
+    assert registry.resolve("GET", "/files/a/b")[0].endpoint_name == "read"  # type: ignore[index]
+    assert registry.resolve("PUT", "/files/a/b")[0].endpoint_name == "write"  # type: ignore[index]
+
+
 def test_thousand_routes_resolve_exactly() -> None:
     registry = RouteRegistry()
     for i in range(1000):
