@@ -45,6 +45,16 @@ def _valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= 128 and all(0x21 <= b <= 0x7E for b in value)
 
 
+def _request_id(scope: Scope) -> bytes:
+    """The client's X-Request-ID when it is valid, else a new one."""
+    for name, value in scope["headers"]:
+        if name == _REQUEST_ID:
+            if _valid_request_id(value):
+                return bytes(value)
+            break
+    return b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
+
+
 def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
     config = route.config
@@ -119,14 +129,7 @@ class GuardMiddleware:
         route, params = found
         pipeline, needs_body = self._pipelines.get(route) or self._pipeline(route)
 
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == _REQUEST_ID:
-                if _valid_request_id(value):
-                    request_id = value
-                break
-        if request_id is None:
-            request_id = b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
+        request_id = _request_id(scope)
         client = scope.get("client")
         client_ip = (
             resolve_client_ip(scope, self._trusted, self._forwarded_header)
@@ -181,8 +184,9 @@ class GuardMiddleware:
             "Not Found" if status == 404 else "Forbidden",
             f"{scope['method']} {scope['path']} is not a registered route",
         )
-        request_id = os.urandom(16).hex()
-        await send_problem(_add_request_id(send, request_id), problem, request_id)
+        request_id = _request_id(scope)
+        problem.headers.append((_REQUEST_ID, request_id))
+        await send_problem(send, problem, request_id.decode())
 
     def _lifespan_receive(self, receive: Receive) -> Callable[[], Any]:
         runtime, registry = self.runtime, self.registry
@@ -197,18 +201,6 @@ class GuardMiddleware:
             return message
 
         return lifespan_receive
-
-
-def _add_request_id(send: Send, request_id: str) -> Send:
-    async def wrapped(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {
-                **message,
-                "headers": [*message.get("headers", ()), (_REQUEST_ID, request_id.encode())],
-            }
-        await send(message)
-
-    return wrapped
 
 
 def install(
