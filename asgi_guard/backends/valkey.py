@@ -31,8 +31,11 @@ def load_script_source(name: str) -> str:
 
 
 def hash_tag(value: str) -> str:
-    """`{value}` with braces removed from value, so a client cannot steer the cluster slot."""
-    return "{" + value.replace("{", "").replace("}", "") + "}"
+    """`{value}` with `%`, `{` and `}` percent-encoded: a client cannot steer the cluster slot, and
+    two different values never share a tag (stripping the braces made "a{b}" and "ab" one key)."""
+    if "{" in value or "}" in value or "%" in value:
+        value = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + value + "}"
 
 
 class ValkeyBackend(Backend):

@@ -62,10 +62,13 @@ def test_backend_from_settings_picks_by_url() -> None:
     assert isinstance(cluster, ValkeyBackend) and cluster.is_cluster
 
 
-def test_keys_are_hash_tagged_and_client_braces_stripped() -> None:
+def test_keys_are_hash_tagged_and_client_braces_escaped() -> None:
     backend = ValkeyBackend("valkey://127.0.0.1:1/0", key_prefix="ag")
-    assert backend.key("rate_limit", "io:user{evil}:42", "fixed") == "ag:rate_limit:{io:userevil:42}:fixed"
-    assert hash_tag("a{b}c") == "{abc}"
+    assert backend.key("rate_limit", "io:user{evil}:42", "fixed") == "ag:rate_limit:{io:user%7Bevil%7D:42}:fixed"
+    assert hash_tag("a{b}c") == "{a%7Bb%7Dc}"
+    assert hash_tag("plain") == "{plain}"
+    # distinct values never share a key
+    assert len({hash_tag(v) for v in ("a{b}", "ab", "a%7Bb%7D", "a%b")}) == 4
 
 
 @pytest.mark.parametrize("which", ["standalone", "cluster"])
