@@ -1,13 +1,13 @@
 """asgi-guard: ordered pure-ASGI middlewares that enforce per-route policies."""
 
-from .config import JobConfig
-from .config.settings import GuardSettings
-from .context import GuardContext, Principal, get_guard
-from .errors import BackendUnavailable, ConfigError
-from .problems import Problem
-from .registry import RouteRegistry
-from .runtime import GuardRuntime
-from .stack import GuardMiddleware, install
+from asgi_guard.config import JobConfig
+from asgi_guard.core.context import GuardContext, Principal, get_guard
+from asgi_guard.core.errors import BackendUnavailable, ConfigError
+from asgi_guard.core.problems import Problem
+from asgi_guard.core.runtime import GuardRuntime
+from asgi_guard.core.settings import GuardSettings
+from asgi_guard.registry import RouteRegistry
+from asgi_guard.stack import GuardMiddleware, install
 
 __version__ = "0.1.0"
 

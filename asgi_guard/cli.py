@@ -10,19 +10,21 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ConfigError
-from .registry import RouteRegistry
+from asgi_guard.core.errors import ConfigError
+from asgi_guard.registry import RouteRegistry
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _policy_summary(registry: RouteRegistry) -> list[tuple[str, str, str, str]]:
-    from .middleware import STAGES
+    from asgi_guard.stages import load_stages
 
     rows = []
     for route in registry:
         config = route.config
-        stages = [stage.name for stage in STAGES if stage.name != "telemetry" and stage.enabled_for(config)]
+        stages = [
+            stage.name for stage in load_stages() if stage.name != "telemetry" and stage.enabled_for(config)
+        ]
         methods = ",".join(sorted(route.methods - {"HEAD"} if route.methods != {"HEAD"} else route.methods))
         details = []
         if config.rate_limit.enabled:
@@ -69,7 +71,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_services(args: argparse.Namespace) -> int:
     if args.service in ("valkey", "valkey-cluster"):
-        from .services import valkey
+        from asgi_guard_dev import valkey
 
         if args.action == "up":
             url = valkey.up(args.service)
@@ -79,7 +81,7 @@ def _cmd_services(args: argparse.Namespace) -> int:
         else:
             print(f"{args.service} was not running")
         return 0
-    from .services import pulsar  # type: ignore[attr-defined,unused-ignore]
+    from asgi_guard_dev import pulsar  # type: ignore[attr-defined,unused-ignore]
 
     if args.action == "up":
         print(f"pulsar is up: export ASGI_GUARD_PULSAR_URL={pulsar.up()}")
@@ -126,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     services.add_argument("service", choices=["valkey", "valkey-cluster", "pulsar"])
     services.set_defaults(handler=_cmd_services)
 
-    for module_name in ("asgi_guard.credits.cli", "asgi_guard.events.cli"):
+    for module_name in ("asgi_guard.stages.credits.cli", "asgi_guard.stages.events.cli"):
         try:
             module = importlib.import_module(module_name)
         except ImportError:

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.convertors import CONVERTOR_TYPES, Convertor
 
-from .config import JobConfig
-from .errors import ConfigError
+from asgi_guard.config import JobConfig
+from asgi_guard.core.errors import ConfigError
 
 ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 HOT_PATHS = 4096  # recently matched (method, path) pairs kept; cleared whole when full (bounded)

@@ -14,15 +14,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .backends import Backend
-from .config.settings import GuardSettings
-from .context import SCOPE_KEY, GuardContext
-from .middleware import STAGES
-from .problems import Problem, send_problem
-from .registry import CompiledRoute, RouteRegistry
-from .runtime import GuardRuntime
-from .security.ip import parse_networks, resolve_client_ip
-from .telemetry.tracing import stage_probe
+from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.runtime import GuardRuntime
+from asgi_guard.core.settings import GuardSettings
+from asgi_guard.core.stage import Stage
+from asgi_guard.core.tracing import stage_probe
+from asgi_guard.registry import CompiledRoute, RouteRegistry
+from asgi_guard.stages import load_stages
+from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
+from asgi_guard.state import Backend
 
 _REQUEST_ID = b"x-request-id"
 # Generated ids: 16 random hex digits per process, then a counter: unique, 32 characters, and far
@@ -55,12 +56,15 @@ def _request_id(scope: Scope) -> bytes:
     return b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
 
 
+STAGES: tuple[type[Stage], ...] | None = None  # None: the package's order (tests may substitute)
+
+
 def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
     config = route.config
     needs_body = config.resource_id_from_body
     probe = stage_probe()  # None with the no-op tracer; else it wraps stages to time their child spans
-    for stage in reversed(STAGES):
+    for stage in reversed(STAGES or load_stages()):
         if stage.enabled_for(config) and stage.enabled_in(config, runtime):
             app = stage(app, route, runtime) if probe is None else probe(stage, app, route, runtime)
             needs_body = needs_body or stage.needs_body(config)
@@ -93,7 +97,7 @@ class GuardMiddleware:
         for route in registry:
             self._pipeline(route)
         if self._metrics_path:
-            from .telemetry.metrics import metrics_endpoint
+            from asgi_guard.core.metrics import metrics_endpoint
 
             self._metrics_app = metrics_endpoint(self.runtime)
 

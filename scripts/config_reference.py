@@ -7,6 +7,7 @@ README's "Configuration reference" is this script's output; refresh it with
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def _default(field: FieldInfo) -> str:
 def _type(field: FieldInfo) -> str:
     annotation = field.annotation
     text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("asgi_guard.config.", "").replace("|", "\\|")
+    text = re.sub(r"asgi_guard(\.\w+)*\.(?=[A-Z])", "", text.replace("typing.", ""))
+    return text.replace("|", "\\|")
 
 
 def table(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
-from asgi_guard.services.valkey import ValkeyDeployment, start_cluster, start_standalone
+from asgi_guard_dev.valkey import ValkeyDeployment, start_cluster, start_standalone
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
-from asgi_guard.backends import Backend
-from asgi_guard.context import Principal
-from asgi_guard.middleware import Stage
+from asgi_guard.core.context import Principal
+from asgi_guard.core.stage import Stage
+from asgi_guard.state import Backend
 
 
 class Clock:

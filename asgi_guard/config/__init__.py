@@ -1,6 +1,9 @@
 """Config models, one module per concern."""
 
-from .cache import (
+from asgi_guard.config.job import JobConfig
+from asgi_guard.core.pooling import PoolingConfig
+from asgi_guard.core.settings import GuardSettings
+from asgi_guard.stages.cache.config import (
     CacheAlgo,
     CacheConfig,
     DefaultCacheConfig,
@@ -10,14 +13,11 @@ from .cache import (
     LRUCacheConfig,
     MRUCacheConfig,
 )
-from .circuit_breaker import CircuitBreakerConfig
-from .encryption import EncryptionConfig
-from .idempotency import IdempotencyConfig
-from .job import JobConfig
-from .metrics import MetricsConfig
-from .pooling import PoolingConfig
-from .pulsar import PulsarLabelingConfig
-from .rate_limit import (
+from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
+from asgi_guard.stages.encryption.config import EncryptionConfig
+from asgi_guard.stages.events.config import PulsarLabelingConfig
+from asgi_guard.stages.idempotency.config import IdempotencyConfig
+from asgi_guard.stages.rate_limit.config import (
     DebounceConfig,
     FixedWindowConfig,
     LimitConfig,
@@ -27,9 +27,9 @@ from .rate_limit import (
     ThrottleConfig,
     TokenBucketConfig,
 )
-from .security import SecurityConfig
-from .settings import GuardSettings
-from .tracing import TracingConfig
+from asgi_guard.stages.security.config import SecurityConfig
+from asgi_guard.stages.telemetry.config import TracingConfig
+from asgi_guard.stages.telemetry.metrics_config import MetricsConfig
 
 __all__ = [
     "CacheAlgo",

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ._base import GuardModel
-from .cache import CacheConfig
-from .circuit_breaker import CircuitBreakerConfig
-from .encryption import EncryptionConfig
-from .idempotency import IdempotencyConfig
-from .metrics import MetricsConfig
-from .pooling import PoolingConfig
-from .pulsar import PulsarLabelingConfig
-from .rate_limit import RateLimitConfig
-from .security import SecurityConfig
-from .tracing import TracingConfig
+from asgi_guard.core.model import GuardModel
+from asgi_guard.core.pooling import PoolingConfig
+from asgi_guard.stages.cache.config import CacheConfig
+from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
+from asgi_guard.stages.encryption.config import EncryptionConfig
+from asgi_guard.stages.events.config import PulsarLabelingConfig
+from asgi_guard.stages.idempotency.config import IdempotencyConfig
+from asgi_guard.stages.rate_limit.config import RateLimitConfig
+from asgi_guard.stages.security.config import SecurityConfig
+from asgi_guard.stages.telemetry.config import TracingConfig
+from asgi_guard.stages.telemetry.metrics_config import MetricsConfig
 
 
 class JobConfig(GuardModel):

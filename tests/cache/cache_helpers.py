@@ -9,8 +9,8 @@ from guardkit import Clock
 from starlette.applications import Starlette
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend
 from asgi_guard.config import PoolingConfig
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
 
 BACKENDS = ["memory", "valkey", "cluster"]
 

@@ -9,8 +9,8 @@ from cache_helpers import BACKENDS, make_backend
 from guardkit import Clock, FakeAuth
 
 import asgi_guard.stack
-from asgi_guard.backends import Backend
-from asgi_guard.middleware import STAGES
+from asgi_guard.stages import STAGES
+from asgi_guard.state import Backend
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from guardkit import Clock
 
-from asgi_guard.algorithms.cache import CacheStore, build_store
-from asgi_guard.backends import Backend, ValkeyBackend
-from asgi_guard.cache import CachedResponse
 from asgi_guard.config import PoolingConfig
+from asgi_guard.stages.cache import CachedResponse
+from asgi_guard.stages.cache.stores import CacheStore, build_store
+from asgi_guard.state import Backend, ValkeyBackend
 
 
 def entry(name: str) -> CachedResponse:
@@ -67,7 +67,7 @@ async def test_lfu_ties_go_to_least_recently_used(backend: Backend) -> None:
 
 
 async def test_memory_expiry_frees_capacity() -> None:
-    from asgi_guard.backends import MemoryBackend
+    from asgi_guard.state import MemoryBackend
 
     clock = Clock()
     store = build_store(MemoryBackend(clock=clock), "expiry", "lru", capacity=2, ttl=10)

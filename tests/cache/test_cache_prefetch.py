@@ -17,9 +17,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asgi_guard import JobConfig
-from asgi_guard.backends import MemoryBackend, ValkeyBackend
-from asgi_guard.cache.prefetch import prefetchers
 from asgi_guard.config import CacheConfig, PoolingConfig, RateLimitConfig
+from asgi_guard.stages.cache.prefetch import prefetchers
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 
 class RoundTrips:

@@ -15,11 +15,12 @@ from starlette.routing import Route
 
 import asgi_guard.stack
 from asgi_guard import JobConfig
-from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend
 from asgi_guard.config import CacheConfig, PoolingConfig
-from asgi_guard.context import get_guard
-from asgi_guard.middleware import STAGES, Stage
-from asgi_guard.services.valkey import ValkeyDeployment
+from asgi_guard.core.context import get_guard
+from asgi_guard.core.stage import Stage
+from asgi_guard.stages import STAGES
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard_dev.valkey import ValkeyDeployment
 
 
 def cached(**cache: Any) -> JobConfig:

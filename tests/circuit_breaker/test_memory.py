@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
 from asgi_guard import JobConfig
-from asgi_guard.backends import MemoryBackend
 from asgi_guard.config import CircuitBreakerConfig
+from asgi_guard.state import MemoryBackend
 
 from ._helpers import client, guarded_app
 
@@ -53,7 +53,7 @@ def state(label: str) -> float | None:
 
 
 async def test_opens_after_threshold_then_closes_after_timeout(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="asgi_guard.breaker")
+    caplog.set_level(logging.INFO, logger="asgi_guard.circuit_breaker")
     handler = Flaky(500, "raise", 503)
     config = breaker_config()
     label = config.endpoint_name or ""
@@ -71,7 +71,7 @@ async def test_opens_after_threshold_then_closes_after_timeout(caplog: pytest.Lo
         assert trial.status_code == 200 and handler.calls == 4
         assert state(label) == 0
         assert (await http.get("/job")).status_code == 200
-    messages = [r.getMessage() for r in caplog.records if r.name == "asgi_guard.breaker"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "asgi_guard.circuit_breaker"]
     assert any("closed -> open" in m for m in messages)
     assert any("open -> half-open" in m for m in messages)
     assert any("half-open -> closed" in m for m in messages)

@@ -8,10 +8,10 @@ import time
 import pytest
 
 from asgi_guard import BackendUnavailable, GuardSettings
-from asgi_guard.backends import MemoryBackend, ValkeyBackend, backend_from_settings, hash_tag
-from asgi_guard.backends.memory import ExpiringStore
 from asgi_guard.config import PoolingConfig
-from asgi_guard.services.valkey import ValkeyDeployment
+from asgi_guard.state import MemoryBackend, ValkeyBackend, backend_from_settings, hash_tag
+from asgi_guard.state.memory import ExpiringStore
+from asgi_guard_dev.valkey import ValkeyDeployment
 
 SCRIPT = (
     "redis.call('SET', KEYS[1], ARGV[1]); redis.call('SET', KEYS[2], ARGV[1]); return redis.call('TIME')[1]"

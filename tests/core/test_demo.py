@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_guard.services.valkey import free_port
+from asgi_guard_dev.valkey import free_port
 
 ROOT = Path(__file__).parents[2]
 

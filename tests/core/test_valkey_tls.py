@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from asgi_guard import BackendUnavailable
-from asgi_guard.backends import ValkeyBackend
 from asgi_guard.config import PoolingConfig
-from asgi_guard.services.valkey import ValkeyDeployment
+from asgi_guard.state import ValkeyBackend
+from asgi_guard_dev.valkey import ValkeyDeployment
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

@@ -10,15 +10,15 @@ import sys
 
 import pytest
 
-from asgi_guard.backends import MemoryBackend, ValkeyBackend
-from asgi_guard.credits import credit_store
-from asgi_guard.credits.cli import add_parser, main
+from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits.cli import add_parser, main
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 
 def cli(*args: str, url: str, prefix: str = "ag") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASGI_GUARD_VALKEY_URL": url, "ASGI_GUARD_KEY_PREFIX": prefix}
     return subprocess.run(
-        [sys.executable, "-m", "asgi_guard.credits.cli", *args],
+        [sys.executable, "-m", "asgi_guard.stages.credits.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -11,9 +11,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from asgi_guard import GuardMiddleware, JobConfig, RouteRegistry
-from asgi_guard.backends import MemoryBackend
 from asgi_guard.config import CircuitBreakerConfig
-from asgi_guard.credits import credit_store
+from asgi_guard.stages.credits import credit_store
+from asgi_guard.state import MemoryBackend
 
 from ._helpers import client, guarded_app
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from asgi_guard.backends import MemoryBackend, ValkeyBackend
 from asgi_guard.config import PoolingConfig
-from asgi_guard.credits import CreditError, CreditStore, ReserveStatus, credit_store
+from asgi_guard.stages.credits import CreditError, CreditStore, ReserveStatus, credit_store
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 from ._helpers import Clock
 

@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from asgi_guard import GuardSettings, JobConfig
-from asgi_guard.backends import ValkeyBackend
 from asgi_guard.config import PoolingConfig
-from asgi_guard.credits import credit_store
+from asgi_guard.stages.credits import credit_store
+from asgi_guard.state import ValkeyBackend
 
 from ._helpers import client, guarded_app
 

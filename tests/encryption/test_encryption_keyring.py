@@ -12,8 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from asgi_guard.errors import ConfigError
-from asgi_guard.security.crypto import EnvelopeError, KeyRing, associated_data, b64url_encode, generate_key
+from asgi_guard.core.errors import ConfigError
+from asgi_guard.stages.encryption.crypto import (
+    EnvelopeError,
+    KeyRing,
+    associated_data,
+    b64url_encode,
+    generate_key,
+)
 
 K1, K2 = os.urandom(32), os.urandom(32)
 AAD = associated_data("/secrets/{id}", "secret")

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry, install
 from asgi_guard.config import EncryptionConfig
-from asgi_guard.errors import ConfigError
-from asgi_guard.security.crypto import generate_key
+from asgi_guard.core.errors import ConfigError
+from asgi_guard.stages.encryption.crypto import generate_key
 
 KEY_OLD, KEY_NEW = generate_key(), generate_key()
 SECRETS = EncryptionConfig(
@@ -391,7 +391,7 @@ async def test_fastapi_model_sees_ciphertext_and_caller_gets_plaintext(make_clie
 
 
 def test_rewrite_copies_on_write() -> None:
-    from asgi_guard.middleware.encryption import _rewrite
+    from asgi_guard.stages.encryption.stage import _rewrite
 
     original = {"a": {"b": 1, "c": 2}, "list": [{"b": 1}]}
     snapshot = json.loads(json.dumps(original))

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from asgi_guard.services.pulsar import PulsarBroker, PulsarUnavailable, start_standalone
+from asgi_guard_dev.pulsar import PulsarBroker, PulsarUnavailable, start_standalone
 
 
 def _unavailable(reason: str) -> None:

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
 from asgi_guard.config import PulsarLabelingConfig
-from asgi_guard.events.publisher import EventPublisher
-from asgi_guard.middleware.events import get_publisher
+from asgi_guard.stages.events.publisher import EventPublisher
+from asgi_guard.stages.events.stage import get_publisher
 
 QUIET = logging.getLogger("asgi_guard.events.pulsar")
 QUIET.setLevel(logging.WARNING)

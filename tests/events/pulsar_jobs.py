@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from asgi_guard.events.worker import Job
+from asgi_guard.stages.events.worker import Job
 
 
 def _out() -> Path:

@@ -15,7 +15,7 @@ import pytest
 from pulsar.asyncio import Client
 from pulsar_helpers import QUIET, Handled, body, make_app, receive_all, subscribe
 
-from asgi_guard.events.envelope import JOB_SCHEMA, dumps
+from asgi_guard.stages.events.envelope import JOB_SCHEMA, dumps
 
 pytestmark = pytest.mark.pulsar
 HERE = Path(__file__).parent
@@ -172,7 +172,7 @@ async def test_offloaded_body_is_encrypted_like_the_handler_would_see_it(
 
     from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
     from asgi_guard.config import EncryptionConfig, PulsarLabelingConfig
-    from asgi_guard.security.crypto import generate_key
+    from asgi_guard.stages.encryption.crypto import generate_key
 
     registry = RouteRegistry()
     registry.register(

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pulsar_helpers import body, make_app, publisher_of, receive_all, subscribe
 
-from asgi_guard.services.pulsar import PulsarBroker
+from asgi_guard_dev.pulsar import PulsarBroker
 
 pytestmark = pytest.mark.pulsar
 

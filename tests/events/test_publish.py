@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pulsar_helpers import body, make_app, publisher_of, receive_all, subscribe
 
-from asgi_guard.events.envelope import EVENT_SCHEMA
+from asgi_guard.stages.events.envelope import EVENT_SCHEMA
 
 pytestmark = pytest.mark.pulsar
 

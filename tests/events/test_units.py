@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from asgi_guard.events.envelope import JOB_SCHEMA, dumps
-from asgi_guard.events.worker import DoneJobs, Job, load_jobs
-from asgi_guard.services import pulsar as service
+from asgi_guard.stages.events.envelope import JOB_SCHEMA, dumps
+from asgi_guard.stages.events.worker import DoneJobs, Job, load_jobs
+from asgi_guard_dev import pulsar as service
 
 
 def test_job_decodes_text_and_binary_bodies() -> None:

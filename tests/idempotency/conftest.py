@@ -8,9 +8,9 @@ import pytest
 from guardkit import FakeAuth
 
 import asgi_guard.stack
-from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend
 from asgi_guard.config import PoolingConfig
-from asgi_guard.middleware import STAGES
+from asgi_guard.stages import STAGES
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.backends import Backend
-from asgi_guard.config.idempotency import IdempotencyConfig
+from asgi_guard.stages.idempotency.config import IdempotencyConfig
+from asgi_guard.state import Backend
 
 
 def idempotent(name: str = "orders", **options: Any) -> JobConfig:

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.config.idempotency import IdempotencyConfig
+from asgi_guard.stages.idempotency.config import IdempotencyConfig
 
 
 async def main(url: str, prefix: str, key: str, body: str) -> None:

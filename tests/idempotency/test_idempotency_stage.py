@@ -15,13 +15,14 @@ from prometheus_client import REGISTRY
 from starlette.routing import Route
 
 import asgi_guard.stack
-from asgi_guard.backends import Backend, MemoryBackend, ValkeyBackend
-from asgi_guard.cache import CachedResponse
 from asgi_guard.config import CacheConfig, PoolingConfig
-from asgi_guard.idempotency import MemoryIdempotencyStore
-from asgi_guard.middleware import STAGES, Stage
-from asgi_guard.problems import Problem, send_problem
-from asgi_guard.services.valkey import ValkeyDeployment
+from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.stage import Stage
+from asgi_guard.stages import STAGES
+from asgi_guard.stages.cache import CachedResponse
+from asgi_guard.stages.idempotency import MemoryIdempotencyStore
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard_dev.valkey import ValkeyDeployment
 
 
 def orders_app(backend: Backend, handler: Orders, key_prefix: str, **options: Any) -> Any:

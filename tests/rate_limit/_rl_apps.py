@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.backends import Backend
+from asgi_guard.state import Backend
 
 
 async def ok(request: Request) -> JSONResponse:

@@ -12,8 +12,8 @@ from itertools import accumulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from asgi_guard.algorithms.rate_limit import LimitSpec, ReferenceLimiter
-from asgi_guard.algorithms.rate_limit.spec import (
+from asgi_guard.stages.rate_limit import LimitSpec, ReferenceLimiter
+from asgi_guard.stages.rate_limit.spec import (
     DEBOUNCE,
     FIXED_WINDOW,
     SLIDING_APPROX,

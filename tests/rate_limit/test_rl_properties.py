@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from asgi_guard.algorithms.rate_limit import (
+from asgi_guard.stages.rate_limit import (
     Decision,
     LimitSpec,
     MemoryRateLimiter,
@@ -28,8 +28,8 @@ from asgi_guard.algorithms.rate_limit import (
     ValkeyRateLimiter,
     spec_from_sections,
 )
-from asgi_guard.backends import MemoryBackend, ValkeyBackend
-from asgi_guard.config.rate_limit import LimitConfig
+from asgi_guard.stages.rate_limit.config import LimitConfig
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 T0 = 1_750_000_000.0
 EXAMPLES = settings(

@@ -8,8 +8,8 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from asgi_guard import JobConfig
-from asgi_guard.backends import MemoryBackend
 from asgi_guard.config import RateLimitConfig
+from asgi_guard.state import MemoryBackend
 
 T0 = 1_800_000_000.0  # a multiple of 60, so fixed windows start here
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from asgi_guard import JobConfig, RouteRegistry
 from asgi_guard.config import SecurityConfig
-from asgi_guard.middleware.security import SecurityMiddleware
+from asgi_guard.stages.security.stage import SecurityMiddleware
 
 
 def test_defaults_are_anonymous_and_off() -> None:

@@ -7,9 +7,9 @@ from typing import Any
 from seckit import JwksServer, KeyPair, assert_problem, bearer, build_app, hs_settings
 
 from asgi_guard import GuardSettings
-from asgi_guard.runtime import GuardRuntime
-from asgi_guard.security.jwks import JwksClient
-from asgi_guard.security.jwt import JWKS_SERVICE
+from asgi_guard.core.runtime import GuardRuntime
+from asgi_guard.stages.security.jwks import JwksClient
+from asgi_guard.stages.security.jwt import JWKS_SERVICE
 
 JWT_ROUTE = {"auth_type_required": "jwt"}
 

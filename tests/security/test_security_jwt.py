@@ -26,7 +26,7 @@ from seckit import (
 )
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.errors import ConfigError
+from asgi_guard.core.errors import ConfigError
 
 JWT_ROUTE = {"auth_type_required": "jwt"}
 

@@ -11,9 +11,9 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from seckit import assert_problem, bearer, build_app, hs_settings, hs_token
 
-from asgi_guard.backends import MemoryBackend
-from asgi_guard.runtime import GuardRuntime
-from asgi_guard.security import set_totp_secret_resolver
+from asgi_guard.core.runtime import GuardRuntime
+from asgi_guard.stages.security import set_totp_secret_resolver
+from asgi_guard.state import MemoryBackend
 
 SECRET_B32 = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 MFA_ROUTE = {"auth_type_required": "jwt", "mfa_required": True}

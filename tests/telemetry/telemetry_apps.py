@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
-from asgi_guard.backends import Backend
+from asgi_guard.state import Backend
 
 SECRET = "telemetry-test-secret-0123456789abcdef"
 

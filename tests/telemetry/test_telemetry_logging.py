@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse
 from telemetry_apps import guarded, token, unique
 
 from asgi_guard import JobConfig
-from asgi_guard.security.redaction import REDACTED, RedactionFilter, Redactor
-from asgi_guard.telemetry.logging import JsonFormatter
+from asgi_guard.core.logging import JsonFormatter
+from asgi_guard.core.redaction import REDACTED, RedactionFilter, Redactor
 
 APP_LOG = logging.getLogger("asgi_guard.app")  # exists before the stack is built: it gets the filter
 PATH = "/jobs/{resource_id}"

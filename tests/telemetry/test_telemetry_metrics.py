@@ -8,8 +8,8 @@ import pytest
 from telemetry_apps import guarded, parse, sample, settings, token, unique
 
 from asgi_guard import JobConfig
-from asgi_guard.errors import ConfigError
-from asgi_guard.telemetry.metrics import job_histogram
+from asgi_guard.core.errors import ConfigError
+from asgi_guard.core.metrics import job_histogram
 
 PATH = "/jobs/{resource_id}"
 

@@ -15,10 +15,10 @@ from starlette.responses import JSONResponse
 from telemetry_apps import guarded, token, unique
 
 from asgi_guard import JobConfig
-from asgi_guard.context import get_guard
-from asgi_guard.middleware.base import Stage
-from asgi_guard.problems import Problem
-from asgi_guard.telemetry.tracing import extract_trace_context, inject_trace_context
+from asgi_guard.core.context import get_guard
+from asgi_guard.core.problems import Problem
+from asgi_guard.core.stage import Stage
+from asgi_guard.core.tracing import extract_trace_context, inject_trace_context
 
 PATH = "/jobs/{resource_id}"
 
@@ -202,7 +202,7 @@ class _Refuser(Stage):
 async def test_probe_wraps_any_stage_and_carries_its_decisions(
     spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, make_client: Any
 ) -> None:
-    from asgi_guard.middleware import TelemetryMiddleware
+    from asgi_guard.stages.telemetry.stage import TelemetryMiddleware
 
     monkeypatch.setattr("asgi_guard.stack.STAGES", (TelemetryMiddleware, _Refuser))
     client = make_client(guarded("/pay", JobConfig(endpoint_name=unique("pay_"))))
@@ -225,7 +225,7 @@ async def test_without_a_provider_nothing_is_traced(
     """With the API's no-op provider: no probes, no server middleware work, requests still counted."""
     from opentelemetry import trace
 
-    from asgi_guard.telemetry import tracing
+    from asgi_guard.core import tracing
 
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(tracing, "_active", False)

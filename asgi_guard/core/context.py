@@ -1,0 +1,204 @@
+"""Per-request state shared by the stages and the handler (`request.state.guard`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import Message, Receive, Scope
+
+from asgi_guard.core.problems import Problem, payload_too_large
+
+if TYPE_CHECKING:
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+SCOPE_KEY = "asgi_guard"
+_NO_JSON = object()
+
+
+@dataclass(slots=True, frozen=True)
+class Principal:
+    """Who made the request, as the security stage established it."""
+
+    subject: str
+    scopes: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    amr: frozenset[str] = frozenset()
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+class GuardContext:
+    """Everything the stack learned about one request. Stages read and add; none re-parses.
+
+    A plain slotted class (not a dataclass) because one is built per request: its __init__ is
+    the cheapest Python allows.
+    """
+
+    __slots__ = (
+        "_body",
+        "_json",
+        "_replayed",
+        "_resource_id",
+        "_resource_resolved",
+        "client_ip",
+        "decisions",
+        "max_body_size",
+        "method",
+        "path",
+        "path_params",
+        "principal",
+        "raw_receive",
+        "rejected_by",
+        "request_id",
+        "response_headers",
+        "route",
+        "runtime",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        request_id: str,
+        route: CompiledRoute,
+        path_params: dict[str, Any],
+        method: str,
+        path: str,
+        client_ip: str,
+        runtime: GuardRuntime,
+        raw_receive: Receive,
+        max_body_size: int,
+    ) -> None:
+        self.request_id = request_id
+        self.route = route
+        self.path_params = path_params
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.runtime = runtime
+        self.raw_receive = raw_receive
+        self.max_body_size = max_body_size
+        self.principal: Principal | None = None
+        self.response_headers: list[tuple[bytes, bytes]] = []
+        self.status: int | None = None
+        self.rejected_by: str | None = None
+        self.decisions: dict[str, Any] = {}
+        self.started = 0.0
+        self._body: bytes | None = None
+        self._replayed = False
+        self._json: Any = _NO_JSON
+        self._resource_id: str | None = None
+        self._resource_resolved = False
+
+    def __repr__(self) -> str:
+        return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
+
+    @property
+    def user_key(self) -> str:
+        """The JWT subject, or the client IP for anonymous requests."""
+        return self.principal.subject if self.principal is not None else self.client_ip
+
+    # -- body -----------------------------------------------------------------------------------
+    @property
+    def body_buffered(self) -> bool:
+        return self._body is not None
+
+    async def body(self) -> bytes:
+        """The whole request body, read once (413 past the limit) and replayed to the app."""
+        if self._body is not None:
+            return self._body
+        chunks: list[bytes] = []
+        size = 0
+        limit = self.max_body_size
+        while True:
+            message = await self.raw_receive()
+            if message["type"] == "http.disconnect":
+                raise Problem(400, "client-disconnected", "Bad Request", "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise payload_too_large(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self._body = b"".join(chunks)
+        return self._body
+
+    def replace_body(self, body: bytes, scope: Scope) -> None:
+        """Swap the buffered body (encryption does) and keep Content-Length truthful."""
+        self._body = body
+        self._json = _NO_JSON
+        scope["headers"] = [
+            (k, str(len(body)).encode() if k == b"content-length" else v) for k, v in scope["headers"]
+        ]
+
+    async def receive(self) -> Message:
+        """The receive the app sees: the buffered body once (read now if no stage has), then the
+        client's own messages (such as http.disconnect)."""
+        if not self._replayed:
+            if self._body is None:
+                await self.body()
+            self._replayed = True
+            return {"type": "http.request", "body": self._body or b"", "more_body": False}
+        return await self.raw_receive()
+
+    async def json(self) -> Any:
+        """The body parsed as JSON (None when empty); broken JSON is a 400, never a 500."""
+        if self._json is not _NO_JSON:
+            return self._json
+        raw = await self.body()
+        if not raw.strip():
+            self._json = None
+            return None
+        try:
+            self._json = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise Problem(
+                400, "malformed-json", "Bad Request", f"request body is not valid JSON: {exc}"
+            ) from exc
+        return self._json
+
+    # -- resource id ----------------------------------------------------------------------------
+    @property
+    def resource_id(self) -> str | None:
+        """The resource id resolved so far (path parameter, or the body field once read)."""
+        if not self._resource_resolved:
+            config = self.route.config
+            value = self.path_params.get(config.resource_id_field)
+            if value is not None:
+                self._resource_id, self._resource_resolved = str(value), True
+            elif config.resource_id_from_body and self._body is not None:
+                self._resource_id, self._resource_resolved = self._body_field(), True
+        return self._resource_id
+
+    def _body_field(self) -> str | None:
+        if self._json is _NO_JSON:
+            try:
+                self._json = json.loads(self._body) if self._body and self._body.strip() else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return None
+        document = self._json
+        if isinstance(document, dict):
+            value = document.get(self.route.config.resource_id_field)
+            if value is not None and not isinstance(value, (dict, list)):
+                return str(value)
+        return None
+
+    async def resolve_resource_id(self) -> str | None:
+        """Path parameter first; else, when the route says so, the named JSON body field."""
+        if self.resource_id is not None or self._resource_resolved:
+            return self._resource_id
+        if self.route.config.resource_id_from_body:
+            await self.json()
+            self._resource_id = self._body_field()
+        self._resource_resolved = True
+        return self._resource_id
+
+
+def get_guard(scope_or_request: Any) -> GuardContext | None:
+    """The GuardContext of a request (or scope), or None on unregistered routes."""
+    scope = getattr(scope_or_request, "scope", scope_or_request)
+    ctx: GuardContext | None = scope.get(SCOPE_KEY)
+    return ctx

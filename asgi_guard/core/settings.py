@@ -1,0 +1,72 @@
+"""GuardSettings: what is global and secret, read from the environment (ASGI_GUARD_*) and .env."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from asgi_guard.core.pooling import PoolingConfig
+
+
+class GuardSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASGI_GUARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    valkey_url: str | None = Field(
+        default=None,
+        description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p",
+    )
+    pulsar_url: str | None = Field(default=None, description="unset = events stay in the local outbox")
+    jwt_secret: SecretStr | None = Field(default=None, description="HS256/384/512 key")
+    jwt_public_key: SecretStr | None = Field(
+        default=None, description="PEM public key (or certificate, or JWK) for RS/PS/ES/EdDSA"
+    )
+    jwks_url: str | None = Field(
+        default=None, description="JWKS endpoint; keys fetched off the event loop and cached"
+    )
+    jwt_algorithms: list[str] = Field(
+        default=["HS256"], description="the only algorithms accepted (never `none`)"
+    )
+    jwt_audience: str | None = Field(default=None, description="required `aud`")
+    jwt_issuer: str | None = Field(default=None, description="required `iss`")
+    jwt_roles_claim: str = Field(default="roles", description="claim that holds the roles")
+    jwt_leeway: float = Field(default=30.0, ge=0, description="seconds of clock skew allowed on exp/nbf/iat")
+    encryption_keys: dict[str, SecretStr] = Field(
+        default={}, description="key id -> base64url 32-byte AES key (env: a JSON object)"
+    )
+    encryption_primary_key: str | None = Field(
+        default=None, description="key id that encrypts (default: the first)"
+    )
+    trusted_proxies: list[str] = Field(default=[], description="CIDRs whose forwarding header is believed")
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for", description="the one header trusted proxies write the client into"
+    )
+    unregistered: Literal["allow", "deny"] = Field(
+        default="allow", description='"allow" (pass through untouched) or "deny" routes not in the registry'
+    )
+    unregistered_status: Literal[403, 404] = Field(
+        default=404, description="status of a denied unregistered route"
+    )
+    metrics_path: str = Field(
+        default="/metrics", description="Prometheus exposition path; empty turns it off"
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="bearer token the metrics endpoint requires"
+    )
+    max_body_size: int = Field(
+        default=1_048_576, ge=0, description="bytes a buffered request body may have (413 past it)"
+    )
+    pooling: PoolingConfig = PoolingConfig()
+    outbox_path: str | None = Field(default=None, description="sqlite outbox for unsent events")
+    key_prefix: str = Field(default="ag", description="prefix of every backend key")
+
+    @field_validator("unregistered", mode="before")
+    @classmethod
+    def _alias_pass(cls, value: object) -> object:
+        return "allow" if value in ("pass", "pass-through", "passthrough") else value

@@ -1,0 +1,177 @@
+"""Stage 7: a per-route circuit breaker around the handler, with retries only where they are safe.
+
+Closed: calls run; `circuit_breaker_threshold` consecutive failures (an exception, a 5xx status, the
+handler time-out) open the circuit. Open: 503 problem with Retry-After, the handler is not called
+(the credits stage outside refunds). After `circuit_breaker_timeout` one trial call runs (half-open):
+success closes, failure re-opens. With Valkey the state is shared by every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.problems import Problem, backend_unavailable
+from asgi_guard.core.stage import Stage
+from asgi_guard.stages.circuit_breaker import ADMIT_CLOSED, Admission, make_breaker
+from asgi_guard.stages.circuit_breaker.retry import Attempt, backoff_delay, is_retry_safe
+
+if TYPE_CHECKING:
+    from asgi_guard.config import JobConfig
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+log = logging.getLogger("asgi_guard.circuit_breaker")
+_UNTRACKED = Admission(True, "unknown")  # admitted while the shared state was unreachable (fail open)
+
+
+class CircuitBreakerMiddleware(Stage):
+    name = "circuit_breaker"
+
+    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        config = self.config
+        policy = config.circuit_breaker
+        lease = policy.half_open_lease or config.handler_timeout or policy.circuit_breaker_timeout
+        self.label = route.label
+        self.breaker = make_breaker(
+            runtime.backend,
+            self.label,
+            policy.circuit_breaker_threshold,
+            policy.circuit_breaker_timeout,
+            lease,
+        )
+        self.fail_open = policy.fail_open
+        self.timeout = config.handler_timeout
+        self.max_retries = policy.max_retries
+        self.backoff = policy.retry_backoff
+        metrics = get_metrics()
+        self._faults = metrics.backend_faults.labels(self.label, self.name)
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return config.circuit_breaker.enabled
+
+    @classmethod
+    def needs_body(cls, config: JobConfig) -> bool:
+        """Retries replay the request body, so it is buffered when the route retries."""
+        return config.circuit_breaker.max_retries > 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        retries = self.max_retries if self.max_retries and is_retry_safe(scope) else 0
+        original = await ctx.body() if retries else b""  # read before a trial slot is taken
+        admission = await self._acquire(ctx)
+        if not admission.allowed:
+            raise self._open(ctx, admission)
+        decision: dict[str, str | int] = {"state": admission.state, "attempts": 0}
+        ctx.decisions[self.name] = decision
+        attempt = 0
+        while True:
+            attempt += 1
+            decision["attempts"] = attempt
+            out = Attempt(send, hold=attempt <= retries)
+            error: BaseException | None = None
+            try:
+                await self._call(scope, receive, out)
+            except asyncio.CancelledError:
+                await asyncio.shield(self._release(admission, ctx))
+                raise
+            except Problem as problem:
+                error, failed = problem, problem.status >= 500
+            except Exception as exc:  # noqa: BLE001 - any handler exception is a failure, re-raised below
+                error, failed = exc, True
+            else:
+                failed = out.status is None or out.status >= 500
+            await self._record(admission, ctx, ok=not failed)
+            decision["outcome"] = "failure" if failed else "success"
+            if failed and attempt <= retries and not out.sent:
+                await asyncio.sleep(backoff_delay(self.backoff, attempt))
+                again = await self._acquire(ctx)
+                if again.allowed:
+                    admission = again
+                    receive = self._replay(ctx, scope, original)
+                    continue
+            if error is not None:
+                raise error
+            await out.flush()
+            return
+
+    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.timeout is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                await self.app(scope, receive, send)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise Problem(
+                504, "handler-timeout", "Gateway Timeout", f"no response within {self.timeout}s"
+            ) from None
+
+    async def _acquire(self, ctx: GuardContext) -> Admission:
+        try:
+            return await self.breaker.acquire(ctx.request_id)
+        except BackendUnavailable as exc:
+            self._faults.inc()
+            if self.fail_open:
+                log.warning("circuit state for %s unreachable, failing open: %s", self.label, exc)
+                return _UNTRACKED
+            ctx.rejected_by = self.name
+            ctx.decisions[self.name] = {"outcome": "rejected", "reason": "backend_unavailable"}
+            raise backend_unavailable(self.name) from exc
+
+    async def _record(self, admission: Admission, ctx: GuardContext, ok: bool) -> None:
+        if admission is _UNTRACKED or (ok and admission is ADMIT_CLOSED):
+            return
+        try:
+            await self.breaker.record(admission, ctx.request_id, ok)
+        except BackendUnavailable as exc:
+            self._faults.inc()
+            log.warning("could not record a call result for %s: %s", self.label, exc)
+
+    async def _release(self, admission: Admission, ctx: GuardContext) -> None:
+        if admission is _UNTRACKED:
+            return
+        try:
+            await self.breaker.release(admission, ctx.request_id)
+        except BackendUnavailable:
+            self._faults.inc()
+
+    def _open(self, ctx: GuardContext, admission: Admission) -> Problem:
+        ctx.rejected_by = self.name
+        ctx.decisions[self.name] = {"state": admission.state, "outcome": "rejected", "reason": "circuit_open"}
+        retry_after = max(1, math.ceil(admission.retry_after))
+        return Problem(
+            503,
+            "circuit-open",
+            "Service Unavailable",
+            f"{self.label} is failing; the circuit is {admission.state}, retry in {retry_after}s",
+            headers=[(b"retry-after", str(retry_after).encode())],
+            extra={"circuit": admission.state, "retry_after": retry_after},
+        )
+
+    @staticmethod
+    def _replay(ctx: GuardContext, scope: Scope, original: bytes) -> Receive:
+        """A fresh receive for a retry: the original body once, then the client's own messages."""
+        if ctx.body_buffered and ctx._body is not original:
+            ctx.replace_body(original, scope)
+        pending = True
+
+        async def receive() -> Message:
+            nonlocal pending
+            if pending:
+                pending = False
+                return {"type": "http.request", "body": original, "more_body": False}
+            return await ctx.raw_receive()
+
+        return receive

@@ -1,0 +1,97 @@
+"""`asgi-guard credits grant|set|show USER [N] [--type T]` on the backend named by ASGI_GUARD_VALKEY_URL.
+
+Each command prints the resulting balance as a plain number, so scripts can read it. With no Valkey
+configured the embedded memory backend is used, which lives only as long as the command.
+
+The lead wires it in with `add_parser(subparsers)`; `python -m asgi_guard.stages.credits.cli ...` also works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.settings import GuardSettings
+from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits.store import DEFAULT_TYPE, CreditError
+from asgi_guard.state import Backend, backend_from_settings
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the `credits` command (with grant / set / show) to an argparse subparsers object."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "credits", help="grant, set or show a user's credit balance"
+    )
+    _fill(parser)
+    return parser
+
+
+def _fill(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="credits_action", required=True, metavar="{grant,set,show}")
+    grant = actions.add_parser("grant", help="add N credits (negative N debits, never below zero)")
+    grant.add_argument("user")
+    grant.add_argument("amount", type=int, metavar="N")
+    set_ = actions.add_parser("set", help="set the balance to N")
+    set_.add_argument("user")
+    set_.add_argument("amount", type=_non_negative, metavar="N")
+    show = actions.add_parser("show", help="print the balance")
+    show.add_argument("user")
+    for sub in (grant, set_, show):
+        sub.add_argument(
+            "--type", dest="credit_type", default=DEFAULT_TYPE, help="credit type (default: %(default)s)"
+        )
+    parser.set_defaults(handler=handle)
+
+
+async def run(args: argparse.Namespace, backend: Backend) -> int:
+    """Apply the parsed command to `backend` and return the resulting balance."""
+    store = credit_store(backend)
+    action, user, credit_type = args.credits_action, args.user, args.credit_type
+    if action == "grant":
+        return await store.grant(user, args.amount, credit_type)
+    if action == "set":
+        return await store.set(user, args.amount, credit_type)
+    return await store.balance(user, credit_type)
+
+
+def handle(args: argparse.Namespace, backend: Backend | None = None) -> int:
+    """Run the command, print the balance; return the process exit code."""
+
+    async def go() -> int:
+        used = backend or backend_from_settings(GuardSettings())
+        await used.start()
+        try:
+            return await run(args, used)
+        finally:
+            if backend is None:
+                await used.close()
+
+    try:
+        balance = asyncio.run(go())
+    except (CreditError, BackendUnavailable) as exc:
+        print(f"asgi-guard credits: {exc}", file=sys.stderr)
+        return 1
+    print(balance)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asgi-guard credits")
+    _fill(parser)
+    args = parser.parse_args(argv)
+    return handle(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

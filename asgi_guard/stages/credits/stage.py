@@ -1,0 +1,219 @@
+"""Stage 6: reserve the route's price before the handler, then commit or refund exactly once.
+
+Reserve (one atomic call) -> handler -> commit on a 2xx/3xx response, refund on anything else: a
+4xx/5xx status (an open circuit's 503 included), an exception, the handler time-out (504), or a client
+that disconnected before the response was complete. The reservation id is the request id; a
+reservation left unsettled (the process died) is refunded by the next operation on that balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.problems import Problem, backend_unavailable
+from asgi_guard.core.stage import Stage
+from asgi_guard.stages.circuit_breaker.stage import CircuitBreakerMiddleware
+from asgi_guard.stages.credits import ReserveStatus, Settlement, credit_store
+
+if TYPE_CHECKING:
+    from asgi_guard.config import JobConfig
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+log = logging.getLogger("asgi_guard.credits")
+HEADER = b"x-credits-remaining"
+DEFAULT_RESERVATION_TTL = 600.0
+
+
+def reservation_ttl(config: JobConfig) -> float:
+    """How long a reservation may stay unsettled before anyone may refund it: well past the
+    handler's time-out, so only reservations of dead processes expire."""
+    if config.handler_timeout is None:
+        return DEFAULT_RESERVATION_TTL
+    return max(60.0, 2 * config.handler_timeout + 5)
+
+
+class CreditsMiddleware(Stage):
+    name = "credits"
+
+    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        config = self.config
+        self.store = credit_store(runtime.backend)
+        self.amount: int = config.required_credits
+        self.credit_type: str = config.credit_type
+        self.ttl = reservation_ttl(config)
+        # The breaker (inner) enforces the time-out itself when enabled, so it sees it as a failure.
+        self.timeout = None if CircuitBreakerMiddleware.enabled_for(config) else config.handler_timeout
+        metrics = get_metrics()
+        label = route.label
+        self._reserved = metrics.credits.labels(label, self.credit_type, "reserved")
+        self._committed = metrics.credits.labels(label, self.credit_type, "committed")
+        self._refunded = metrics.credits.labels(label, self.credit_type, "refunded")
+        self._insufficient = metrics.credits.labels(label, self.credit_type, "insufficient")
+        self._faults = metrics.backend_faults.labels(label, self.name)
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return config.required_credits > 0
+
+    @classmethod
+    def needs_body(cls, config: JobConfig) -> bool:
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        user, rid = ctx.user_key, ctx.request_id
+        try:
+            reservation = await self.store.reserve(user, self.amount, rid, self.ttl, self.credit_type)
+        except BackendUnavailable as exc:
+            self._faults.inc()
+            log.warning("credits backend unavailable: %s", exc)
+            ctx.rejected_by = self.name
+            ctx.decisions[self.name] = {"outcome": "rejected", "reason": "backend_unavailable"}
+            raise backend_unavailable(self.name) from exc
+        header = (HEADER, str(reservation.balance).encode())
+        ctx.response_headers.append(header)
+        decision: dict[str, str | int] = {
+            "credit_type": self.credit_type,
+            "required": self.amount,
+            "balance": reservation.balance,
+        }
+        ctx.decisions[self.name] = decision
+        if reservation.status is not ReserveStatus.RESERVED:
+            raise self._reject(ctx, reservation.status, reservation.balance, decision)
+        self._reserved.inc()
+        await _Charge(self, ctx, header, decision).run(scope, receive, send)
+
+    def _reject(
+        self, ctx: GuardContext, status: ReserveStatus, balance: int, decision: dict[str, str | int]
+    ) -> Problem:
+        ctx.rejected_by = self.name
+        if status is ReserveStatus.DUPLICATE:
+            decision["outcome"] = decision["reason"] = "duplicate_request_id"
+            return Problem(
+                409,
+                "duplicate-request-id",
+                "Conflict",
+                "a request with this X-Request-ID is already being charged",
+            )
+        self._insufficient.inc()
+        decision["outcome"] = decision["reason"] = "insufficient_credits"
+        return Problem(
+            402,
+            "insufficient-credits",
+            "Payment Required",
+            f"this request costs {self.amount} {self.credit_type} credits; the balance is {balance}",
+            extra={"balance": balance, "required": self.amount, "credit_type": self.credit_type},
+        )
+
+
+class _Charge:
+    """One request's reservation: watches the response and settles it exactly once."""
+
+    __slots__ = ("ctx", "decision", "disconnected", "finished", "header", "settled", "stage", "status")
+
+    def __init__(
+        self,
+        stage: CreditsMiddleware,
+        ctx: GuardContext,
+        header: tuple[bytes, bytes],
+        decision: dict[str, str | int],
+    ) -> None:
+        self.stage = stage
+        self.ctx = ctx
+        self.header = header
+        self.decision = decision
+        self.status: int | None = None
+        self.finished = False
+        self.disconnected = False
+        self.settled = False
+
+    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stage = self.stage
+
+        async def watch_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.disconnect" and not self.finished:
+                self.disconnected = True
+            return message
+
+        async def watch_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                self.status = message["status"]
+                if self.status >= 400:
+                    await self.settle(commit=False)  # so the header shows the refunded balance
+            elif kind == "http.response.body" and not message.get("more_body", False):
+                self.finished = True
+            await send(message)
+
+        try:
+            if stage.timeout is None:
+                await stage.app(scope, watch_receive, watch_send)
+            else:
+                try:
+                    async with asyncio.timeout(stage.timeout):
+                        await stage.app(scope, watch_receive, watch_send)
+                except TimeoutError:
+                    await self.settle(commit=False)
+                    if self.status is None:
+                        raise Problem(
+                            504, "handler-timeout", "Gateway Timeout", f"no response within {stage.timeout}s"
+                        ) from None
+                    raise
+        except BaseException:
+            if not self.settled:
+                await asyncio.shield(self.settle(commit=False))
+            raise
+        if not self.settled:
+            ok = self.status is not None and self.status < 400 and not self.disconnected
+            await self.settle(commit=ok)
+
+    async def settle(self, *, commit: bool) -> None:
+        """Commit or refund once; a backend failure leaves the reservation to expire (and be refunded)."""
+        if self.settled:
+            return
+        self.settled = True
+        stage, ctx = self.stage, self.ctx
+        try:
+            if commit:
+                result: Settlement = await stage.store.commit(ctx.user_key, ctx.request_id, stage.credit_type)
+            else:
+                result = await stage.store.refund(ctx.user_key, ctx.request_id, stage.credit_type)
+        except BackendUnavailable as exc:
+            stage._faults.inc()
+            self.decision["outcome"] = "unsettled"
+            log.warning(
+                "credits %s of request %s failed (%s); the reservation is refunded when it expires",
+                "commit" if commit else "refund",
+                ctx.request_id,
+                exc,
+            )
+            return
+        if not result.done:
+            self.decision["outcome"] = "expired"
+            log.warning("reservation of request %s expired before it was settled; refunded", ctx.request_id)
+        elif commit:
+            self.decision["outcome"] = "committed"
+            stage._committed.inc()
+        else:
+            self.decision["outcome"] = "refunded"
+            stage._refunded.inc()
+            self._show_balance(result.balance)
+        self.decision["balance"] = result.balance
+
+    def _show_balance(self, balance: int) -> None:
+        """Swap the remaining-balance header (stage 0 adds it when the response starts)."""
+        headers = self.ctx.response_headers
+        for index, item in enumerate(headers):
+            if item is self.header:
+                self.header = headers[index] = (HEADER, str(balance).encode())
+                return

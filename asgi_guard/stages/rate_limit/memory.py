@@ -1,0 +1,100 @@
+"""Memory form: the algorithms over `MemoryBackend.namespace("rate_limit")`.
+
+Exact within one process (the event loop runs a decision without yielding, so it is atomic).
+Entries expire a little after they stop mattering, which bounds memory and never changes an answer.
+Most algorithms reuse the reference steps (their states are a few numbers); the exact sliding window
+keeps a mutable deque instead of copying its log, so a request costs O(1) amortised, not O(limit).
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED, STEPS, Step
+from asgi_guard.stages.rate_limit.spec import SLIDING_EXACT, Decision, LimitSpec
+from asgi_guard.state.memory import ExpiringStore
+
+GC_SLACK = 1.0  # seconds kept past the point where a state stops mattering
+
+
+class _Append:
+    """A deferred write: add `now` to the log only if every limit admits the request."""
+
+    __slots__ = ("log", "now")
+
+    def __init__(self, log: deque[float], now: float) -> None:
+        self.log, self.now = log, now
+
+    def apply(self) -> deque[float]:
+        log, now = self.log, self.now
+        if not log or log[-1] <= now:
+            log.append(now)
+        else:  # the clock stepped back: keep the log sorted
+            insort(log, now)
+        return log
+
+
+def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float) -> Step:
+    """The reference's exact sliding window over a deque pruned from the left (same answers)."""
+    limit, window = spec.a, spec.b
+    log: deque[float] = deque() if state is None else state
+    low = now - window
+    while log and log[0] <= low:
+        log.popleft()  # garbage only: these can never count again
+    count = len(log)
+    if count < limit:
+        first = log[0] if log and log[0] < now else now
+        return Decision(True, int(limit - count - 1), first + window - now, 0.0), _Append(log, now), window
+    oldest, freeing = log[0], log[count - int(limit)]
+    return Decision(False, 0, oldest + window - now, freeing + window - now), None, window
+
+
+class MemoryRateLimiter:
+    """One route's limits on the embedded store; `check(identity)` decides one request."""
+
+    __slots__ = ("_clock", "_plan", "_single", "_store")
+
+    def __init__(self, store: ExpiringStore, clock: Callable[[], float], specs: Sequence[LimitSpec]) -> None:
+        self._store = store
+        self._clock = clock
+        # (spec, step, key suffix, records even when rejected)
+        self._plan = tuple(
+            (
+                spec,
+                sliding_exact_inplace if spec.code == SLIDING_EXACT else STEPS[spec.code],
+                f"\x1f{spec.name}\x1f{spec.code}",
+                spec.code in ALWAYS_RECORDED,
+            )
+            for spec in specs
+        )
+        self._single = len(self._plan) == 1
+
+    def check_one(self, identity: str) -> Decision:
+        """The common case, a route with one limit: no bookkeeping."""
+        spec, step, suffix, _ = self._plan[0]
+        store = self._store
+        key = identity + suffix
+        decision, new, ttl = step(spec, store.get(key), self._clock())
+        if new is not None:
+            store.set(key, new.apply() if type(new) is _Append else new, ttl + GC_SLACK)
+        return decision
+
+    def check(self, identity: str) -> list[Decision]:
+        """Every limit: all must pass; a rejected request consumes none (debounce still records)."""
+        if self._single:
+            return [self.check_one(identity)]
+        store, now = self._store, self._clock()
+        results = []
+        admitted = True
+        for spec, step, suffix, _ in self._plan:
+            key = identity + suffix
+            result = step(spec, store.get(key), now)
+            admitted = admitted and result[0].allowed
+            results.append((key, result))
+        for (_, _, _, always), (key, (_, new, ttl)) in zip(self._plan, results, strict=True):
+            if new is not None and (admitted or always):
+                store.set(key, new.apply() if type(new) is _Append else new, ttl + GC_SLACK)
+        return [result[0] for _, result in results]

@@ -1,0 +1,267 @@
+"""Stage 3: rate limiting (429), by the route's limits, on the embedded store or Valkey.
+
+Everything that depends only on the route (limits, key recipe, header bytes, metric children, the
+backend form) is prepared in `__init__`; a request costs a key build, one decision (a dict lookup in
+memory, one Lua round trip on Valkey) and a header append. On Valkey, when the route's cache stage
+offers its lookup (`asgi_guard.stages.cache.prefetch`), that lookup rides in the same round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from math import ceil
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.errors import BackendUnavailable, ConfigError
+from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.problems import Problem, backend_unavailable
+from asgi_guard.core.stage import Stage
+from asgi_guard.stages.cache.prefetch import CachePrefetch, prefetchers
+from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, specs_from_config
+from asgi_guard.stages.rate_limit.headers import (
+    POLICY,
+    RATELIMIT,
+    RETRY_AFTER,
+    item_prefixes,
+    policy_value,
+    ratelimit_value,
+    retry_after_seconds,
+)
+from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
+from asgi_guard.stages.rate_limit.spec import Decision
+from asgi_guard.state.memory import MemoryBackend
+from asgi_guard.state.valkey import ValkeyBackend
+
+if TYPE_CHECKING:
+    from asgi_guard.config import JobConfig
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+_MAX_PART = 128
+_NO_RESOURCE = "-"
+Part = Callable[[GuardContext, Scope, "str | None"], str]
+
+
+def key_part(value: str) -> str:
+    """A key component that cannot forge a separator or a hash tag; long values are hashed."""
+    if len(value) > _MAX_PART:
+        return "#" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    if ":" in value or "{" in value or "}" in value or "%" in value:
+        return value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
+    return value
+
+
+def _header_part(name: bytes) -> Part:
+    def part(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+        for key, value in scope["headers"]:
+            if key == name:
+                return key_part(value.decode("latin-1"))
+        return "~" + key_part(ctx.client_ip)  # no header: fall back to the client IP (as Kong does)
+
+    return part
+
+
+def _constant(value: str) -> Part:
+    return lambda ctx, scope, resource: value
+
+
+def _user(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+    return key_part(ctx.user_key)
+
+
+def _ip(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+    return key_part(ctx.client_ip)
+
+
+def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+    return _NO_RESOURCE if resource is None else key_part(resource)
+
+
+class RateLimitMiddleware(Stage):
+    """429 past any of the route's limits; headers with the remaining quota on every response."""
+
+    name = "rate_limit"
+
+    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        config = route.config
+        rl = config.rate_limit
+        self.specs = specs = specs_from_config(rl)
+        self.shadow = rl.shadow
+        self.fail_open = rl.fail_open
+        label = config.tracing.trace_label or route.label
+
+        # -- the limit key --------------------------------------------------------------------
+        parts: list[Part] = []
+        for part in rl.key_by:
+            if part == "route":
+                parts.append(_constant(key_part(label)))
+            elif part == "global":
+                parts.append(_constant("*"))
+            elif part == "user":
+                parts.append(_user)
+            elif part == "ip":
+                parts.append(_ip)
+            elif part == "resource":
+                parts.append(_resource)
+            else:
+                parts.append(_header_part(part[7:].encode("latin-1")))
+        self._parts = tuple(parts)
+        self._label = key_part(label)
+        self._default_key = tuple(rl.key_by) == ("route", "user", "resource")
+        self._uses_resource = "resource" in rl.key_by
+        self._resource_from_body = self._uses_resource and config.resource_id_from_body
+
+        # -- the backend form, chosen once ----------------------------------------------------
+        backend = runtime.backend
+        self._memory: MemoryRateLimiter | None = None
+        self._valkey: ValkeyRateLimiter | None = None
+        self._prefetch: CachePrefetch | None = None  # the route's cache lookup, found on first request
+        self._prefetch_resolved = False
+        if isinstance(backend, MemoryBackend):
+            self._memory = MemoryRateLimiter(backend.namespace("rate_limit"), backend.clock, specs)
+        elif isinstance(backend, ValkeyBackend):
+            timeout = config.pooling.socket_timeout if config.pooling is not None else None
+            self._valkey = ValkeyRateLimiter(backend, specs, timeout)
+        else:
+            raise ConfigError(f"route {route.template!r}: rate limiting has no form for {backend.kind!r}")
+
+        # -- wire details and metrics ---------------------------------------------------------
+        self._headers = rl.headers
+        self._single = len(specs) == 1
+        self._primary = specs[0].name
+        self._policy_header = (POLICY, policy_value(specs))
+        self._prefixes = item_prefixes(specs)
+        metrics = get_metrics()
+        self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
+        # the per-request "allowed" count is skipped when metrics are off (metrics_path = "")
+        self._count_allowed = bool(runtime.settings.metrics_path)
+        verdict = "shadow_rejected" if rl.shadow else "rejected"
+        self._m_rejected = {s.name: metrics.rate_limit.labels(route.label, s.name, verdict) for s in specs}
+        self._m_fault = metrics.backend_faults.labels(route.label, self.name)
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return config.rate_limit.enabled
+
+    @classmethod
+    def needs_body(cls, config: JobConfig) -> bool:
+        return config.resource_id_from_body and "resource" in config.rate_limit.key_by
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        if self._resource_from_body:
+            resource = await ctx.resolve_resource_id()
+        else:
+            resource = ctx.resource_id if self._uses_resource else None
+        if self._default_key:
+            res = _NO_RESOURCE if resource is None else key_part(resource)
+            identity = f"{self._label}:{key_part(ctx.user_key)}:{res}"
+        else:
+            identity = ":".join([part(ctx, scope, resource) for part in self._parts])
+
+        memory = self._memory
+        if memory is not None and self._single:  # the hot path: one limit, embedded store
+            decision = memory.check_one(identity)
+            if decision.allowed:
+                if self._count_allowed:
+                    self._m_allowed.inc()
+                if self._headers:
+                    ctx.response_headers += (
+                        self._policy_header,
+                        (
+                            RATELIMIT,
+                            f"{self._prefixes[0]}{decision.remaining};t={ceil(decision.reset)}".encode(),
+                        ),
+                    )
+                ctx.decisions[self.name] = {
+                    "allowed": True,
+                    "policy": self._primary,
+                    "remaining": decision.remaining,
+                }
+                await self.app(scope, receive, send)
+                return
+            decisions = [decision]
+        elif memory is not None:
+            decisions = memory.check(identity)
+        else:
+            if not self._prefetch_resolved:  # the cache stage, built before this one, registered it
+                self._prefetch = prefetchers(self.runtime).get(self.route)
+                self._prefetch_resolved = True
+            prefetch = self._prefetch
+            try:
+                if prefetch is None:
+                    decisions = await self._valkey.check(identity)  # type: ignore[union-attr]
+                else:
+                    decisions = await prefetch.check(self._valkey, identity, ctx, scope)  # type: ignore[arg-type]
+            except BackendUnavailable:
+                self._m_fault.inc()
+                if not self.fail_open:
+                    ctx.rejected_by = self.name
+                    ctx.decisions[self.name] = {
+                        "allowed": False,
+                        "fault": "backend_unavailable",
+                    }
+                    raise backend_unavailable(self.name) from None
+                ctx.decisions[self.name] = {"allowed": True, "fault": "fail_open"}
+                await self.app(scope, receive, send)
+                return
+
+        for decision in decisions:
+            if not decision.allowed:
+                self._reject(ctx, decisions)
+                await self.app(scope, receive, send)  # shadow mode: counted, not enforced
+                return
+        if self._count_allowed:
+            self._m_allowed.inc()
+        if self._headers:
+            ctx.response_headers += (
+                self._policy_header,
+                (RATELIMIT, ratelimit_value(self._prefixes, decisions)),
+            )
+        ctx.decisions[self.name] = {
+            "allowed": True,
+            "policy": self._primary,
+            "remaining": min(d.remaining for d in decisions),
+        }
+        await self.app(scope, receive, send)
+
+    def _unconsumed(self, decisions: list[Decision]) -> list[Decision]:
+        """A rejected request consumed nothing: limits that would have admitted it keep their unit."""
+        return [
+            d._replace(remaining=d.remaining + 1) if d.allowed and spec.code not in ALWAYS_RECORDED else d
+            for spec, d in zip(self.specs, decisions, strict=True)
+        ]
+
+    def _reject(self, ctx: GuardContext, decisions: list[Decision]) -> None:
+        """Count the rejection; raise the 429 unless the route is in shadow mode."""
+        index = next(i for i, d in enumerate(decisions) if not d.allowed)
+        spec = self.specs[index]
+        seconds = retry_after_seconds(max(d.retry_after for d in decisions if not d.allowed))
+        self._m_rejected[spec.name].inc()
+        if self._headers:
+            shown = self._unconsumed(decisions) if len(decisions) > 1 else decisions
+            ctx.response_headers.append(self._policy_header)
+            ctx.response_headers.append((RATELIMIT, ratelimit_value(self._prefixes, shown)))
+        ctx.decisions[self.name] = {
+            "allowed": False,
+            "policy": spec.name,
+            "remaining": 0,
+            "retry_after": seconds,
+            "shadow": self.shadow,
+        }
+        if self.shadow:
+            return
+        ctx.rejected_by = self.name
+        raise Problem(
+            429,
+            "rate-limited",
+            "Too Many Requests",
+            f"rate limit policy '{spec.name}' ({spec.summary}) exceeded; retry after {seconds} s",
+            headers=[(RETRY_AFTER, str(seconds).encode())],
+            extra={"policy": spec.name, "retry_after": seconds},
+        )

@@ -1,0 +1,175 @@
+"""MFA: an `amr` claim naming a second factor (RFC 8176), or a step-up TOTP code (RFC 6238).
+
+The TOTP secret of a subject comes from a pluggable resolver, `resolver(subject) -> str | bytes |
+None` (sync or async; a str is base32 as authenticator apps show it). It is found, in order, from the
+route's `mfa_totp_resolver` ("module:function") or the runtime service `totp_secret_resolver`
+(`set_totp_secret_resolver(runtime, fn)`). A code is good once: the last accepted time step per subject
+is remembered (in Valkey when the app uses it, via one atomic script), so a replay is refused even by
+another worker process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor import InvalidToken
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
+
+from asgi_guard.core.errors import ConfigError
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard.state.valkey import lua
+
+if TYPE_CHECKING:
+    from asgi_guard.core.runtime import GuardRuntime
+
+SecretResolver = Callable[[str], "str | bytes | Awaitable[str | bytes | None] | None"]
+RESOLVER_SERVICE = "totp_secret_resolver"
+_SCRIPT = lua(__package__, "security_totp")
+
+
+def set_totp_secret_resolver(runtime: GuardRuntime, resolver: SecretResolver) -> None:
+    """Make `resolver` the app-wide TOTP secret source (call before the app serves requests)."""
+    runtime.service(RESOLVER_SERVICE, lambda: resolver)
+
+
+def load_resolver(path: str | None, runtime: GuardRuntime) -> SecretResolver | None:
+    """The route's "module:function" resolver, else the runtime's, else None (TOTP step-up off)."""
+    if path:
+        module_name, _, attr = path.partition(":")
+        try:
+            found: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                found = getattr(found, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"security.mfa_totp_resolver {path!r} cannot be imported: {exc}") from exc
+        if not callable(found):
+            raise ConfigError(f"security.mfa_totp_resolver {path!r} is not callable")
+        return found  # type: ignore[no-any-return]
+    resolver: SecretResolver | None = runtime.service(RESOLVER_SERVICE, lambda: None)
+    return resolver
+
+
+def decode_secret(secret: str | bytes) -> bytes:
+    """Raw key bytes: bytes as given, a str as base32 (spaces, case and missing padding tolerated)."""
+    if isinstance(secret, bytes):
+        return secret
+    text = secret.replace(" ", "").upper()
+    text += "=" * (-len(text) % 8)
+    try:
+        return base64.b32decode(text)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("TOTP secret is not base32") from exc
+
+
+class TotpGuard:
+    """Per subject: the last accepted time step (replay protection) and a wrong-code lock-out.
+
+    `claim` accepts a step only if it is newer than the last accepted one and the subject is not locked
+    out; `fail` counts a wrong code. With Valkey each is one atomic script, so every worker agrees.
+    Both raise BackendUnavailable when Valkey does not answer.
+    """
+
+    ACCEPTED, REPLAYED, LOCKED = 1, 0, -1
+
+    def __init__(self, backend: Backend, step_ttl: int, max_failures: int, lockout: int) -> None:
+        self._step_ttl = step_ttl
+        self._max_failures = max_failures
+        self._lockout = lockout
+        if isinstance(backend, ValkeyBackend):
+            self._valkey: ValkeyBackend | None = backend
+            self._steps = self._failures = None
+        elif isinstance(backend, MemoryBackend):
+            self._valkey = None
+            self._steps = backend.namespace("security.totp")
+            self._failures = backend.namespace("security.totp_failures")
+        else:
+            raise ConfigError(f"TOTP replay protection does not support the {backend.kind} backend")
+
+    async def _run(self, subject: str, mode: str, counter: int) -> tuple[int, int]:
+        assert self._valkey is not None
+        keys = [
+            self._valkey.key("security", subject, "totp"),
+            self._valkey.key("security", subject, "totp_fail"),
+        ]
+        args = [mode, counter, self._step_ttl, self._max_failures, self._lockout]
+        result, ttl = await self._valkey.run(_SCRIPT, keys, args)
+        return int(result), max(int(ttl), 1)
+
+    async def claim(self, subject: str, counter: int) -> tuple[int, int]:
+        """(ACCEPTED | REPLAYED | LOCKED, seconds until the lock-out ends)."""
+        if self._valkey is not None:
+            return await self._run(subject, "claim", counter)
+        steps, failures = self._steps, self._failures
+        assert steps is not None and failures is not None
+        if self._max_failures and failures.get(subject, 0) >= self._max_failures:
+            return self.LOCKED, max(int(failures.ttl(subject) or 0), 1)
+        last = steps.get(subject)
+        if last is not None and counter <= last:
+            return self.REPLAYED, 0
+        steps.set(subject, counter, self._step_ttl)
+        failures.pop(subject)
+        return self.ACCEPTED, 0
+
+    async def fail(self, subject: str) -> tuple[int, int]:
+        """(wrong codes so far in this window, seconds the window has left)."""
+        if self._valkey is not None:
+            return await self._run(subject, "fail", 0)
+        failures = self._failures
+        assert failures is not None
+        count = failures.get(subject, 0) + 1
+        ttl = failures.ttl(subject) if count > 1 else None
+        failures.set(subject, count, ttl if ttl is not None else self._lockout)
+        return count, max(int(ttl if ttl is not None else self._lockout), 1)
+
+
+class TotpChecker:
+    """Finds the time step a code belongs to, within `drift` steps of now, with cryptography's TOTP."""
+
+    def __init__(self, digits: int, step: int, drift: int, clock: Callable[[], float] = time.time) -> None:
+        self.digits = digits
+        self.step = step
+        self.drift = drift
+        self.clock = clock
+        offsets = [0]
+        for n in range(1, drift + 1):
+            offsets += [-n, n]
+        self._offsets = tuple(offsets)
+
+    def well_formed(self, code: str) -> bool:
+        return len(code) == self.digits and code.isascii() and code.isdigit()
+
+    def counter_of(self, key: bytes, code: str) -> int | None:
+        """The time step `code` is valid for, or None (wrong, or outside the window)."""
+        totp = TOTP(key, self.digits, SHA1(), self.step, enforce_key_length=False)
+        now = self.clock()
+        wanted = code.encode()
+        for offset in self._offsets:
+            at = now + offset * self.step
+            try:
+                totp.verify(wanted, int(at))
+            except InvalidToken:
+                continue
+            return int(at // self.step)
+        return None
+
+    def generate(self, key: bytes, at: float | None = None) -> str:
+        """The code for `at` (now by default); for tests and enrolment screens."""
+        totp = TOTP(key, self.digits, SHA1(), self.step, enforce_key_length=False)
+        return totp.generate(int(self.clock() if at is None else at)).decode()
+
+
+async def resolve_secret(resolver: SecretResolver, subject: str) -> bytes | None:
+    """Call the resolver (sync or async) and decode what it returns."""
+    found = resolver(subject)
+    if inspect.isawaitable(found):
+        found = await found
+    if found is None:
+        return None
+    return decode_secret(found)

@@ -1,0 +1,100 @@
+"""Stage 8: the job span and latency histogram around the handler."""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from asgi_guard.core.context import SCOPE_KEY
+from asgi_guard.core.metrics import LabelCap, job_histogram
+from asgi_guard.core.problems import Problem
+from asgi_guard.core.stage import Stage
+from asgi_guard.core.tracing import tracer, tracing_active
+
+if TYPE_CHECKING:
+    from prometheus_client import Histogram
+
+    from asgi_guard.config import JobConfig
+    from asgi_guard.core.context import GuardContext
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+
+class JobMiddleware(Stage):
+    """Times the job (the handler and the stages inside it) into the route's histogram, under its span."""
+
+    name = "job"
+
+    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        tracing, metrics = self.config.tracing, self.config.metrics
+        self._span_name = tracing.function_name or (f"job {route.label}" if tracing.trace_label else None)
+        self._attributes: dict[str, Any] = {"asgi_guard.route": route.label, "http.route": route.template}
+        if tracing.function_name:
+            self._attributes["code.function"] = tracing.function_name
+        if tracing.trace_label:
+            self._attributes["asgi_guard.trace_label"] = tracing.trace_label
+        self._histogram: Histogram | None = None
+        self._by_route: Any = None
+        self._cap: LabelCap | None = None
+        if metrics.histogram_name:
+            self._histogram = job_histogram(metrics)
+            if metrics.histogram_label == "route":
+                self._by_route = self._histogram.labels(route.label)
+            else:
+                self._cap = LabelCap(metrics.resource_id_cap)
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return bool(
+            config.tracing.function_name or config.tracing.trace_label or config.metrics.histogram_name
+        )
+
+    @classmethod
+    def needs_body(cls, config: JobConfig) -> bool:
+        return False  # a resource id from the body is resolved by stage 0 already
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        resource_id = ctx.resource_id
+        started = perf_counter()
+        try:
+            if self._span_name is not None and tracing_active():
+                await self._traced(ctx, resource_id, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            elapsed = perf_counter() - started
+            if self._by_route is not None:
+                self._by_route.observe(elapsed)
+            elif self._cap is not None and self._histogram is not None:
+                self._histogram.labels(self.route.label, self._cap(resource_id)).observe(elapsed)
+            ctx.decisions[self.name] = {"duration_ms": round(elapsed * 1000.0, 3)}
+
+    async def _traced(
+        self, ctx: GuardContext, resource_id: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        attributes = dict(self._attributes)
+        attributes["asgi_guard.request_id"] = ctx.request_id
+        if resource_id is not None:
+            attributes["asgi_guard.resource_id"] = resource_id
+        span = tracer.start_span(self._span_name or "job", attributes=attributes)
+        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
+            try:
+                await self.app(scope, receive, send)
+            except Problem as problem:
+                span.set_attribute("asgi_guard.rejected", problem.slug)
+                span.set_attribute("http.response.status_code", problem.status)
+                raise
+            except BaseException as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+            if ctx.status is not None:
+                span.set_attribute("http.response.status_code", ctx.status)
+                if ctx.status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))

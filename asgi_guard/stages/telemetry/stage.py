@@ -1,0 +1,217 @@
+"""Stage 1: server span, request metrics, redacted access log (outermost, so rejections count).
+
+It also turns a raised `Problem` into its problem+json response here, inside the server span, so the
+span, the metrics and the log all see the rejection's real status rather than an exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from asyncio import CancelledError
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asgi_guard.core.context import SCOPE_KEY
+from asgi_guard.core.logging import JsonMessage, access_log
+from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.redaction import attach_redaction, current_scope
+from asgi_guard.core.stage import Stage
+from asgi_guard.core.tracing import (
+    STAGES_KEY,
+    annotate_server_span,
+    current_trace_id,
+    emit_stage_spans,
+    server_span_middleware,
+    tracing_active,
+)
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
+
+    from asgi_guard.config import JobConfig
+    from asgi_guard.core.context import GuardContext
+    from asgi_guard.core.runtime import GuardRuntime
+    from asgi_guard.registry import CompiledRoute
+
+_INFO = logging.INFO
+
+
+class TelemetryMiddleware(Stage):
+    """Counts, times, traces and logs every request of a registered route, rejections included."""
+
+    name = "telemetry"
+
+    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        metrics = get_metrics()
+        self.label = route.label
+        self._requests = metrics.requests
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._rejections = metrics.rejections
+        self._latency = metrics.request_latency.labels(self.label)
+        threshold = self.config.metrics.threshold_ms
+        self._slow_after = threshold / 1000.0 if threshold is not None else None
+        self._traced = server_span_middleware(self._observe_traced, route)
+        attach_redaction(self.config.redact_fields)
+        runtime.service("telemetry.redaction", lambda: _attach_at_startup(runtime))
+
+    @classmethod
+    def enabled_for(cls, config: JobConfig) -> bool:
+        return True
+
+    @classmethod
+    def enabled_in(cls, config: JobConfig, runtime: GuardRuntime) -> bool:
+        """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), no
+        OpenTelemetry SDK installed, the access logger silent when the stack is built, and no
+        slow-request threshold on the route."""
+        return bool(
+            runtime.settings.metrics_path
+            or config.metrics.threshold_ms is not None
+            or tracing_active()
+            or access_log.isEnabledFor(_INFO)
+        )
+
+    @classmethod
+    def needs_body(cls, config: JobConfig) -> bool:
+        # The values of a route's secret body fields must be known to scrub them from any log line
+        # (an exception message, say), so such routes keep their body buffered.
+        return bool(config.redact_fields)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if tracing_active():
+            await self._traced(scope, receive, send)
+        else:
+            await self._observe(scope, receive, send)
+
+    async def _observe_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Runs inside the server span: annotate it and write the stage spans afterwards."""
+        ctx: GuardContext = scope[SCOPE_KEY]
+        server_span = trace.get_current_span()
+        records: dict[str, list[Any]] = {}
+        scope[STAGES_KEY] = records
+
+        async def traced_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                annotate_server_span(server_span, ctx)
+            await send(message)
+
+        try:
+            await self._observe(scope, receive, traced_send)
+        except BaseException:
+            if ctx.status is None and server_span.is_recording():
+                annotate_server_span(server_span, ctx)
+                server_span.set_attribute("http.response.status_code", 500)
+            raise
+        finally:
+            emit_stage_spans(ctx, records)
+
+    async def _observe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        started = ctx.started = perf_counter()
+        token = current_scope.set(scope)
+        reason: str | None = None
+        error: BaseException | None = None
+        try:
+            try:
+                await self.app(scope, receive, send)
+            except Problem as problem:
+                if ctx.status is not None:
+                    raise
+                ctx.rejected_by = ctx.rejected_by or problem.slug
+                reason = problem.slug
+                await send_problem(send, problem, ctx.request_id)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            try:
+                self._record(ctx, perf_counter() - started, reason, error)
+            finally:
+                current_scope.reset(token)
+
+    def _record(
+        self, ctx: GuardContext, elapsed: float, reason: str | None, error: BaseException | None
+    ) -> None:
+        if ctx.status is not None:
+            status = ctx.status
+        elif error is None:
+            status = 200
+        else:  # nothing was sent: Starlette answers 500, or the client went away (nginx's 499)
+            status = 499 if isinstance(error, CancelledError) else 500
+        key = (ctx.method, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self._requests.labels(self.label, ctx.method, str(status))
+        child.inc()
+        self._latency.observe(elapsed)
+        rejected = ctx.rejected_by is not None and status >= 400
+        if rejected:
+            stage = ctx.rejected_by or ""
+            said = ctx.decisions.get(stage)
+            said_reason = said.get("reason") if isinstance(said, dict) else None
+            if isinstance(said_reason, str):
+                reason = said_reason
+            self._rejections.labels(self.label, stage, reason or str(status)).inc()
+        slow = self._slow_after is not None and elapsed > self._slow_after
+        level = logging.ERROR if error is not None else _INFO
+        if not (slow or access_log.isEnabledFor(level)):
+            return
+        fields = self._fields(ctx, status, elapsed, rejected, error)
+        if access_log.isEnabledFor(level):
+            access_log.log(level, JsonMessage(fields))
+        if slow:
+            access_log.warning(
+                JsonMessage(
+                    {**fields, "event": "slow_request", "threshold_ms": self.config.metrics.threshold_ms}
+                )
+            )
+
+    def _fields(
+        self, ctx: GuardContext, status: int, elapsed: float, rejected: bool, error: BaseException | None
+    ) -> dict[str, Any]:
+        if error is not None:
+            decision = "error"
+        elif rejected:
+            decision = "rejected"
+        elif status >= 500:
+            decision = "failed"
+        else:
+            decision = "allowed"
+        fields: dict[str, Any] = {
+            "event": "access",
+            "request_id": ctx.request_id,
+            "trace_id": current_trace_id(),
+            "route": ctx.route.template,
+            "route_label": self.label,
+            "method": ctx.method,
+            "path": ctx.path,
+            "status": status,
+            "latency_ms": round(elapsed * 1000.0, 3),
+            "client_ip": ctx.client_ip,
+            "principal": ctx.principal.subject if ctx.principal is not None else None,
+            "decision": decision,
+        }
+        if ctx.rejected_by:
+            fields["rejected_by"] = ctx.rejected_by
+        if ctx.decisions:
+            fields["decisions"] = ctx.decisions
+        if error is not None:
+            fields["error"] = f"{type(error).__name__}: {error}"
+        return fields
+
+
+def _attach_at_startup(runtime: GuardRuntime) -> bool:
+    """Loggers that modules create lazily exist by start-up: give them the filter then too."""
+
+    async def attach() -> None:
+        attach_redaction()
+
+    try:
+        runtime.on_startup(attach)
+    except RuntimeError:  # already started: the build-time attachment is all there is
+        return False
+    return True

@@ -1,0 +1,178 @@
+"""Valkey backend: standalone (valkey://), TLS (valkeys://) and cluster (valkey+cluster://h:p,h:p).
+
+Lua scripts live beside their stage (`stages/<name>/*.lua`, named with `lua()`), are registered once and
+run with EVALSHA (valkey-py reloads them on NOSCRIPT). Every call is bounded by
+`PoolingConfig.socket_timeout`; a failure or time-out raises BackendUnavailable so the stage can answer
+503 or fail open, never hang. `run_many` sends several scripts of one request together (the rate limit
+and the cache lookup): one round trip on a standalone server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.pooling import PoolingConfig
+from asgi_guard.state.base import Backend
+
+T = TypeVar("T")
+ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
+CLUSTER_SCHEMES = ("valkey+cluster", "valkeys+cluster", "redis+cluster", "rediss+cluster")
+
+
+def lua(package: str, name: str) -> str:
+    """A script reference: `<package>:<name>`, the file `<name>.lua` beside that package's code.
+
+    Each concern keeps its Lua next to its stage; the backend only loads what it is handed."""
+    return f"{package}:{name}"
+
+
+def load_script_source(ref: str) -> str:
+    """The text of the script `ref` (see `lua`) shipped with the package."""
+    package, _, name = ref.rpartition(":")
+    return resources.files(package).joinpath(f"{name}.lua").read_text()
+
+
+def hash_tag(value: str) -> str:
+    """`{value}` with `%`, `{` and `}` percent-encoded: a client cannot steer the cluster slot, and
+    two different values never share a tag (stripping the braces made "a{b}" and "ab" one key)."""
+    if "{" in value or "}" in value or "%" in value:
+        value = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + value + "}"
+
+
+class ValkeyBackend(Backend):
+    kind = "valkey"
+
+    def __init__(self, url: str, pooling: PoolingConfig | None = None, key_prefix: str = "ag") -> None:
+        self.url = url
+        self.pooling = pooling or PoolingConfig()
+        self.key_prefix = key_prefix
+        self.timeout = self.pooling.socket_timeout
+        self.is_cluster = urlsplit(url).scheme in CLUSTER_SCHEMES
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Any:
+        pool = self.pooling
+        common: dict[str, Any] = {
+            "socket_timeout": pool.socket_timeout,
+            "socket_connect_timeout": pool.connect_timeout,
+            "max_connections": pool.max_connections,
+        }
+        if self.is_cluster:
+            from valkey.asyncio.cluster import ClusterNode, ValkeyCluster
+
+            parts = urlsplit(self.url)
+            nodes = []
+            for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+                host, _, port = hostport.rpartition(":")
+                nodes.append(ClusterNode(host.strip("[]") or "127.0.0.1", int(port or 6379)))
+            return ValkeyCluster(
+                startup_nodes=nodes,
+                ssl=parts.scheme.startswith(("valkeys", "rediss")),
+                password=parts.password,
+                username=parts.username,
+                require_full_coverage=True,
+                **common,
+            )
+        from valkey.asyncio import Valkey
+
+        url = self.url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
+        return Valkey.from_url(url, **common)
+
+    def key(self, concern: str, tag: str, *parts: str) -> str:
+        """`prefix:concern:{tag}:parts...`: keys of one decision share `tag`, hence one cluster slot."""
+        suffix = ":".join(parts)
+        base = f"{self.key_prefix}:{concern}:{hash_tag(tag)}"
+        return f"{base}:{suffix}" if suffix else base
+
+    def script(self, name: str) -> Any:
+        """The registered script `scripts/<name>.lua` (loaded on first use, then EVALSHA)."""
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._scripts[name] = self.client.register_script(load_script_source(name))
+        return script
+
+    async def run(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], timeout: float | None = None
+    ) -> Any:
+        """Run one script atomically, in one round trip (two the first time, to load it)."""
+        return await self.call(self.script(name)(keys=list(keys), args=list(args)), timeout)
+
+    async def run_many(self, calls: Sequence[ScriptCall], timeout: float | None = None) -> list[Any]:
+        """Run several scripts together: each answer, or a BackendUnavailable for a call that failed.
+
+        Standalone: one non-transactional pipeline of EVALSHAs, hence one round trip; it raises
+        BackendUnavailable (no answer at all) only when the round trip itself fails. A script the
+        server does not know yet (NOSCRIPT: a fresh or flushed server) is loaded and rerun on its
+        own; a NOSCRIPT call ran nothing, so rerunning it never applies it twice.
+
+        Cluster: the calls' keys may live in different slots, hence nodes. valkey-py's ClusterPipeline
+        would send one pipeline per node concurrently, but a node that fails makes the whole execute()
+        raise (after retrying with pauses and a topology refresh), losing the answers the other nodes
+        already gave: a failed cache lookup would also cost the rate-limit decision. So on a cluster
+        the calls run concurrently and independently (one round trip per call, all at once), and a
+        call that fails fails alone.
+        """
+        if self.is_cluster:
+            return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
+        pipe = self.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            pipe.evalsha(self.script(name).sha, len(keys), *keys, *args)
+        results: list[Any] = await self.call(pipe.execute(raise_on_error=False), timeout)
+        for i, result in enumerate(results):
+            if isinstance(result, Exception):
+                from valkey.exceptions import NoScriptError  # valkey is an optional dependency
+
+                results[i] = (
+                    await self._settled(calls[i], timeout)
+                    if isinstance(result, NoScriptError)
+                    else BackendUnavailable(f"valkey: {type(result).__name__}: {result}")
+                )
+        return results
+
+    async def _settled(self, call: ScriptCall, timeout: float | None) -> Any:
+        """run() whose failure is returned, not raised."""
+        try:
+            return await self.run(*call, timeout)
+        except BackendUnavailable as exc:
+            return exc
+
+    async def call(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
+        """Await a backend call with a bound; any failure becomes BackendUnavailable."""
+        try:
+            async with asyncio.timeout(timeout or self.timeout):  # no extra task, unlike wait_for
+                return await awaitable
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"valkey: {type(exc).__name__}: {exc}") from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.call(self.client.ping()))
+        except BackendUnavailable:
+            return False
+
+    async def now(self) -> float:
+        seconds, micros = await self.call(self.client.time())
+        return float(seconds) + float(micros) / 1_000_000
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            self._scripts.clear()
+            with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
+                await client.aclose()

