@@ -26,14 +26,14 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.algorithms.rate_limit import (
+from asgi_guard.config import CacheConfig, RateLimitConfig
+from asgi_guard.stages.cache.prefetch import prefetchers
+from asgi_guard.stages.rate_limit import (
     MemoryRateLimiter,
     ValkeyRateLimiter,
     specs_from_config,
 )
-from asgi_guard.backends import MemoryBackend, ValkeyBackend
-from asgi_guard.cache.prefetch import prefetchers
-from asgi_guard.config import CacheConfig, RateLimitConfig
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 BIG = 1_000_000_000
 ALGOS: dict[str, dict[str, Any]] = {
@@ -172,7 +172,7 @@ async def main() -> None:
     deployment = None
     url = args.valkey_url
     if url is None:
-        from asgi_guard.services.valkey import start_standalone
+        from asgi_guard_dev.valkey import start_standalone
 
         deployment = start_standalone()
         url = deployment.url

@@ -165,7 +165,7 @@ async def main() -> None:
     print(f"\nlimit-only / bare = {limit / bare:.2f} (target <= 1.5)")
     print(f"full / add-on stack = {full / addons:.2f} (target <= 0.33)")
     if args.valkey:
-        from asgi_guard.services.valkey import start_standalone
+        from asgi_guard_dev.valkey import start_standalone
 
         with start_standalone() as server:
             print("\n| stack (valkey) | µs per request | 200s |")

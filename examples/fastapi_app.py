@@ -30,7 +30,7 @@ from asgi_guard.config import (
     TokenBucketConfig,
     TracingConfig,
 )
-from asgi_guard.credits import credit_store
+from asgi_guard.stages.credits import credit_store
 
 DEMO_USER = "demo-user"
 

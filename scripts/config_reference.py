@@ -1,7 +1,7 @@
 """Print the config reference (every JobConfig section and GuardSettings field) as Markdown tables.
 
-README's "Configuration reference" is this script's output; refresh it with
-`python scripts/config_reference.py --write README.md` (a test checks that README is current).
+docs/reference/config.md holds this script's output between its markers; refresh it with
+`python scripts/config_reference.py --write` (tests/core/test_readme.py checks that it is current).
 """
 
 from __future__ import annotations
@@ -54,32 +54,37 @@ def table(model: type[BaseModel], prefix: str = "") -> list[str]:
         rows.append(f"| `{name}` | {_type(field)} | {_default(field)} | {description} |")
     out = [*rows, ""]
     for sub_prefix, sub_model in nested:
-        out.append(f"**`{sub_prefix[:-1]}`** ({sub_model.__name__})\n")
+        # A heading, so that stage pages can link to it: `#rate_limittoken_bucket-tokenbucketconfig`.
+        out.append(f"### `{sub_prefix[:-1]}` ({sub_model.__name__})\n")
         out.extend(table(sub_model, sub_prefix))
     return out
 
 
+TARGET = "docs/reference/config.md"
 START = "<!-- config-reference:start -->"
 END = "<!-- config-reference:end -->"
 
 
 def render() -> str:
-    lines = ["### JobConfig (per route)", "", *table(JobConfig, "")]
-    lines += ["### GuardSettings (global; environment `ASGI_GUARD_<FIELD>`, nested with `__`)", ""]
+    lines = ["## JobConfig (per route)", "", *table(JobConfig, "")]
+    lines += ["## GuardSettings (global; environment `ASGI_GUARD_<FIELD>`, nested with `__`)", ""]
     lines += table(GuardSettings, "")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def embed(readme: str) -> str:
-    """README text with the section between the markers replaced by the current reference."""
-    head, _, rest = readme.partition(START)
-    _, _, tail = rest.partition(END)
+def embed(page: str) -> str:
+    """The page with the text between its markers replaced by the current reference."""
+    head, start, rest = page.partition(START)
+    _, end, tail = rest.partition(END)
+    if not (start and end):
+        raise ValueError(f"the page has no {START} ... {END} markers")
     return f"{head}{START}\n{render()}{END}{tail}"
 
 
 def main() -> None:
+    root = Path(__file__).resolve().parents[1]
     if sys.argv[1:2] == ["--write"]:
-        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path = Path(sys.argv[2]) if len(sys.argv) > 2 else root / TARGET
         path.write_text(embed(path.read_text()))
     else:
         print(render())
