@@ -1,0 +1,318 @@
+"""Load test: benchmarks/load_app.py under uvicorn (1 worker), asgi-guard and the peer stack in turn,
+on the embedded memory backend and then on a real valkey-server this script starts, driven by locust
+headless with the mix in benchmarks/locustfile.py.
+
+Run:  python benchmarks/run_load.py                 (20 s x 50 users per run, 4 runs: ~2 min)
+      python benchmarks/run_load.py --quick         (6 s x 20 users)
+      python benchmarks/run_load.py --duration 20 --users 50 --stacks guard,peer --backends memory,valkey
+
+Writes benchmarks/results/load[-quick].csv (req/s, errors, p50/p95/p99 per request type and run),
+load[-quick].md and load[-quick].png. Everything it starts (valkey-server, uvicorn, locust) runs in its own
+process group on loopback and is stopped in `finally`, whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from _services import ValkeyServer, free_port, resp, start_valkey, stop_group, wait_port  # noqa: E402
+
+STACK_NAMES = {"guard": "asgi-guard", "peer": "peer stack"}
+FUNDED = 200
+ORDER = ["anon read", "auth read", "POST job", "POST job unfunded", "POST job hot", "bad token", "Aggregated"]
+
+
+def fund_guard_on_valkey(env: dict[str, str], users: list[str], credits: int) -> None:
+    """The pinned way to fund users on Valkey: the `asgi-guard credits grant USER N` CLI (one process,
+    many calls, so 200 users take a second rather than a minute)."""
+    code = (
+        "import sys, contextlib, io\n"
+        "from asgi_guard.cli import main\n"
+        "users, n = sys.argv[1].split(','), sys.argv[2]\n"
+        "for u in users:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        rc = main(['credits', 'grant', u, n])\n"
+        "    if rc: sys.exit(rc)\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, ",".join(users), str(credits)], env=env, check=True, timeout=120
+    )
+
+
+def run_one(
+    stack: str, backend: str, server: ValkeyServer | None, args: argparse.Namespace, work: Path
+) -> list[dict[str, Any]]:
+    port = free_port()
+    secret = secrets.token_urlsafe(32)
+    tag = f"{stack}-{backend}"
+    env = dict(os.environ)
+    env = {k: v for k, v in env.items() if not k.startswith("ASGI_GUARD_")}
+    env.update(
+        {
+            "PYTHONPATH": os.pathsep.join(p for p in (str(HERE.parent), env.get("PYTHONPATH", "")) if p),
+            "BENCH_STACK": stack,
+            "BENCH_VALKEY_URL": server.url if server else "",
+            "BENCH_JWT_SECRET": secret,
+            "BENCH_FUNDED": str(FUNDED),
+            "BENCH_OUTBOX": str(work / f"outbox-{tag}.sqlite3"),
+            "BENCH_TRACING": "1" if args.tracing else "0",
+            "BENCH_STATUS_OUT": str(work / f"status-{tag}.json"),
+            "ASGI_GUARD_KEY_PREFIX": f"bench-{backend}",
+        }
+    )
+    if server:
+        resp(server.port, "FLUSHALL")
+        if stack == "guard":
+            cli_env = dict(env, ASGI_GUARD_VALKEY_URL=server.url)
+            fund_guard_on_valkey(cli_env, [f"user{i}" for i in range(FUNDED)] + ["hot-user"], 1_000_000)
+    app_log = open(work / f"uvicorn-{tag}.log", "wb")  # noqa: SIM115 - closed in finally
+    app_proc = locust_proc = None
+    try:
+        app_proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "load_app:app",
+                "--app-dir",
+                str(HERE),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=app_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_port(port, 30, app_proc)
+        csv_prefix = work / f"locust-{tag}"
+        locust_log = open(work / f"locust-{tag}.log", "wb")  # noqa: SIM115
+        print(
+            f"== {STACK_NAMES[stack]} on {backend}: uvicorn on 127.0.0.1:{port}, locust -u {args.users} -t {args.duration}s",
+            flush=True,
+        )
+        locust_proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "locust",
+                "-f",
+                str(HERE / "locustfile.py"),
+                "--headless",
+                "-u",
+                str(args.users),
+                "-r",
+                str(args.spawn_rate),
+                "-t",
+                f"{args.duration}s",
+                "--host",
+                f"http://127.0.0.1:{port}",
+                "--csv",
+                str(csv_prefix),
+                "--only-summary",
+                "--stop-timeout",
+                "5",
+                "--loglevel",
+                "WARNING",
+            ],
+            env=env,
+            stdout=locust_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            locust_proc.wait(args.duration + 60)
+        finally:
+            locust_log.close()
+        if app_proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early; see {work}/uvicorn-{tag}.log")
+        return parse(csv_prefix, work / f"status-{tag}.json", stack, backend)
+    finally:
+        stop_group(locust_proc)
+        stop_group(app_proc)
+        app_log.close()
+
+
+def parse(prefix: Path, summary_file: Path, stack: str, backend: str) -> list[dict[str, Any]]:
+    """Rows from the locustfile's own summary (every request, exact percentiles); locust's CSV stays
+    beside it as the raw record."""
+    if not summary_file.exists():
+        raise RuntimeError(f"locust wrote no {summary_file.name}; see {prefix}.log")
+    summary = json.loads(summary_file.read_text())
+    rows = []
+    for name, t in summary["types"].items():
+        rows.append(
+            {
+                "stack": STACK_NAMES[stack],
+                "backend": backend,
+                "name": name,
+                "requests": t["requests"],
+                "errors": t["errors"],
+                "rps": t["rps"],
+                "p50_ms": t["p50_ms"],
+                "p95_ms": t["p95_ms"],
+                "p99_ms": t["p99_ms"],
+                "statuses": " ".join(f"{k}:{v}" for k, v in t["statuses"].items()),
+                "seconds": summary["seconds"],
+            }
+        )
+    rows.sort(key=lambda r: ORDER.index(r["name"]) if r["name"] in ORDER else 99)
+    return rows
+
+
+def write_outputs(rows: list[dict[str, Any]], base: Path, args: argparse.Namespace, seconds: float) -> None:
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with base.with_suffix(".csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    versions = []
+    for name in (
+        "asgi-guard",
+        "fastapi",
+        "starlette",
+        "uvicorn",
+        "locust",
+        "slowapi",
+        "fastapi-cache2",
+        "prometheus-fastapi-instrumentator",
+        "opentelemetry-sdk",
+        "redis",
+        "valkey",
+    ):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{name} {metadata.version(name)}")
+    lines = [
+        "# Load test: asgi-guard vs the peer stack under locust",
+        "",
+        f"`{args.command}`, {time.strftime('%Y-%m-%d %H:%M')}, {seconds:.0f} s in all. One uvicorn worker "
+        f"serving benchmarks/load_app.py, locust headless (FastHttpUser, no wait) with {args.users} users "
+        f"spawned at {args.spawn_rate}/s for {args.duration} s, on the same 2-core machine "
+        f"({platform.machine()}, Python {platform.python_version()}, shared with other work), tracing "
+        f"{'on (SDK provider, BatchSpanProcessor, spans dropped after counting)' if args.tracing else 'off'}. "
+        "Errors = responses outside the statuses expected for the request type (see locustfile.py); "
+        "latencies in ms, as locust measures them (client side, including locust's own time); req/s = "
+        "requests / (test stop - test start).",
+        "",
+        "| backend | stack | request type | requests | req/s | errors | p50 | p95 | p99 | statuses |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        bold = "**" if r["name"] == "Aggregated" else ""
+        lines.append(
+            f"| {r['backend']} | {r['stack']} | {bold}{r['name']}{bold} | {r['requests']} | {bold}{r['rps']}{bold} | "
+            f"{r['errors']} | {r['p50_ms']:g} | {r['p95_ms']:g} | {bold}{r['p99_ms']:g}{bold} | {r['statuses']} |"
+        )
+    lines += [
+        "",
+        f"![req/s and p99 per request type]({base.with_suffix('.png').name})",
+        "",
+        "Versions: " + ", ".join(versions),
+        "",
+    ]
+    base.with_suffix(".md").write_text("\n".join(lines))
+    chart(rows, base.with_suffix(".png"))
+    print("\n".join(lines))
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = sorted({(r["backend"], r["stack"]) for r in rows}, key=lambda x: (x[0] != "memory", x[1]))
+    names = [n for n in ORDER if any(r["name"] == n for r in rows)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    width = 0.8 / max(1, len(runs))
+    for i, run in enumerate(runs):
+        by_name = {r["name"]: r for r in rows if (r["backend"], r["stack"]) == run}
+        xs = [j + i * width for j in range(len(names))]
+        axes[0].bar(
+            xs, [by_name.get(n, {}).get("rps", 0) for n in names], width, label=f"{run[1]} ({run[0]})"
+        )
+        axes[1].bar(
+            xs, [by_name.get(n, {}).get("p99_ms", 0) for n in names], width, label=f"{run[1]} ({run[0]})"
+        )
+    for ax, title in zip(
+        axes, ("requests per second (higher is better)", "p99 latency, ms (lower is better)"), strict=True
+    ):
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(names))])
+        ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="6 s x 20 users per run")
+    parser.add_argument("--duration", type=int, default=20, help="seconds per run (default 20)")
+    parser.add_argument("--users", type=int, default=50, help="locust users (default 50)")
+    parser.add_argument("--spawn-rate", type=int, default=50)
+    parser.add_argument("--stacks", default="guard,peer")
+    parser.add_argument("--backends", default="memory,valkey")
+    parser.add_argument(
+        "--no-tracing", dest="tracing", action="store_false", help="no tracer provider in the apps"
+    )
+    parser.add_argument(
+        "--out", help="results path without extension (default benchmarks/results/load[-quick])"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.users, args.spawn_rate = 6, 20, 20
+    args.command = "python benchmarks/run_load.py " + " ".join(sys.argv[1:])
+    stacks = [s for s in args.stacks.split(",") if s]
+    backends = [b for b in args.backends.split(",") if b]
+    started = time.time()
+    work = Path(tempfile.mkdtemp(prefix="asgi-guard-load-"))
+    server: ValkeyServer | None = None
+    rows: list[dict[str, Any]] = []
+    try:
+        for backend in backends:
+            if backend == "valkey" and server is None:
+                server = start_valkey()
+            for stack in stacks:
+                rows += run_one(stack, backend, server if backend == "valkey" else None, args, work)
+    finally:
+        if server is not None:
+            server.stop()
+        if os.environ.get("BENCH_KEEP_LOGS"):
+            print(f"logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    base = Path(args.out) if args.out else HERE / "results" / ("load-quick" if args.quick else "load")
+    write_outputs(rows, base, args, time.time() - started)
+
+
+if __name__ == "__main__":
+    main()
