@@ -13,7 +13,7 @@ BENCH_STACK=peer: an `async def` pyjwt dependency + slowapi + fastapi-cache2 + p
 instrumentator + OpenTelemetryMiddleware, with hand-written credits (a dict, or a Lua script on Valkey)
 and events written to a sqlite outbox by a background task.
 
-Environment: BENCH_STACK, BENCH_VALKEY_URL (empty = memory), BENCH_JWT_SECRET, BENCH_FUNDED (users
+Environment: BENCH_STACK, BENCH_GUARD_POOLING (JSON for asgi-guard's GuardSettings.pooling), BENCH_VALKEY_URL (empty = memory), BENCH_JWT_SECRET, BENCH_FUNDED (users
 user0..user{N-1} and hot-user get BENCH_CREDITS credits), BENCH_OUTBOX (sqlite path), BENCH_TRACING (1: an
 SDK TracerProvider with a BatchSpanProcessor into a counting exporter, on both stacks).
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import sqlite3
 import threading
@@ -39,6 +40,9 @@ FUNDED = [f"user{i}" for i in range(int(os.environ.get("BENCH_FUNDED", "200")))]
 CREDITS = int(os.environ.get("BENCH_CREDITS", "1000000"))
 OUTBOX = os.environ.get("BENCH_OUTBOX", "/tmp/asgi-guard-bench-outbox.sqlite3")
 TRACING = os.environ.get("BENCH_TRACING", "1") == "1"
+GUARD_POOLING = os.environ.get(
+    "BENCH_GUARD_POOLING"
+)  # JSON PoolingConfig fields; unset: asgi-guard's defaults
 JOB_TOPIC = "persistent://public/default/bench-jobs"
 
 
@@ -133,8 +137,12 @@ def build_guard() -> Any:
         ),
         methods=["POST"],
     )
+    extra: dict[str, Any] = {}
+    if GUARD_POOLING:
+        extra["pooling"] = json.loads(GUARD_POOLING)
     settings = GuardSettings(  # type: ignore[call-arg]
         _env_file=None,
+        **extra,
         valkey_url=VALKEY_URL,
         jwt_secret=SECRET,
         metrics_path="/metrics",

@@ -6,7 +6,7 @@ Per request type (locust "name"), with the statuses that count as success (anyth
 - anon read            GET /public/{0..49}, no token                                   200
 - auth read            GET /items/{0..19} as one of 1,000 users with their own tokens   200
 - POST job             POST /jobs/{0..9} as a funded user (user0..user199)              200 (429 if unlucky)
-- POST job unfunded    as poor0..poor49 (no credits)                                   402
+- POST job unfunded    as poor0..poor49 (no credits)                                   402 (429 if unlucky)
 - POST job hot         hot-user on one resource, far above 5 per 10 s                   429 (200 for a few)
 - bad token            GET /items/1 with a token signed by another key                  401
 
@@ -103,7 +103,7 @@ class Client(FastHttpUser):
             if resp.status_code in ok:
                 resp.success()
             else:
-                resp.failure(f"unexpected {resp.status_code}")
+                resp.failure(f"unexpected {resp.status_code}: {(resp.text or '')[:160]}")
 
     @task(30)
     def anon_read(self) -> None:

@@ -2,9 +2,15 @@
 on the embedded memory backend and then on a real valkey-server this script starts, driven by locust
 headless with the mix in benchmarks/locustfile.py.
 
-Run:  python benchmarks/run_load.py                 (20 s x 50 users per run, 4 runs: ~2 min)
+Run:  python benchmarks/run_load.py                 (20 s x 50 users per run, 5 runs: ~2 min)
       python benchmarks/run_load.py --quick         (6 s x 20 users)
       python benchmarks/run_load.py --duration 20 --users 50 --stacks guard,peer --backends memory,valkey
+
+Stacks: `guard` (asgi-guard, default settings), `peer`, and on Valkey `guard-tuned`: asgi-guard with
+GuardSettings.pooling from --guard-pooling (default max_connections 256, socket_timeout 2 s), because with
+the defaults (50 connections, 0.25 s per call) one worker under 50 concurrent users answers part of the
+traffic 503: valkey-py's pool raises "Too many connections" past max_connections, and calls that wait
+behind a busy event loop overrun the 0.25 s bound.
 
 Writes benchmarks/results/load[-quick].csv (req/s, errors, p50/p95/p99 per request type and run),
 load[-quick].md and load[-quick].png. Everything it starts (valkey-server, uvicorn, locust) runs in its own
@@ -35,6 +41,16 @@ sys.path.insert(0, str(HERE))
 from _services import ValkeyServer, free_port, resp, start_valkey, stop_group, wait_port  # noqa: E402
 
 STACK_NAMES = {"guard": "asgi-guard", "peer": "peer stack"}
+
+
+def stack_label(stack: str, pooling: str) -> str:
+    """`guard`, `peer`, or `guard-tuned` (asgi-guard with GuardSettings.pooling = --guard-pooling)."""
+    if stack == "guard-tuned":
+        fields = ", ".join(f"{k}={v}" for k, v in json.loads(pooling).items())
+        return f"asgi-guard ({fields})"
+    return STACK_NAMES[stack]
+
+
 FUNDED = 200
 ORDER = ["anon read", "auth read", "POST job", "POST job unfunded", "POST job hot", "bad token", "Aggregated"]
 
@@ -62,12 +78,14 @@ def run_one(
     port = free_port()
     secret = secrets.token_urlsafe(32)
     tag = f"{stack}-{backend}"
+    label = stack_label(stack, args.guard_pooling)
     env = dict(os.environ)
     env = {k: v for k, v in env.items() if not k.startswith("ASGI_GUARD_")}
     env.update(
         {
             "PYTHONPATH": os.pathsep.join(p for p in (str(HERE.parent), env.get("PYTHONPATH", "")) if p),
-            "BENCH_STACK": stack,
+            "BENCH_STACK": "peer" if stack == "peer" else "guard",
+            "BENCH_GUARD_POOLING": args.guard_pooling if stack == "guard-tuned" else "",
             "BENCH_VALKEY_URL": server.url if server else "",
             "BENCH_JWT_SECRET": secret,
             "BENCH_FUNDED": str(FUNDED),
@@ -79,7 +97,7 @@ def run_one(
     )
     if server:
         resp(server.port, "FLUSHALL")
-        if stack == "guard":
+        if stack != "peer":
             cli_env = dict(env, ASGI_GUARD_VALKEY_URL=server.url)
             fund_guard_on_valkey(cli_env, [f"user{i}" for i in range(FUNDED)] + ["hot-user"], 1_000_000)
     app_log = open(work / f"uvicorn-{tag}.log", "wb")  # noqa: SIM115 - closed in finally
@@ -112,7 +130,7 @@ def run_one(
         csv_prefix = work / f"locust-{tag}"
         locust_log = open(work / f"locust-{tag}.log", "wb")  # noqa: SIM115
         print(
-            f"== {STACK_NAMES[stack]} on {backend}: uvicorn on 127.0.0.1:{port}, locust -u {args.users} -t {args.duration}s",
+            f"== {label} on {backend}: uvicorn on 127.0.0.1:{port}, locust -u {args.users} -t {args.duration}s",
             flush=True,
         )
         locust_proc = subprocess.Popen(
@@ -150,14 +168,14 @@ def run_one(
             locust_log.close()
         if app_proc.poll() is not None:
             raise RuntimeError(f"uvicorn exited early; see {work}/uvicorn-{tag}.log")
-        return parse(csv_prefix, work / f"status-{tag}.json", stack, backend)
+        return parse(csv_prefix, work / f"status-{tag}.json", label, backend)
     finally:
         stop_group(locust_proc)
         stop_group(app_proc)
         app_log.close()
 
 
-def parse(prefix: Path, summary_file: Path, stack: str, backend: str) -> list[dict[str, Any]]:
+def parse(prefix: Path, summary_file: Path, label: str, backend: str) -> list[dict[str, Any]]:
     """Rows from the locustfile's own summary (every request, exact percentiles); locust's CSV stays
     beside it as the raw record."""
     if not summary_file.exists():
@@ -167,7 +185,7 @@ def parse(prefix: Path, summary_file: Path, stack: str, backend: str) -> list[di
     for name, t in summary["types"].items():
         rows.append(
             {
-                "stack": STACK_NAMES[stack],
+                "stack": label,
                 "backend": backend,
                 "name": name,
                 "requests": t["requests"],
@@ -279,7 +297,16 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=20, help="seconds per run (default 20)")
     parser.add_argument("--users", type=int, default=50, help="locust users (default 50)")
     parser.add_argument("--spawn-rate", type=int, default=50)
-    parser.add_argument("--stacks", default="guard,peer")
+    parser.add_argument(
+        "--stacks",
+        default="guard,guard-tuned,peer",
+        help="guard, peer, guard-tuned (asgi-guard with --guard-pooling, Valkey runs only); default all three",
+    )
+    parser.add_argument(
+        "--guard-pooling",
+        default='{"max_connections": 256, "socket_timeout": 2.0}',
+        help="JSON GuardSettings.pooling for the guard-tuned stack",
+    )
     parser.add_argument("--backends", default="memory,valkey")
     parser.add_argument(
         "--no-tracing", dest="tracing", action="store_false", help="no tracer provider in the apps"
@@ -302,6 +329,8 @@ def main() -> None:
             if backend == "valkey" and server is None:
                 server = start_valkey()
             for stack in stacks:
+                if stack == "guard-tuned" and backend != "valkey":
+                    continue  # pooling only shapes the Valkey client
                 rows += run_one(stack, backend, server if backend == "valkey" else None, args, work)
     finally:
         if server is not None:
