@@ -496,7 +496,8 @@ def markdown(doc: dict[str, Any]) -> str:
         "# asgi-guard overhead vs the add-on stack (in-process)",
         "",
         f"`{doc['command']}`, {doc['when']}, {doc['seconds']} s ({doc['versions']['machine']}, Python "
-        f"{doc['versions']['python']}, valkey-server {doc.get('valkey_version', '-')}, on the shared dev machine). "
+        f"{doc['versions']['python']}, valkey-server {doc.get('valkey_version', '-')}, on the shared dev machine: 1-minute load average "
+        f"{doc['load_avg'][0]:g} at the start, {doc['load_avg'][1]:g} at the end; the run itself adds 1). "
         f"Raw ASGI call loop, sequential requests, {s['pairs']} paired blocks (A/B, then B/A, ...) of "
         f"{s['n_memory']} (memory) / {s['n_valkey']} (Valkey) requests per row. µs = median block; "
         "**ratio = median of the per-pair ratios asgi-guard / other** (design: <= 0.33 against the peer stack, "
@@ -589,6 +590,7 @@ def main() -> None:
         return
 
     started = time.time()
+    load_start = os.getloadavg()[0]
     server = start_valkey() if "valkey" in backends else None
     rows: list[dict[str, Any]] = []
     doc: dict[str, Any] = {}
@@ -629,6 +631,7 @@ def main() -> None:
             "when": time.strftime("%Y-%m-%d %H:%M"),
             "seconds": round(time.time() - started, 1),
             "sizes": sizes.__dict__,
+            "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "versions": versions(),
             "rows": rows,
         }

@@ -162,13 +162,18 @@ def run_one(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        load_before = os.getloadavg()[0]
         try:
             locust_proc.wait(args.duration + 60)
         finally:
             locust_log.close()
+        load_after = os.getloadavg()[0]
         if app_proc.poll() is not None:
             raise RuntimeError(f"uvicorn exited early; see {work}/uvicorn-{tag}.log")
-        return parse(csv_prefix, work / f"status-{tag}.json", label, backend)
+        rows = parse(csv_prefix, work / f"status-{tag}.json", label, backend)
+        for row in rows:  # the machine is shared: say how busy it was
+            row["load_before"], row["load_after"] = round(load_before, 2), round(load_after, 2)
+        return rows
     finally:
         stop_group(locust_proc)
         stop_group(app_proc)
@@ -234,16 +239,18 @@ def write_outputs(rows: list[dict[str, Any]], base: Path, args: argparse.Namespa
         f"{'on (SDK provider, BatchSpanProcessor, spans dropped after counting)' if args.tracing else 'off'}. "
         "Errors = responses outside the statuses expected for the request type (see locustfile.py); "
         "latencies in ms, as locust measures them (client side, including locust's own time); req/s = "
-        "requests / (test stop - test start).",
+        "requests / (test stop - test start). Machine load = the 1-minute load average before and after "
+        "the run (the run itself adds about 2: uvicorn and locust; more means other work shared the cores).",
         "",
-        "| backend | stack | request type | requests | req/s | errors | p50 | p95 | p99 | statuses |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| backend | stack | request type | requests | req/s | errors | p50 | p95 | p99 | statuses | machine load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         bold = "**" if r["name"] == "Aggregated" else ""
         lines.append(
             f"| {r['backend']} | {r['stack']} | {bold}{r['name']}{bold} | {r['requests']} | {bold}{r['rps']}{bold} | "
-            f"{r['errors']} | {r['p50_ms']:g} | {r['p95_ms']:g} | {bold}{r['p99_ms']:g}{bold} | {r['statuses']} |"
+            f"{r['errors']} | {r['p50_ms']:g} | {r['p95_ms']:g} | {bold}{r['p99_ms']:g}{bold} | {r['statuses']} | "
+            + (f"{r['load_before']:g} -> {r['load_after']:g} |" if bold else " |")
         )
     lines += [
         "",
