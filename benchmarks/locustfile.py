@@ -10,8 +10,8 @@ Per request type (locust "name"), with the statuses that count as success (anyth
 - POST job hot         hot-user on one resource, far above 5 per 10 s                   429 (200 for a few)
 - bad token            GET /items/1 with a token signed by another key                  401
 
-Per request type, the statuses seen, failures and every response time are summarised into
-BENCH_STATUS_OUT (JSON) when locust quits (its own CSV is flushed once a second, so its last second can
+Per request type, the statuses seen, failures and every response time are written (raw and
+summarised) to BENCH_STATUS_OUT (JSON) when locust quits (its own CSV is flushed once a second, so its last second can
 be missing from it); run_load.py reads that file.
 """
 
@@ -78,7 +78,19 @@ def _write(**_: Any) -> None:
     if not STATUS_OUT:
         return
     seconds = WINDOW.get("stop", time.time()) - WINDOW.get("start", time.time())
-    summary: dict[str, Any] = {"seconds": round(seconds, 2), "types": {}}
+    summary: dict[str, Any] = {
+        "seconds": round(seconds, 3),
+        "types": {},
+        # raw, so that run_load.py can merge several rounds of one stack
+        "raw": {
+            name: {
+                "times": [round(t, 2) for t in TIMES[name]],
+                "errors": FAILURES[name],
+                "statuses": {str(k): v for k, v in STATUSES[name].items()},
+            }
+            for name in TIMES
+        },
+    }
     for name in [*TIMES, "Aggregated"]:
         values = sorted(TIMES[name]) if name != "Aggregated" else sorted(t for v in TIMES.values() for t in v)
         codes = STATUSES[name] if name != "Aggregated" else sum(STATUSES.values(), Counter())

@@ -74,7 +74,8 @@ def fund_guard_on_valkey(env: dict[str, str], users: list[str], credits: int) ->
 
 def run_one(
     stack: str, backend: str, server: ValkeyServer | None, args: argparse.Namespace, work: Path
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
+    """One locust run against a fresh uvicorn; returns the locustfile's raw summary with labels."""
     port = free_port()
     secret = secrets.token_urlsafe(32)
     tag = f"{stack}-{backend}"
@@ -170,40 +171,54 @@ def run_one(
         load_after = os.getloadavg()[0]
         if app_proc.poll() is not None:
             raise RuntimeError(f"uvicorn exited early; see {work}/uvicorn-{tag}.log")
-        rows = parse(csv_prefix, work / f"status-{tag}.json", label, backend)
-        for row in rows:  # the machine is shared: say how busy it was
-            row["load_before"], row["load_after"] = round(load_before, 2), round(load_after, 2)
-        return rows
+        summary_file = work / f"status-{tag}.json"
+        if not summary_file.exists():
+            raise RuntimeError(f"locust wrote no {summary_file.name}; see {csv_prefix}.log")
+        summary = json.loads(summary_file.read_text())
+        summary_file.unlink()
+        # the machine is shared: say how busy it was
+        return {"label": label, "backend": backend, "load": [load_before, load_after], **summary}
     finally:
         stop_group(locust_proc)
         stop_group(app_proc)
         app_log.close()
 
 
-def parse(prefix: Path, summary_file: Path, label: str, backend: str) -> list[dict[str, Any]]:
-    """Rows from the locustfile's own summary (every request, exact percentiles); locust's CSV stays
-    beside it as the raw record."""
-    if not summary_file.exists():
-        raise RuntimeError(f"locust wrote no {summary_file.name}; see {prefix}.log")
-    summary = json.loads(summary_file.read_text())
+def pct(values: list[float], q: float) -> float:
+    return round(values[min(len(values) - 1, int(q * len(values)))], 1) if values else 0.0
+
+
+def merge(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows per request type for one stack and backend over its rounds: requests and statuses summed,
+    req/s = requests / summed run time, percentiles over every response time."""
+    seconds = sum(r["seconds"] for r in runs)
+    names = [n for n in ORDER if any(n in r["raw"] for r in runs)]
+    names += sorted({n for r in runs for n in r["raw"]} - set(names))
     rows = []
-    for name, t in summary["types"].items():
+    for name in [*names, "Aggregated"]:
+        parts = [p for r in runs for n, p in r["raw"].items() if name in ("Aggregated", n)]
+        times = sorted(t for p in parts for t in p["times"])
+        codes: dict[str, int] = {}
+        for p in parts:
+            for code, count in p["statuses"].items():
+                codes[code] = codes.get(code, 0) + count
         rows.append(
             {
-                "stack": label,
-                "backend": backend,
+                "stack": runs[0]["label"],
+                "backend": runs[0]["backend"],
                 "name": name,
-                "requests": t["requests"],
-                "errors": t["errors"],
-                "rps": t["rps"],
-                "p50_ms": t["p50_ms"],
-                "p95_ms": t["p95_ms"],
-                "p99_ms": t["p99_ms"],
-                "statuses": " ".join(f"{k}:{v}" for k, v in t["statuses"].items()),
-                "seconds": summary["seconds"],
+                "requests": len(times),
+                "errors": sum(p["errors"] for p in parts),
+                "rps": round(len(times) / seconds, 1) if seconds else 0.0,
+                "p50_ms": pct(times, 0.50),
+                "p95_ms": pct(times, 0.95),
+                "p99_ms": pct(times, 0.99),
+                "statuses": " ".join(f"{k}:{v}" for k, v in sorted(codes.items())),
+                "rounds": len(runs),
+                "seconds": round(seconds, 1),
+                "machine_load": " ".join(f"{r['load'][0]:.1f}->{r['load'][1]:.1f}" for r in runs),
             }
         )
-    rows.sort(key=lambda r: ORDER.index(r["name"]) if r["name"] in ORDER else 99)
     return rows
 
 
@@ -239,8 +254,9 @@ def write_outputs(rows: list[dict[str, Any]], base: Path, args: argparse.Namespa
         f"{'on (SDK provider, BatchSpanProcessor, spans dropped after counting)' if args.tracing else 'off'}. "
         "Errors = responses outside the statuses expected for the request type (see locustfile.py); "
         "latencies in ms, as locust measures them (client side, including locust's own time); req/s = "
-        "requests / (test stop - test start). Machine load = the 1-minute load average before and after "
-        "the run (the run itself adds about 2: uvicorn and locust; more means other work shared the cores).",
+        "requests / (test stop - test start), summed over rounds. Machine load = the 1-minute load average "
+        "before -> after each round (a run itself adds about 2: uvicorn and locust; more means other work "
+        f"shared the cores). {args.rounds} round(s) per stack, alternating stacks (A B, then B A, ...).",
         "",
         "| backend | stack | request type | requests | req/s | errors | p50 | p95 | p99 | statuses | machine load |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
@@ -250,7 +266,7 @@ def write_outputs(rows: list[dict[str, Any]], base: Path, args: argparse.Namespa
         lines.append(
             f"| {r['backend']} | {r['stack']} | {bold}{r['name']}{bold} | {r['requests']} | {bold}{r['rps']}{bold} | "
             f"{r['errors']} | {r['p50_ms']:g} | {r['p95_ms']:g} | {bold}{r['p99_ms']:g}{bold} | {r['statuses']} | "
-            + (f"{r['load_before']:g} -> {r['load_after']:g} |" if bold else " |")
+            + (f"{r['machine_load']} |" if bold else " |")
         )
     lines += [
         "",
@@ -316,6 +332,12 @@ def main() -> None:
     )
     parser.add_argument("--backends", default="memory,valkey")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="runs per stack, alternating stacks, merged (evens out a shared machine); default 1",
+    )
+    parser.add_argument(
         "--no-tracing", dest="tracing", action="store_false", help="no tracer provider in the apps"
     )
     parser.add_argument(
@@ -335,10 +357,16 @@ def main() -> None:
         for backend in backends:
             if backend == "valkey" and server is None:
                 server = start_valkey()
-            for stack in stacks:
-                if stack == "guard-tuned" and backend != "valkey":
-                    continue  # pooling only shapes the Valkey client
-                rows += run_one(stack, backend, server if backend == "valkey" else None, args, work)
+            # pooling only shapes the Valkey client
+            here = [s for s in stacks if not (s == "guard-tuned" and backend != "valkey")]
+            runs: dict[str, list[dict[str, Any]]] = {s: [] for s in here}
+            for r in range(args.rounds):
+                for stack in here if r % 2 == 0 else list(reversed(here)):
+                    runs[stack].append(
+                        run_one(stack, backend, server if backend == "valkey" else None, args, work)
+                    )
+            for stack in here:
+                rows += merge(runs[stack])
     finally:
         if server is not None:
             server.stop()
