@@ -268,6 +268,15 @@ def write_outputs(rows: list[dict[str, Any]], base: Path, args: argparse.Namespa
             f"{r['errors']} | {r['p50_ms']:g} | {r['p95_ms']:g} | {bold}{r['p99_ms']:g}{bold} | {r['statuses']} | "
             + (f"{r['machine_load']} |" if bold else " |")
         )
+    if any("503" in r["statuses"] for r in rows):
+        lines += [
+            "",
+            "503s come from asgi-guard's default GuardSettings.pooling (max_connections 50, socket_timeout "
+            "0.25 s): with 50 concurrent users on one worker, valkey-py's pool raises 'Too many connections' "
+            "past 50 calls in flight, and calls that wait behind a busy event loop overrun 0.25 s; the rate "
+            "limit fails closed (503 'the rate_limit backend is unavailable'), the cache fails open. The "
+            "guard-tuned rows run the same app with --guard-pooling.",
+        ]
     lines += [
         "",
         f"![req/s and p99 per request type]({base.with_suffix('.png').name})",
@@ -343,10 +352,26 @@ def main() -> None:
     parser.add_argument(
         "--out", help="results path without extension (default benchmarks/results/load[-quick])"
     )
+    parser.add_argument("--render", metavar="CSV", help=argparse.SUPPRESS)
+    parser.add_argument("--render-command", help=argparse.SUPPRESS)
+    parser.add_argument("--render-seconds", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.duration, args.users, args.spawn_rate = 6, 20, 20
     args.command = "python benchmarks/run_load.py " + " ".join(sys.argv[1:])
+    if args.render:  # re-write the markdown and chart from a CSV this script wrote
+        with open(args.render, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        for r in rows:
+            r.update(
+                rps=float(r["rps"]),
+                p50_ms=float(r["p50_ms"]),
+                p95_ms=float(r["p95_ms"]),
+                p99_ms=float(r["p99_ms"]),
+            )
+        args.command, args.rounds = args.render_command or args.command, int(rows[0]["rounds"])
+        write_outputs(rows, Path(args.render).with_suffix(""), args, float(args.render_seconds or 0))
+        return
     stacks = [s for s in args.stacks.split(",") if s]
     backends = [b for b in args.backends.split(",") if b]
     started = time.time()
