@@ -68,3 +68,29 @@ async def per_request_us(
             break
     rounds.sort()
     return rounds[len(rounds) // 2], statuses
+
+
+async def call_cache_status(app: Any, scope: dict[str, Any], body: bytes = b"") -> tuple[int, str]:
+    """One request; returns (status, cache verdict) where the verdict is the value of `X-Cache`
+    (asgi-guard) or `X-FastAPI-Cache` (fastapi-cache2), "" when neither is present."""
+    status = 0
+    verdict = ""
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, verdict
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", ()):
+                if name in (b"x-cache", b"x-fastapi-cache"):
+                    verdict = value.decode()
+
+    await app(dict(scope, state={}), receive, send)
+    return status, verdict

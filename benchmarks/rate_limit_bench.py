@@ -1,39 +1,34 @@
-"""Rate limiting: per-decision cost of each algorithm on both backends, the stack's overhead against
-bare Starlette, and Valkey round trips per request counted from INFO commandstats (commands) and INFO
-stats (reads: pipelined commands arrive in one read), for a limit-only request and for a cache hit on
-a route with a rate limit and the cache (whose lookup rides in the rate-limit round trip).
+"""Rate limiting through the public API only: per-request cost of each algorithm on a route that has
+only a rate limit (bare Starlette app + `install`), on the embedded backend and on a real valkey-server,
+against bare Starlette; Valkey commands and round trips per request (INFO commandstats / MONITOR /
+INFO total_reads_processed); and the same for a cache hit on a route with a rate limit and the cache.
 
-Run:  .venv/bin/python benchmarks/rate_limit_bench.py            (starts a private valkey-server)
-      .venv/bin/python benchmarks/rate_limit_bench.py --valkey-url valkey://127.0.0.1:6379 --seconds 1
-Each measurement is bounded by --seconds (default 1.5); the whole run takes well under a minute.
+No tracer provider is installed here (see overhead.py for the traced, side-by-side comparison).
+
+Run:  python benchmarks/rate_limit_bench.py [--seconds 1.0]      (starts a private valkey-server)
+Each measurement is bounded by --seconds; the whole run takes well under a minute.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
-import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _asgi import make_scope, per_request_us
+from _asgi import call, make_scope
+from _services import Monitor, ValkeyServer, commandstats, start_valkey
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.config import CacheConfig, RateLimitConfig
-from asgi_guard.stages.cache.prefetch import prefetchers
-from asgi_guard.stages.rate_limit import (
-    MemoryRateLimiter,
-    ValkeyRateLimiter,
-    specs_from_config,
-)
-from asgi_guard.state import MemoryBackend, ValkeyBackend
+from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, install
 
 BIG = 1_000_000_000
 ALGOS: dict[str, dict[str, Any]] = {
@@ -47,195 +42,136 @@ ALGOS: dict[str, dict[str, Any]] = {
         "algo": "sliding_window",
         "sliding_window": {"limit": BIG, "window": 60, "precision": "approximate"},
     },
-    "throttle": {"algo": "throttle", "throttle": {"interval": 1.0}},
-    "debounce": {"algo": "debounce", "debounce": {"interval": 1.0}},
+    "throttle (1 ms)": {"algo": "throttle", "throttle": {"interval": 0.001}},
+    "debounce (1 ms)": {"algo": "debounce", "debounce": {"interval": 0.001}},
     "multi (token_bucket + fixed_window)": {
         "algo": "token_bucket",
         "token_bucket": {"rate_limit": BIG, "refill_rate": 1.0},
         "limits": [{"algo": "fixed_window", "fixed_window": {"limit": BIG, "window": 86400}}],
     },
 }
+KEYS = 1000  # distinct resource ids, so throttle/debounce see each key once per 1,000 requests
 
 
-def memory_decision_us(config: RateLimitConfig, seconds: float) -> float:
-    backend = MemoryBackend()
-    limiter = MemoryRateLimiter(backend.namespace("rate_limit"), backend.clock, specs_from_config(config))
-    identities = [f"route:user{i}:-" for i in range(1000)]
-    check, n, start = limiter.check, 0, time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        for identity in identities:
-            check(identity)
-        n += len(identities)
-    return (time.perf_counter() - start) / n * 1e6
-
-
-async def valkey_decision_us(backend: ValkeyBackend, config: RateLimitConfig, seconds: float) -> float:
-    limiter = ValkeyRateLimiter(backend, specs_from_config(config))
-    await limiter.check("warm-up")
-    n, start = 0, time.perf_counter()
-    deadline = start + seconds
-    while time.perf_counter() < deadline:
-        for i in range(100):
-            await limiter.check(f"route:user{i}:-")
-        n += 100
-    return (time.perf_counter() - start) / n * 1e6
-
-
-def apps(settings: GuardSettings, enabled: bool = True, cache: bool = False) -> tuple[Any, Any]:
+def starlette_app() -> Starlette:
     async def hello(request: Any) -> PlainTextResponse:
         return PlainTextResponse("ok")
 
-    bare = Starlette(routes=[Route("/items/{resource_id}", hello)])
+    return Starlette(routes=[Route("/items/{resource_id}", hello)])
+
+
+def guarded(job: JobConfig, valkey_url: str | None) -> tuple[Starlette, GuardRuntime]:
+    app = starlette_app()
     registry = RouteRegistry()
+    registry.register("/items/{resource_id}", job, methods=["GET"])
+    runtime = GuardRuntime(
+        GuardSettings(_env_file=None, valkey_url=valkey_url, metrics_path="", key_prefix="bench-rl")  # type: ignore[call-arg]
+    )
+    install(app, registry, runtime=runtime)
+    return app, runtime
+
+
+SCOPES = [make_scope("GET", f"/items/{i}") for i in range(KEYS)]
+
+
+async def us_per_request(app: Any, seconds: float) -> tuple[float, Counter[int]]:
+    """Median of 5 rounds, each at most seconds/5 (after a 200-request warm-up)."""
+    statuses: Counter[int] = Counter()
+    for i in range(200):
+        await call(app, SCOPES[i % KEYS])
+    rounds = []
+    for _ in range(5):
+        gc.collect()
+        n, start = 0, time.perf_counter()
+        deadline = start + seconds / 5
+        while time.perf_counter() < deadline:
+            for i in range(100):
+                statuses[await call(app, SCOPES[(n + i) % KEYS])] += 1
+            n += 100
+        rounds.append((time.perf_counter() - start) / n * 1e6)
+    return sorted(rounds)[2], statuses
+
+
+async def valkey_counts(
+    server: ValkeyServer, app: Any, scope_index: int | None, n: int = 300
+) -> tuple[float, float, float]:
+    """(commands incl. inside scripts, commands sent, reads) per request over n requests."""
+
+    def pick(i: int) -> dict[str, Any]:
+        return SCOPES[scope_index if scope_index is not None else i % KEYS]
+
+    before = server.snapshot()
+    for i in range(n):
+        await call(app, pick(i))
+    after = server.snapshot()
+    idle = server.snapshot()
+    c0, c1 = commandstats(before), commandstats(after)
+    commands = sum(c1[k] - c0.get(k, 0) for k in c1 if k != "info")
+    reads = int(after["total_reads_processed"]) - int(before["total_reads_processed"])
+    reads -= int(idle["total_reads_processed"]) - int(after["total_reads_processed"])
+    with Monitor(server.port) as mon:
+        for i in range(n):
+            await call(app, pick(i))
+    return commands / n, sum(mon.top.values()) / n, reads / n
+
+
+def fmt_status(statuses: Counter[int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+
+
+async def main(seconds: float, server: ValkeyServer) -> None:
+    bare_us, _ = await us_per_request(starlette_app(), seconds)
+    print(f"bare Starlette: {bare_us:.1f} µs/request\n")
+    print(
+        "| algorithm | memory µs | vs bare | Valkey µs | vs bare | Valkey cmds/req (sent) | reads/req | statuses (memory; Valkey) |"
+    )
+    print("|---|---:|---:|---:|---:|---|---:|---|")
+    for name, raw in ALGOS.items():
+        job = JobConfig(endpoint_name="items", rate_limit={"enabled": True, **raw})
+        mem_app, mem_rt = guarded(job, None)
+        mem_us, mem_st = await us_per_request(mem_app, seconds)
+        vk_app, vk_rt = guarded(job, server.url)
+        vk_us, vk_st = await us_per_request(vk_app, seconds)
+        cmds, sent, reads = await valkey_counts(server, vk_app, None)
+        await mem_rt.shutdown()
+        await vk_rt.shutdown()
+        print(
+            f"| {name} | {mem_us:.1f} | {mem_us / bare_us:.2f}x | {vk_us:.1f} | {vk_us / bare_us:.2f}x | "
+            f"{cmds:g} ({sent:g}) | {reads:g} | {fmt_status(mem_st)}; {fmt_status(vk_st)} |"
+        )
+
+    print("\nCache hit on a route with a rate limit (token bucket) and the cache (same request repeated)\n")
+    print("| backend | µs/request | Valkey cmds/req (sent) | reads/req |")
+    print("|---|---:|---|---:|")
     job = JobConfig(
         endpoint_name="items",
-        rate_limit={**ALGOS["token_bucket"], "enabled": enabled},
-        cache=CacheConfig(enabled=cache),
+        rate_limit={"enabled": True, **ALGOS["token_bucket"]},
+        cache={"enabled": True, "shared": True, "default": {"cache_ttl": 60}},
     )
-    registry.register("/items/{resource_id}", job)
-    inner = Starlette(routes=[Route("/items/{resource_id}", hello)])
-    guarded = GuardMiddleware(inner, registry=registry, settings=settings)
-    return bare, guarded
-
-
-TOP_LEVEL = (
-    "cmdstat_evalsha",
-    "cmdstat_eval",
-    "cmdstat_evalsha_ro",
-    "cmdstat_eval_ro",
-    "cmdstat_script|load",
-)
-
-
-async def command_calls(backend: ValkeyBackend) -> tuple[int, int]:
-    """(commands sent by clients, commands run inside scripts), from INFO commandstats.
-
-    commandstats counts a script's inner redis.call()s too; during the measured loop the only
-    client-issued commands are EVAL/EVALSHA (and SCRIPT LOAD once), so those are the round trips.
-    """
-    stats = await backend.client.info("commandstats")
-    top = sum(int(v["calls"]) for k, v in stats.items() if k in TOP_LEVEL)
-    inner = sum(int(v["calls"]) for k, v in stats.items() if k not in TOP_LEVEL and k != "cmdstat_info")
-    return top, inner
-
-
-async def server_counts(backend: ValkeyBackend) -> tuple[int, int]:
-    """(commands sent by clients, client reads processed) in one INFO call; the INFO itself is one
-    read, and a pipeline of small commands is one read, so reads count round trips."""
-    info = await backend.client.info("all")
-    top = sum(int(v["calls"]) for k, v in info.items() if k in TOP_LEVEL)
-    return top, int(info["total_reads_processed"])
-
-
-async def per_request_counts(
-    backend: ValkeyBackend, app: Any, scope: dict[str, Any], requests: int
-) -> tuple[float, float]:
-    """(commands, round trips) per request over `requests` sequential requests."""
-    from _asgi import call
-
-    top0, reads0 = await server_counts(backend)
-    for _ in range(requests):
-        await call(app, scope)
-    top1, reads1 = await server_counts(backend)
-    return (top1 - top0) / requests, (reads1 - reads0 - 1) / requests
-
-
-async def limit_cache_hit(
-    settings: GuardSettings, valkey: ValkeyBackend, prefetch: bool, seconds: float
-) -> tuple[float, float, float]:
-    """(µs, commands, round trips) per cache hit on a route with a rate limit and the cache;
-    `prefetch=False` is the way it was before the prefetch: the limit, then the cache lookup."""
-    from _asgi import call
-
-    _, app = apps(settings, cache=True)
-    if not prefetch:
-        prefetchers(app.runtime).clear()  # before the first request: the limit never finds it
-    scope = make_scope("GET", "/items/7")
-    assert await call(app, scope) == 200  # the miss that fills the entry (and loads the scripts)
-    try:
-        us, statuses = await per_request_us(app, lambda i: scope, 500, budget_s=seconds)
-        assert set(statuses) == {200}, statuses
-        commands, trips = await per_request_counts(valkey, app, scope, 300)
-        return us, commands, trips
-    finally:
-        await app.runtime.shutdown()
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--valkey-url", help="use this server instead of starting a private one")
-    parser.add_argument("--seconds", type=float, default=1.5, help="time bound of each measurement")
-    args = parser.parse_args()
-    deployment = None
-    url = args.valkey_url
-    if url is None:
-        from asgi_guard_dev.valkey import start_standalone
-
-        deployment = start_standalone()
-        url = deployment.url
-    try:
-        settings = GuardSettings(valkey_url=url, key_prefix="bench" + uuid.uuid4().hex[:6])
-        valkey = ValkeyBackend(url, settings.pooling, settings.key_prefix)
-        print("Per-decision cost (one request's decision, sequential, one event loop)\n")
-        print("| algorithm | memory (µs) | valkey (µs, 1 round trip) |")
-        print("|---|---:|---:|")
-        for name, raw in ALGOS.items():
-            config = RateLimitConfig(enabled=True, **raw)
-            mem = memory_decision_us(config, args.seconds / 3)
-            rtt = await valkey_decision_us(valkey, config, args.seconds / 3)
-            print(f"| {name} | {mem:.2f} | {rtt:.1f} |")
-
-        scope = make_scope("GET", "/items/1")
-        n = 2000
-        bare, guarded_mem = apps(GuardSettings())
-        _, guarded_off = apps(GuardSettings(), enabled=False)
-        bare_us, _ = await per_request_us(bare, lambda i: scope, n, budget_s=args.seconds)
-        off_us, _ = await per_request_us(guarded_off, lambda i: scope, n, budget_s=args.seconds)
-        mem_us, mem_status = await per_request_us(guarded_mem, lambda i: scope, n, budget_s=args.seconds)
-        _, guarded_valkey = apps(settings)
-        valkey_us, valkey_status = await per_request_us(
-            guarded_valkey, lambda i: scope, n // 4, budget_s=args.seconds
-        )
-        print("\nWhole request, in-process ASGI (median of rounds)\n")
-        print("| app | µs/request | vs bare |")
-        print("|---|---:|---:|")
-        print(f"| bare Starlette | {bare_us:.1f} | 1.00x |")
-        print(
-            f"| asgi-guard stack, route registered, no stage enabled | {off_us:.1f} | {off_us / bare_us:.2f}x |"
-        )
-        print(f"| + rate limit (token bucket), memory | {mem_us:.1f} | {mem_us / bare_us:.2f}x |")
-        print(f"| + rate limit (token bucket), valkey | {valkey_us:.1f} | {valkey_us / bare_us:.2f}x |")
-        assert set(mem_status) == {200} and set(valkey_status) == {200}, (mem_status, valkey_status)
-
-        requests = 500
-        from _asgi import call
-
-        top0, inner0 = await command_calls(valkey)
-        for _ in range(requests):
-            await call(guarded_valkey, scope)
-        top1, inner1 = await command_calls(valkey)
-        print(
-            f"\nValkey round trips per rate-limited request (INFO commandstats): {(top1 - top0) / requests:.2f}"
-        )
-        print(f"  commands run inside the script per request: {(inner1 - inner0) / requests:.2f}")
-        print("\nCache hit on a route with a rate limit and the cache (INFO commandstats / INFO stats)\n")
-        print("| | µs / request | commands / request | round trips / request |")
-        print("|---|---:|---:|---:|")
-        for label, prefetch in (
-            ("limit, then cache lookup (prefetch off)", False),
-            ("prefetched (default)", True),
-        ):
-            us, commands, trips = await limit_cache_hit(settings, valkey, prefetch, args.seconds)
-            print(f"| {label} | {us:.1f} | {commands:.2f} | {trips:.2f} |")
-        await valkey.close()
-        await guarded_valkey.runtime.shutdown()
-    finally:
-        if deployment is not None:
-            deployment.stop()
+    for backend, url in (("memory", None), ("valkey", server.url)):
+        app, runtime = guarded(job, url)
+        scope = SCOPES[7]
+        assert await call(app, scope) == 200  # the miss that fills the entry
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(300):
+                await call(app, scope)
+            times.append((time.perf_counter() - start) / 300 * 1e6)
+        counted = await valkey_counts(server, app, 7) if url else None
+        await runtime.shutdown()
+        counts = f"{counted[0]:g} ({counted[1]:g}) | {counted[2]:g}" if counted else "- | -"
+        print(f"| {backend} | {sorted(times)[2]:.1f} | {counts} |")
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=1.0, help="time bound of each measurement")
+    args = parser.parse_args()
+    valkey_server = start_valkey()
+    try:
+        asyncio.run(main(args.seconds, valkey_server))
+    finally:
+        valkey_server.stop()
