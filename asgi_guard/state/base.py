@@ -7,11 +7,18 @@ The backend only gives them storage, time, scripts and bounded calls.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 
 class Backend(ABC):
+    """`kind` names the form each concern's store takes on this backend (see `asgi_guard.state.choose`);
+    `clock` is the process clock stages read local time from (injected in tests; the shared
+    decisions of a Valkey backend use the server's clock, see `ValkeyBackend.script_now`)."""
+
     kind: str = "abstract"
+    clock: Callable[[], float] = staticmethod(time.time)
 
     async def start(self) -> None:
         """Connect (idempotent)."""

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -47,14 +48,33 @@ def hash_tag(value: str) -> str:
 
 
 class ValkeyBackend(Backend):
+    """Scripts decide with the server's clock (`TIME`), the one every process shares.
+
+    `clock` is for tests only: when given, every script is handed `clock()` as its time instead
+    (`script_now`), so the Lua forms can be driven by the same fake clock as the pure references,
+    and keys live `gc_slack` seconds past the point where they stop mattering, so the real time that
+    passes during a test never expires a fake-time state. Production leaves both alone.
+    """
+
     kind = "valkey"
 
-    def __init__(self, url: str, pooling: PoolingConfig | None = None, key_prefix: str = "ag") -> None:
+    def __init__(
+        self,
+        url: str,
+        pooling: PoolingConfig | None = None,
+        key_prefix: str = "ag",
+        *,
+        clock: Callable[[], float] | None = None,
+        gc_slack: float = 1.0,
+    ) -> None:
         self.url = url
         self.pooling = pooling or PoolingConfig()
         self.key_prefix = key_prefix
         self.timeout = self.pooling.socket_timeout
         self.is_cluster = urlsplit(url).scheme in CLUSTER_SCHEMES
+        self.clock = clock or time.time
+        self._script_clock = clock
+        self.gc_slack_ms = int(gc_slack * 1000)
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
 
@@ -91,6 +111,11 @@ class ValkeyBackend(Backend):
 
         url = self.url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
         return Valkey.from_url(url, **common)
+
+    def script_now(self) -> str:
+        """The time argument scripts take: "" (read the server's `TIME`) unless a test clock is set."""
+        clock = self._script_clock
+        return "" if clock is None else repr(clock())
 
     def key(self, concern: str, tag: str, *parts: str) -> str:
         """`prefix:concern:{tag}:parts...`: keys of one decision share `tag`, hence one cluster slot."""
@@ -167,6 +192,8 @@ class ValkeyBackend(Backend):
             return False
 
     async def now(self) -> float:
+        if self._script_clock is not None:
+            return self._script_clock()
         seconds, micros = await self.call(self.client.time())
         return float(seconds) + float(micros) / 1_000_000
 

@@ -15,7 +15,7 @@ from asgi_guard import JobConfig
 from asgi_guard.config import CircuitBreakerConfig
 from asgi_guard.state import MemoryBackend
 
-from ._helpers import client, guarded_app
+from ._helpers import Clock, client, guarded_app
 
 
 def breaker_config(**options: object) -> JobConfig:
@@ -53,11 +53,12 @@ def state(label: str) -> float | None:
 
 
 async def test_opens_after_threshold_then_closes_after_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
     caplog.set_level(logging.INFO, logger="asgi_guard.circuit_breaker")
     handler = Flaky(500, "raise", 503)
     config = breaker_config()
     label = config.endpoint_name or ""
-    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend())) as http:
+    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend(clock=clock))) as http:
         assert [(await http.get("/job")).status_code for _ in range(3)] == [500, 500, 503]
         assert state(label) == 2
         rejected = await http.get("/job")
@@ -66,7 +67,7 @@ async def test_opens_after_threshold_then_closes_after_timeout(caplog: pytest.Lo
         assert rejected.json()["type"].endswith("circuit-open")
         assert int(rejected.headers["retry-after"]) >= 1
         assert handler.calls == 3, "an open circuit does not call the handler"
-        await asyncio.sleep(0.35)
+        clock.now += 0.35  # the injected clock: no sleeping
         trial = await http.get("/job")
         assert trial.status_code == 200 and handler.calls == 4
         assert state(label) == 0
@@ -82,18 +83,20 @@ async def test_opens_after_threshold_then_closes_after_timeout(caplog: pytest.Lo
 
 
 async def test_failed_trial_reopens() -> None:
+    clock = Clock()
     handler = Flaky(500, 500, 500, 500, then=200)
     config = breaker_config()
-    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend())) as http:
+    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend(clock=clock))) as http:
         for _ in range(3):
             await http.get("/job")
-        await asyncio.sleep(0.35)
+        clock.now += 0.35  # the injected clock: no sleeping
         assert (await http.get("/job")).status_code == 500, "the trial runs and fails"
         assert (await http.get("/job")).status_code == 503, "and the circuit is open again"
         assert handler.calls == 4
 
 
 async def test_half_open_admits_one_trial() -> None:
+    clock = Clock()
     gate = asyncio.Event()
     calls = 0
 
@@ -106,10 +109,10 @@ async def test_half_open_admits_one_trial() -> None:
         return PlainTextResponse("up")
 
     config = breaker_config(circuit_breaker_threshold=2)
-    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend())) as http:
+    async with client(guarded_app(endpoint(handler), config, backend=MemoryBackend(clock=clock))) as http:
         await http.get("/job")
         await http.get("/job")
-        await asyncio.sleep(0.35)
+        clock.now += 0.35  # the injected clock: no sleeping
         trial = asyncio.create_task(http.get("/job"))
         for _ in range(200):
             if calls == 3:

@@ -15,8 +15,9 @@ from starlette.responses import PlainTextResponse, Response
 
 from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.config import CircuitBreakerConfig, PoolingConfig
+from asgi_guard.state import ValkeyBackend
 
-from ._helpers import client, guarded_app
+from ._helpers import Clock, client, guarded_app
 
 WORKER = Path(__file__).with_name("_fail.py")
 
@@ -74,17 +75,20 @@ async def test_opens_and_closes_on_valkey(
 ) -> None:
     url = request.getfixturevalue(where)
     handler = Counter(status=500)
+    clock = Clock()  # the script reads this clock instead of the server's TIME: no sleeping
+    backend = ValkeyBackend(url, PoolingConfig(socket_timeout=3.0), key_prefix, clock=clock, gc_slack=3600)
     config = config_for(f"oc-{uuid.uuid4().hex[:6]}", circuit_breaker_timeout=0.3)
-    async with client(guarded_app(handler.handle, config, settings=settings_for(url, key_prefix))) as http:
+    async with client(guarded_app(handler.handle, config, backend=backend)) as http:
         assert [(await http.get("/job")).status_code for _ in range(4)] == [500, 500, 500, 503]
         assert handler.calls == 3
-        await asyncio.sleep(0.4)
+        clock.now += 0.4
         assert (await http.get("/job")).status_code == 500, "the trial fails"
         assert (await http.get("/job")).status_code == 503, "and re-opens the circuit"
         handler.status = 200
-        await asyncio.sleep(0.4)
+        clock.now += 0.4
         assert (await http.get("/job")).status_code == 200
         assert (await http.get("/job")).status_code == 200
+    await backend.close()
     assert handler.calls == 6
 
 
@@ -102,12 +106,14 @@ async def test_half_open_admits_one_trial_across_instances(valkey_url: str, key_
         return PlainTextResponse("up")
 
     config = config_for(label, circuit_breaker_threshold=2, circuit_breaker_timeout=0.3)
-    first = guarded_app(handler, config, settings=settings_for(valkey_url, key_prefix))
-    second = guarded_app(handler, config, settings=settings_for(valkey_url, key_prefix))
+    clock = Clock()
+    backends = [ValkeyBackend(valkey_url, None, key_prefix, clock=clock, gc_slack=3600) for _ in "ab"]
+    first = guarded_app(handler, config, backend=backends[0])
+    second = guarded_app(handler, config, backend=backends[1])
     async with client(first) as a, client(second) as b:
         await a.get("/job")
         await a.get("/job")
-        await asyncio.sleep(0.4)
+        clock.now += 0.4
         trial = asyncio.create_task(a.get("/job"))
         for _ in range(400):
             if calls == 3:
@@ -117,6 +123,8 @@ async def test_half_open_admits_one_trial_across_instances(valkey_url: str, key_
         gate.set()
         assert (await trial).status_code == 200
         assert (await b.get("/job")).status_code == 200
+    for backend in backends:
+        await backend.close()
     assert others == [503, 503]
 
 

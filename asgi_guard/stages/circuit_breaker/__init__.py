@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from asgi_guard.stages.circuit_breaker.listener import StateChangeListener
 from asgi_guard.stages.circuit_breaker.memory import LocalBreaker
+from asgi_guard.stages.circuit_breaker.reference import ReferenceBreaker
 from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, STATE_CODES, Admission, Breaker
 from asgi_guard.stages.circuit_breaker.valkey import SharedBreaker
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
 
 
 def make_breaker(backend: Backend, name: str, threshold: int, timeout: float, lease: float) -> Breaker:
     """The breaker form that matches `backend` (chosen once per route)."""
     listener = StateChangeListener(name)
-    if isinstance(backend, ValkeyBackend):
-        return SharedBreaker(backend, name, threshold, timeout, lease, listener)
-    if isinstance(backend, MemoryBackend):
-        return LocalBreaker(name, threshold, timeout, listener)
-    raise TypeError(f"no circuit breaker for backend {type(backend).__name__}")
+
+    def memory(b: MemoryBackend) -> Breaker:
+        return LocalBreaker(name, threshold, timeout, lease, listener, b.clock)
+
+    def valkey(b: ValkeyBackend) -> Breaker:
+        return SharedBreaker(b, name, threshold, timeout, lease, listener)
+
+    return choose(backend, memory=memory, valkey=valkey, concern="the circuit breaker")
 
 
 __all__ = [
@@ -25,6 +29,7 @@ __all__ = [
     "Admission",
     "Breaker",
     "LocalBreaker",
+    "ReferenceBreaker",
     "SharedBreaker",
     "StateChangeListener",
     "make_breaker",

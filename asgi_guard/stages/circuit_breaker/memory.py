@@ -1,33 +1,38 @@
-"""In-process breaker: pybreaker's own state machine, driven from async code.
+"""In-process breaker: pybreaker's own state machine, driven from async code on the injected clock.
 
 pybreaker's `call_async` needs Tornado and its calls hold a lock around the wrapped function, so
 instead admission is decided here from its storage, and each finished call's outcome is replayed
 through `CircuitBreaker.call` (a function that returns or raises). Nothing awaits, nothing blocks.
+pybreaker stamps `opened_at` with its own wall clock; the storage takes the backend's clock instead,
+so an injected clock drives every transition (tests need no sleeps).
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import pybreaker
 from pybreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN
 
-from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, Admission, Breaker
+from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, TRIAL_BUSY_RETRY, Admission
 
 
 class LocalStorage(pybreaker.CircuitBreakerStorage):
-    """pybreaker state plus the half-open trial flag, in this process."""
+    """pybreaker state plus the half-open trial slot (its holder's token and lease), in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float]) -> None:
         super().__init__("asgi-guard-memory")
+        self._clock = clock
         self._state: str = STATE_CLOSED
         self._failures = 0
         self._successes = 0
-        self._opened_at: datetime | None = None
-        self.trial_running = False
+        self.opened_ts = 0.0
+        self.trial_until = 0.0
+        self.trial_token: str | None = None
 
     @property
     def state(self) -> str:
@@ -59,11 +64,14 @@ class LocalStorage(pybreaker.CircuitBreakerStorage):
 
     @property
     def opened_at(self) -> datetime | None:
-        return self._opened_at
+        return datetime.fromtimestamp(self.opened_ts, UTC) if self.opened_ts else None
 
     @opened_at.setter
     def opened_at(self, value: datetime) -> None:
-        self._opened_at = value
+        self.opened_ts = self._clock()  # pybreaker passes its wall clock; the injected one decides
+
+    def end_trial(self) -> None:
+        self.trial_until, self.trial_token = 0.0, None
 
 
 class _Failure(Exception):
@@ -78,15 +86,25 @@ def _fail() -> NoReturn:
     raise _Failure
 
 
-class LocalBreaker(Breaker):
-    def __init__(self, name: str, threshold: int, timeout: float, listener: pybreaker.CircuitBreakerListener):
-        self.storage = LocalStorage()
+class LocalBreaker:
+    def __init__(
+        self,
+        name: str,
+        threshold: int,
+        timeout: float,
+        lease: float,
+        listener: pybreaker.CircuitBreakerListener | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._clock = clock or time.time
+        self.storage = LocalStorage(self._clock)
         self.timeout = timeout
+        self.lease = lease
         self.cb = pybreaker.CircuitBreaker(
             fail_max=threshold,
             reset_timeout=timeout,
             state_storage=self.storage,
-            listeners=[listener],
+            listeners=[listener] if listener is not None else [],
             name=name,
             throw_new_error_on_trip=False,
         )
@@ -101,30 +119,31 @@ class LocalBreaker(Breaker):
         if state == STATE_CLOSED:
             failures = storage.counter
             return ADMIT_CLOSED if not failures else Admission(True, STATE_CLOSED, failures=failures)
+        now = self._clock()
         if state == STATE_OPEN:
-            opened = storage.opened_at
-            remaining = opened.timestamp() + self.timeout - time.time() if opened is not None else 0.0
+            remaining = storage.opened_ts + self.timeout - now
             if remaining > 0:
                 return Admission(False, STATE_OPEN, retry_after=remaining, failures=storage.counter)
             self.cb.half_open()
-        elif storage.trial_running:
-            return Admission(False, STATE_HALF_OPEN, retry_after=1.0, failures=storage.counter)
-        storage.trial_running = True
+        elif storage.trial_until > now:
+            return Admission(False, STATE_HALF_OPEN, retry_after=TRIAL_BUSY_RETRY, failures=storage.counter)
+        storage.trial_until, storage.trial_token = now + self.lease, token
         return Admission(True, STATE_HALF_OPEN, trial=True, failures=storage.counter)
 
     async def record(self, admission: Admission, token: str, ok: bool) -> None:
-        if ok and admission is ADMIT_CLOSED:
-            return  # a success in a healthy circuit changes nothing
         storage = self.storage
         if admission.trial:
-            storage.trial_running = False
-            if storage.state != STATE_HALF_OPEN:
-                return
+            if storage.state != STATE_HALF_OPEN or storage.trial_token != token:
+                return  # its lease ran out and another call holds the trial now
+            storage.end_trial()
         elif storage.state != STATE_CLOSED:
             return  # a late result from a call admitted before the circuit opened
+        elif ok and not storage.counter:
+            return  # a success in a healthy circuit changes nothing
         with contextlib.suppress(_Failure, pybreaker.CircuitBreakerError):
             self.cb.call(_succeed if ok else _fail)
 
     async def release(self, admission: Admission, token: str) -> None:
-        if admission.trial:
-            self.storage.trial_running = False
+        storage = self.storage
+        if admission.trial and storage.state == STATE_HALF_OPEN and storage.trial_token == token:
+            storage.end_trial()

@@ -20,7 +20,7 @@ from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import Stage
-from asgi_guard.stages.circuit_breaker import ADMIT_CLOSED, Admission, make_breaker
+from asgi_guard.stages.circuit_breaker import Admission, make_breaker
 from asgi_guard.stages.circuit_breaker.retry import Attempt, backoff_delay, is_retry_safe
 
 if TYPE_CHECKING:
@@ -131,8 +131,8 @@ class CircuitBreakerMiddleware(Stage):
             raise backend_unavailable(self.name) from exc
 
     async def _record(self, admission: Admission, ctx: GuardContext, ok: bool) -> None:
-        if admission is _UNTRACKED or (ok and admission is ADMIT_CLOSED):
-            return
+        if admission is _UNTRACKED:
+            return  # the breaker skips a success that resets nothing
         try:
             await self.breaker.record(admission, ctx.request_id, ok)
         except BackendUnavailable as exc:

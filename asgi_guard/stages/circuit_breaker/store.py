@@ -1,9 +1,9 @@
-"""What a breaker policy answers per call, and the states as pybreaker names them."""
+"""The breaker contract both forms keep, what it answers per call, and the states as pybreaker names them."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Protocol
 
 from pybreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN
 
@@ -13,7 +13,8 @@ STATE_NAMES = {code: name for name, code in STATE_CODES.items()}
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """Whether a call may run; `trial` marks the single half-open probe; `retry_after` in seconds."""
+    """Whether a call may run; `trial` marks the single half-open probe; `retry_after` in seconds;
+    `failures` the consecutive failures counted when it was admitted."""
 
     allowed: bool
     state: str
@@ -23,24 +24,25 @@ class Admission:
 
 
 ADMIT_CLOSED = Admission(True, STATE_CLOSED)  # closed with no failures counted: a success records nothing
+TRIAL_BUSY_RETRY = 1.0  # seconds a caller refused while another holds the half-open trial waits
 
 
-class Breaker(ABC):
-    """One route's circuit. `acquire` before the call, then exactly one of `record` or `release`."""
+class Breaker(Protocol):
+    """One route's circuit (memory: `LocalBreaker`; Valkey: `SharedBreaker`; meaning: `reference`).
 
-    @abstractmethod
+    `acquire` before the call, then exactly one of `record` or `release`. Both forms make the
+    transitions of `reference.ReferenceBreaker` under the same clock (tests/circuit_breaker/
+    test_cb_properties.py)."""
+
     async def acquire(self, token: str) -> Admission:
         """Admit or refuse a call (`token` identifies a half-open trial across processes)."""
 
-    @abstractmethod
     async def record(self, admission: Admission, token: str, ok: bool) -> None:
         """The call's outcome: success or failure (exception, 5xx, time-out)."""
 
-    @abstractmethod
     async def release(self, admission: Admission, token: str) -> None:
         """The call ended without an outcome (cancelled): free a trial slot, count nothing."""
 
     @property
-    @abstractmethod
     def state(self) -> str:
         """The last state this process saw."""

@@ -1,10 +1,11 @@
 """Breaker state shared by every process through Valkey: one Lua call per admission.
 
-scripts/breaker.lua holds the authoritative state machine (closed -> open after `threshold`
+breaker.lua holds the authoritative state machine (closed -> open after `threshold`
 consecutive failures, open -> half-open after the timeout with one trial holding a lease, then closed
 or open again). A local pybreaker instance mirrors each reply, so its listeners report every change
 this process observes. A result is written back only when it changes something: a failure, a trial's
-outcome, or a success after failures; a plain success in a healthy circuit costs no second call.
+outcome, or a success after failures (counted at admission, or since seen by this process); a plain
+success in a healthy circuit costs no second call.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import pybreaker
 from pybreaker import STATE_CLOSED, STATE_HALF_OPEN
 
-from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, STATE_NAMES, Admission, Breaker
+from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, STATE_NAMES, Admission
 from asgi_guard.state.valkey import ValkeyBackend, lua
 
 _SCRIPT = lua(__package__, "breaker")
@@ -54,7 +55,7 @@ class MirrorStorage(pybreaker.CircuitBreakerStorage):
         pass
 
 
-class SharedBreaker(Breaker):
+class SharedBreaker:
     def __init__(
         self,
         backend: ValkeyBackend,
@@ -62,7 +63,7 @@ class SharedBreaker(Breaker):
         threshold: int,
         timeout: float,
         lease: float,
-        listener: pybreaker.CircuitBreakerListener,
+        listener: pybreaker.CircuitBreakerListener | None = None,
     ) -> None:
         self.backend = backend
         self.keys = [backend.key("breaker", name)]
@@ -72,7 +73,7 @@ class SharedBreaker(Breaker):
             fail_max=threshold,
             reset_timeout=timeout,
             state_storage=self.storage,
-            listeners=[listener],
+            listeners=[listener] if listener is not None else [],
             name=name,
         )
 
@@ -81,7 +82,7 @@ class SharedBreaker(Breaker):
         return self.storage.state
 
     def _observe(self, reply: Any) -> Admission:
-        allowed, code, trial, retry_ms, failures = (int(x) for x in reply)
+        allowed, code, trial, failures = int(reply[0]), int(reply[1]), int(reply[2]), int(reply[4])
         state = STATE_NAMES[code]
         storage = self.storage
         storage.failures = failures
@@ -90,18 +91,19 @@ class SharedBreaker(Breaker):
             _ = self.cb.state  # pybreaker notices the change and notifies its listeners
         if allowed and state == STATE_CLOSED and not failures:
             return ADMIT_CLOSED
-        return Admission(bool(allowed), state, bool(trial), retry_ms / 1000, failures)
+        return Admission(bool(allowed), state, bool(trial), float(reply[3]), failures)
 
     async def _run(self, op: str, token: str, ok: bool = False, trial: bool = False) -> Admission:
-        args = [op, *self.params, token, int(ok), int(trial)]
+        args = [op, *self.params, token, int(ok), int(trial), self.backend.script_now()]
         return self._observe(await self.backend.run(_SCRIPT, self.keys, args))
 
     async def acquire(self, token: str) -> Admission:
         return await self._run("acquire", token)
 
     async def record(self, admission: Admission, token: str, ok: bool) -> None:
-        if ok and not admission.trial and not admission.failures and admission.state == STATE_CLOSED:
-            return
+        clean = not admission.failures and not self.storage.failures  # none at admission, none seen since
+        if ok and clean and not admission.trial and admission.state == STATE_CLOSED:
+            return  # nothing to reset
         await self._run("record", token, ok, admission.trial)
 
     async def release(self, admission: Admission, token: str) -> None:
