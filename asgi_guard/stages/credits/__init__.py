@@ -19,16 +19,19 @@ from asgi_guard.stages.credits.store import (
     Settlement,
 )
 from asgi_guard.stages.credits.valkey import ValkeyCreditStore
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
 
 
 def credit_store(backend: Backend) -> CreditStore:
     """The credit store that matches `backend` (chosen once; keep the result)."""
-    if isinstance(backend, ValkeyBackend):
-        return ValkeyCreditStore(backend)
-    if isinstance(backend, MemoryBackend):
-        return MemoryCreditStore(backend)
-    raise TypeError(f"no credit store for backend {type(backend).__name__}")
+
+    def memory(b: MemoryBackend) -> CreditStore:
+        return MemoryCreditStore(b)
+
+    def valkey(b: ValkeyBackend) -> CreditStore:
+        return ValkeyCreditStore(b)
+
+    return choose(backend, memory=memory, valkey=valkey, concern="credits")
 
 
 __all__ = [

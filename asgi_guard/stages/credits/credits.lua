@@ -2,7 +2,8 @@
 -- KEYS[1] balance (integer string), KEYS[2] pending reservations (hash rid -> amount),
 -- KEYS[3] reservation deadlines (zset rid -> server time past which the reservation is refunded).
 -- ARGV[1] op: reserve | commit | refund | grant | set | get
--- ARGV[2] amount (reserve, grant, set), ARGV[3] reservation id, ARGV[4] reservation ttl (seconds)
+-- ARGV[2] amount (reserve, grant, set), ARGV[3] reservation id, ARGV[4] reservation ttl (seconds),
+-- ARGV[5] now in seconds, or "" to use the server clock (TIME; tests pass their clock)
 -- Reply: {code, balance}. reserve: 1 reserved, 0 short, 2 id already pending.
 -- grant (a negative amount debits): 0 when it would go below zero.
 -- commit/refund: 1 done, 0 nothing pending under that id (already settled or expired and refunded).
@@ -10,10 +11,15 @@
 -- refunded by whoever touches this balance next: never lost, never settled twice.
 local balance_key, pending_key, deadline_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now
+if ARGV[5] == nil or ARGV[5] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[5])
+end
 
-local expired = redis.call('ZRANGEBYSCORE', deadline_key, '-inf', now, 'LIMIT', 0, 100)
+local expired = redis.call('ZRANGEBYSCORE', deadline_key, '-inf', string.format('%.17g', now), 'LIMIT', 0, 100)
 if #expired > 0 then
   local back = 0
   for _, rid in ipairs(expired) do
@@ -32,7 +38,7 @@ if op == 'reserve' then
   if balance < amount then return {0, balance} end
   balance = redis.call('DECRBY', balance_key, amount)
   redis.call('HSET', pending_key, rid, amount)
-  redis.call('ZADD', deadline_key, now + tonumber(ARGV[4]), rid)
+  redis.call('ZADD', deadline_key, string.format('%.17g', now + tonumber(ARGV[4])), rid)
   return {1, balance}
 elseif op == 'commit' or op == 'refund' then
   local rid = ARGV[3]

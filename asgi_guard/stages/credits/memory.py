@@ -7,7 +7,6 @@ from collections.abc import Callable
 from asgi_guard.stages.credits.store import (
     DEFAULT_TYPE,
     CreditError,
-    CreditStore,
     Reservation,
     ReserveStatus,
     Settlement,
@@ -31,7 +30,7 @@ class _Ledger:
         self.pending: dict[_Account, dict[str, tuple[int, float]]] = {}
 
 
-class MemoryCreditStore(CreditStore):
+class MemoryCreditStore:
     """Every method runs without awaiting, so each one is atomic on the event loop."""
 
     def __init__(self, backend: MemoryBackend) -> None:

@@ -7,9 +7,9 @@ A reservation nobody settles before its deadline is refunded by the next operati
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 DEFAULT_TYPE = "default"
 
@@ -44,32 +44,29 @@ class CreditError(ValueError):
     """A balance operation that would break an invariant (a negative balance or amount)."""
 
 
-class CreditStore(ABC):
-    """Per-user balances by credit type. All operations are atomic."""
+class CreditStore(Protocol):
+    """Per-user balances by credit type. All operations are atomic.
 
-    @abstractmethod
+    Forms: `memory.MemoryCreditStore`, `valkey.ValkeyCreditStore`; their meaning:
+    `reference.ReferenceLedger` (proven equal in tests/credits/test_credits_properties.py)."""
+
     async def reserve(
         self, user: str, amount: int, reservation_id: str, ttl: float, credit_type: str = DEFAULT_TYPE
     ) -> Reservation:
         """Take `amount` now, pending settlement; refunded automatically `ttl` seconds from now."""
 
-    @abstractmethod
     async def commit(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
         """Keep the reserved amount."""
 
-    @abstractmethod
     async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
         """Give the reserved amount back."""
 
-    @abstractmethod
     async def grant(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
         """Add `amount` (negative debits, never below zero) and return the new balance."""
 
-    @abstractmethod
     async def set(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
         """Set the available balance (pending reservations still settle on top of it)."""
 
-    @abstractmethod
     async def balance(self, user: str, credit_type: str = DEFAULT_TYPE) -> int:
         """The available balance (expired reservations refunded first)."""
 

@@ -1,4 +1,4 @@
-"""Credits in Valkey: one atomic Lua call (scripts/credits.lua) per operation, server time only.
+"""Credits in Valkey: one atomic Lua call (credits.lua) per operation, on the server's clock.
 
 The balance, pending reservations and their deadlines of one (credit type, user) share a hash tag,
 so they live in one cluster slot and one script sees all three.
@@ -9,7 +9,6 @@ from __future__ import annotations
 from asgi_guard.stages.credits.store import (
     DEFAULT_TYPE,
     CreditError,
-    CreditStore,
     Reservation,
     ReserveStatus,
     Settlement,
@@ -25,7 +24,7 @@ def _escape(value: str) -> str:
     return value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D").replace("|", "%7C")
 
 
-class ValkeyCreditStore(CreditStore):
+class ValkeyCreditStore:
     def __init__(self, backend: ValkeyBackend) -> None:
         self._backend = backend
 
@@ -41,7 +40,8 @@ class ValkeyCreditStore(CreditStore):
     async def _run(
         self, op: str, user: str, credit_type: str, amount: int = 0, rid: str = "", ttl: float = 0
     ) -> tuple[int, int]:
-        reply = await self._backend.run(_SCRIPT, self._keys(user, credit_type), [op, amount, rid, ttl])
+        args = [op, amount, rid, repr(float(ttl)), self._backend.script_now()]
+        reply = await self._backend.run(_SCRIPT, self._keys(user, credit_type), args)
         return int(reply[0]), int(reply[1])
 
     async def reserve(
