@@ -1,11 +1,21 @@
 -- Claim an Idempotency-Key record, or report what holds it.
--- KEYS: 1 record hash (fields st, fp, tok, resp)
--- ARGV: 1 fingerprint, 2 owner token, 3 lock ttl ms
+-- KEYS: 1 record hash (fields st, fp, tok, resp, exp: the time the record ends)
+-- ARGV: 1 fingerprint, 2 owner token, 3 lock ttl (s), 4 now (s) or "" for the server clock (TIME),
+--       5 garbage-collection slack (ms) kept past exp
 -- Returns {'new'} | {'mismatch'} | {'running'} | {'done', response}
-local record = redis.call('HMGET', KEYS[1], 'st', 'fp', 'resp')
-if not record[1] then
-  redis.call('HSET', KEYS[1], 'st', 'running', 'fp', ARGV[1], 'tok', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local now
+if ARGV[4] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[4])
+end
+local record = redis.call('HMGET', KEYS[1], 'st', 'fp', 'resp', 'exp')
+if not record[1] or tonumber(record[4] or '0') <= now then
+  local ttl = tonumber(ARGV[3])
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'st', 'running', 'fp', ARGV[1], 'tok', ARGV[2], 'exp', string.format('%.17g', now + ttl))
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000) + tonumber(ARGV[5]))
   return {'new'}
 end
 if record[2] ~= ARGV[1] then
