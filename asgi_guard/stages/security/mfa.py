@@ -5,7 +5,7 @@ None` (sync or async; a str is base32 as authenticator apps show it). It is foun
 route's `mfa_totp_resolver` ("module:function") or the runtime service `totp_secret_resolver`
 (`set_totp_secret_resolver(runtime, fn)`). A code is good once: the last accepted time step per subject
 is remembered (in Valkey when the app uses it, via one atomic script), so a replay is refused even by
-another worker process.
+another worker process; the store is `store.TotpStore`, its meaning `reference.ReferenceTotp`.
 """
 
 from __future__ import annotations
@@ -23,15 +23,16 @@ from cryptography.hazmat.primitives.twofactor import InvalidToken
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
-from asgi_guard.state.valkey import lua
+from asgi_guard.stages.security.memory import MemoryTotpStore
+from asgi_guard.stages.security.store import TotpStore
+from asgi_guard.stages.security.valkey import ValkeyTotpStore
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
 
 SecretResolver = Callable[[str], "str | bytes | Awaitable[str | bytes | None] | None"]
 RESOLVER_SERVICE = "totp_secret_resolver"
-_SCRIPT = lua(__package__, "security_totp")
 
 
 def set_totp_secret_resolver(runtime: GuardRuntime, resolver: SecretResolver) -> None:
@@ -68,65 +69,16 @@ def decode_secret(secret: str | bytes) -> bytes:
         raise ValueError("TOTP secret is not base32") from exc
 
 
-class TotpGuard:
-    """Per subject: the last accepted time step (replay protection) and a wrong-code lock-out.
+def totp_store(backend: Backend, step_ttl: float, max_failures: int, lockout: float) -> TotpStore:
+    """The replay / lock-out store for `backend` (chosen once, at build time)."""
 
-    `claim` accepts a step only if it is newer than the last accepted one and the subject is not locked
-    out; `fail` counts a wrong code. With Valkey each is one atomic script, so every worker agrees.
-    Both raise BackendUnavailable when Valkey does not answer.
-    """
+    def memory(b: MemoryBackend) -> TotpStore:
+        return MemoryTotpStore(b, step_ttl, max_failures, lockout)
 
-    ACCEPTED, REPLAYED, LOCKED = 1, 0, -1
+    def valkey(b: ValkeyBackend) -> TotpStore:
+        return ValkeyTotpStore(b, step_ttl, max_failures, lockout)
 
-    def __init__(self, backend: Backend, step_ttl: int, max_failures: int, lockout: int) -> None:
-        self._step_ttl = step_ttl
-        self._max_failures = max_failures
-        self._lockout = lockout
-        if isinstance(backend, ValkeyBackend):
-            self._valkey: ValkeyBackend | None = backend
-            self._steps = self._failures = None
-        elif isinstance(backend, MemoryBackend):
-            self._valkey = None
-            self._steps = backend.namespace("security.totp")
-            self._failures = backend.namespace("security.totp_failures")
-        else:
-            raise ConfigError(f"TOTP replay protection does not support the {backend.kind} backend")
-
-    async def _run(self, subject: str, mode: str, counter: int) -> tuple[int, int]:
-        assert self._valkey is not None
-        keys = [
-            self._valkey.key("security", subject, "totp"),
-            self._valkey.key("security", subject, "totp_fail"),
-        ]
-        args = [mode, counter, self._step_ttl, self._max_failures, self._lockout]
-        result, ttl = await self._valkey.run(_SCRIPT, keys, args)
-        return int(result), max(int(ttl), 1)
-
-    async def claim(self, subject: str, counter: int) -> tuple[int, int]:
-        """(ACCEPTED | REPLAYED | LOCKED, seconds until the lock-out ends)."""
-        if self._valkey is not None:
-            return await self._run(subject, "claim", counter)
-        steps, failures = self._steps, self._failures
-        assert steps is not None and failures is not None
-        if self._max_failures and failures.get(subject, 0) >= self._max_failures:
-            return self.LOCKED, max(int(failures.ttl(subject) or 0), 1)
-        last = steps.get(subject)
-        if last is not None and counter <= last:
-            return self.REPLAYED, 0
-        steps.set(subject, counter, self._step_ttl)
-        failures.pop(subject)
-        return self.ACCEPTED, 0
-
-    async def fail(self, subject: str) -> tuple[int, int]:
-        """(wrong codes so far in this window, seconds the window has left)."""
-        if self._valkey is not None:
-            return await self._run(subject, "fail", 0)
-        failures = self._failures
-        assert failures is not None
-        count = failures.get(subject, 0) + 1
-        ttl = failures.ttl(subject) if count > 1 else None
-        failures.set(subject, count, ttl if ttl is not None else self._lockout)
-        return count, max(int(ttl if ttl is not None else self._lockout), 1)
+    return choose(backend, memory=memory, valkey=valkey, concern="TOTP replay protection")
 
 
 class TotpChecker:

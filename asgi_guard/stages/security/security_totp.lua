@@ -1,28 +1,55 @@
 -- TOTP step-up guard for one subject: replay protection and a lock-out after repeated wrong codes.
--- KEYS[1] = last accepted time step; KEYS[2] = wrong-code counter (same hash tag, same slot).
--- ARGV[1] = "claim" or "fail"; ARGV[2] = time step; ARGV[3] = ttl of KEYS[1] (s);
--- ARGV[4] = max wrong codes (0 = no lock-out); ARGV[5] = lock-out window (s).
--- claim -> {1, 0} accepted (and remembered), {0, 0} replayed or older step, {-1, ttl} locked out.
--- fail  -> {n, ttl}: the wrong-code count in the current window and its remaining seconds.
-local max_failures = tonumber(ARGV[4])
+-- KEYS[1] = last accepted step (hash v, exp); KEYS[2] = wrong-code window (hash v = count, exp);
+-- same hash tag, same slot. A state whose exp <= now is gone (the key TTL only collects garbage).
+-- ARGV[1] = "claim" or "fail"; ARGV[2] = time step; ARGV[3] = how long a step is kept (s);
+-- ARGV[4] = max wrong codes (0 = no lock-out); ARGV[5] = lock-out window (s);
+-- ARGV[6] = now (s) or "" for the server clock (TIME); ARGV[7] = garbage-collection slack (ms).
+-- claim -> {1, '0'} accepted (and remembered), {0, '0'} replayed or older step, {-1, left} locked out.
+-- fail  -> {n, left}: the wrong-code count in the current window and its remaining seconds.
+local now
+if ARGV[6] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[6])
+end
+local slack = tonumber(ARGV[7])
+
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local function live(key)
+  local h = redis.call('HMGET', key, 'v', 'exp')
+  local exp = tonumber(h[2])
+  if h[1] and exp and exp > now then return tonumber(h[1]), exp end
+  return nil, nil
+end
+
+local function put(key, value, exp)
+  redis.call('HSET', key, 'v', value, 'exp', num(exp))
+  redis.call('PEXPIRE', key, math.ceil((exp - now) * 1000) + slack)
+end
+
 if ARGV[1] == 'fail' then
-  local failures = redis.call('INCR', KEYS[2])
-  if failures == 1 then
-    redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
-  end
-  return {failures, redis.call('TTL', KEYS[2])}
+  local count, ends = live(KEYS[2])
+  if count == nil then count, ends = 0, now + tonumber(ARGV[5]) end
+  count = count + 1
+  put(KEYS[2], count, ends)
+  return {count, num(ends - now)}
 end
+local max_failures = tonumber(ARGV[4])
 if max_failures > 0 then
-  local failures = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if failures >= max_failures then
-    return {-1, redis.call('TTL', KEYS[2])}
+  local count, ends = live(KEYS[2])
+  if count ~= nil and count >= max_failures then
+    return {-1, num(ends - now)}
   end
 end
-local last = tonumber(redis.call('GET', KEYS[1]))
+local last = live(KEYS[1])
 local step = tonumber(ARGV[2])
-if last and step <= last then
-  return {0, 0}
+if last ~= nil and step <= last then
+  return {0, '0'}
 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', tonumber(ARGV[3]))
+put(KEYS[1], ARGV[2], now + tonumber(ARGV[3]))
 redis.call('DEL', KEYS[2])
-return {1, 0}
+return {1, '0'}

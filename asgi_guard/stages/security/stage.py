@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import time
 from typing import TYPE_CHECKING, NoReturn
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -23,8 +22,8 @@ from asgi_guard.core.stage import Stage
 from asgi_guard.stages.security.ip import IpAllowlist
 from asgi_guard.stages.security.jwks import JwksUnavailable
 from asgi_guard.stages.security.jwt import TokenError, TokenVerifier
-from asgi_guard.stages.security.mfa import TotpChecker, TotpGuard, load_resolver, resolve_secret
-from asgi_guard.state import MemoryBackend
+from asgi_guard.stages.security.mfa import TotpChecker, load_resolver, resolve_secret, totp_store
+from asgi_guard.stages.security.store import LOCKED, REPLAYED, TotpStore
 
 if TYPE_CHECKING:
     from asgi_guard.config import JobConfig
@@ -79,14 +78,15 @@ class SecurityMiddleware(Stage):
         self._totp_header = sec.mfa_totp_header.encode()
         self._resolver = load_resolver(sec.mfa_totp_resolver, runtime) if sec.mfa_required else None
         self._totp: TotpChecker | None = None
-        self._guard: TotpGuard | None = None
+        self._guard: TotpStore | None = None
         self._max_failures = sec.mfa_totp_max_failures
         if self._resolver is not None:
             backend = runtime.backend
-            clock = backend.clock if isinstance(backend, MemoryBackend) else time.time
-            self._totp = TotpChecker(sec.mfa_totp_digits, sec.mfa_totp_step, sec.mfa_totp_drift, clock)
+            self._totp = TotpChecker(
+                sec.mfa_totp_digits, sec.mfa_totp_step, sec.mfa_totp_drift, backend.clock
+            )
             step_ttl = sec.mfa_totp_step * (2 * sec.mfa_totp_drift + 2)
-            self._guard = TotpGuard(backend, step_ttl, sec.mfa_totp_max_failures, sec.mfa_totp_lockout)
+            self._guard = totp_store(backend, step_ttl, sec.mfa_totp_max_failures, sec.mfa_totp_lockout)
         self._faults = get_metrics().backend_faults
 
     @classmethod
@@ -233,9 +233,9 @@ class SecurityMiddleware(Stage):
             log.warning("TOTP replay store unavailable for %s: %s", self._label, exc)
             self._faults.labels(self._label, self.name).inc()
             self._reject(ctx, backend_unavailable(self.name))
-        if outcome == TotpGuard.LOCKED:
+        if outcome == LOCKED:
             self._locked_out(ctx, retry_after)
-        if outcome == TotpGuard.REPLAYED:
+        if outcome == REPLAYED:
             self._mfa_required(ctx, "the TOTP code was already used", "totp_replayed")
         return dataclasses.replace(principal, amr=principal.amr | {"otp"}), "totp"
 
