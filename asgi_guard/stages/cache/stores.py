@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-import weakref
-
 from asgi_guard.stages.cache.memory import MemoryCacheStore
 from asgi_guard.stages.cache.policies import POLICIES, EvictionPolicy
 from asgi_guard.stages.cache.store import WAIT, CacheStore, Filling, Hit
 from asgi_guard.stages.cache.valkey import ValkeyCacheStore
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
-
-# Memory namespaces live with their backend, so apps sharing one MemoryBackend share the cache.
-_MEMORY: weakref.WeakKeyDictionary[MemoryBackend, dict[str, MemoryCacheStore]] = weakref.WeakKeyDictionary()
+from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
 
 
 def build_store(
     backend: Backend, namespace: str, algo: str, capacity: int, ttl: float, fill_lock: float = 5.0
 ) -> CacheStore:
     """The store for one route's namespace on `backend` (chosen once, at pipeline build time)."""
-    if isinstance(backend, ValkeyBackend):
-        return ValkeyCacheStore(backend, namespace, algo, capacity, ttl, fill_lock)
-    if isinstance(backend, MemoryBackend):
-        stores = _MEMORY.setdefault(backend, {})
+
+    def memory(b: MemoryBackend) -> CacheStore:
+        # kept in the backend's own namespace (no module global): apps sharing one MemoryBackend
+        # share the cache, and two backends in one process never do
+        stores = b.namespace("cache.stores")
         name = f"{namespace}\x00{algo}\x00{capacity}\x00{ttl}"
-        store = stores.get(name)
+        store: MemoryCacheStore | None = stores.get(name)
         if store is None:
-            store = stores[name] = MemoryCacheStore(algo, capacity, ttl, backend.clock)
+            store = MemoryCacheStore(algo, capacity, ttl, b.clock)
+            stores.set(name, store)
         return store
-    raise TypeError(f"no cache store for backend {type(backend).__name__}")
+
+    def valkey(b: ValkeyBackend) -> CacheStore:
+        return ValkeyCacheStore(b, namespace, algo, capacity, ttl, fill_lock)
+
+    return choose(backend, memory=memory, valkey=valkey, concern="the response cache")
 
 
 __all__ = [

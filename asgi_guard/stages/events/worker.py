@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgi_guard.stages.events.config import PulsarLabelingConfig
+from asgi_guard.state import ValkeyBackend, backend_from_url, choose
 
 log = logging.getLogger("asgi_guard.worker")
 JobFunction = Callable[["Job"], Awaitable[Any]]
@@ -78,11 +79,13 @@ class DoneJobs:
         self._local: OrderedDict[str, None] = OrderedDict()
         self._capacity = capacity
         self._ttl = ttl
-        self._backend: Any = None
-        if valkey_url and not valkey_url.startswith("memory:"):
-            from asgi_guard.state.valkey import ValkeyBackend
-
-            self._backend = ValkeyBackend(valkey_url, key_prefix=key_prefix)
+        # memory: this process's set alone; Valkey: shared by every worker (one URL rule: asgi_guard.state)
+        self._backend: ValkeyBackend | None = choose(
+            backend_from_url(valkey_url, key_prefix=key_prefix),
+            memory=lambda b: None,
+            valkey=lambda b: b,
+            concern="the worker's done-job record",
+        )
 
     async def seen(self, job_id: str) -> bool:
         if job_id in self._local:

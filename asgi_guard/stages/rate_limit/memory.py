@@ -82,6 +82,10 @@ class MemoryRateLimiter:
             store.set(key, new.apply() if type(new) is _Append else new, ttl + GC_SLACK)
         return decision
 
+    async def decide(self, identity: str) -> list[Decision]:
+        """`check`, as the store contract's coroutine."""
+        return self.check(identity)
+
     def check(self, identity: str) -> list[Decision]:
         """Every limit: all must pass; a rejected request consumes none (debounce still records)."""
         if self._single:

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
-from asgi_guard.core.errors import BackendUnavailable, ConfigError
+from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import Stage
 from asgi_guard.stages.cache.prefetch import CachePrefetch, prefetchers
-from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, specs_from_config
+from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, rate_limiter, specs_from_config
 from asgi_guard.stages.rate_limit.headers import (
     POLICY,
     RATELIMIT,
@@ -33,8 +33,6 @@ from asgi_guard.stages.rate_limit.headers import (
 )
 from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
 from asgi_guard.stages.rate_limit.spec import Decision
-from asgi_guard.state.memory import MemoryBackend
-from asgi_guard.state.valkey import ValkeyBackend
 
 if TYPE_CHECKING:
     from asgi_guard.config import JobConfig
@@ -122,13 +120,12 @@ class RateLimitMiddleware(Stage):
         self._valkey: ValkeyRateLimiter | None = None
         self._prefetch: CachePrefetch | None = None  # the route's cache lookup, found on first request
         self._prefetch_resolved = False
-        if isinstance(backend, MemoryBackend):
-            self._memory = MemoryRateLimiter(backend.namespace("rate_limit"), backend.clock, specs)
-        elif isinstance(backend, ValkeyBackend):
-            timeout = config.pooling.socket_timeout if config.pooling is not None else None
-            self._valkey = ValkeyRateLimiter(backend, specs, timeout)
-        else:
-            raise ConfigError(f"route {route.template!r}: rate limiting has no form for {backend.kind!r}")
+        timeout = config.pooling.socket_timeout if config.pooling is not None else None
+        store = rate_limiter(backend, specs, timeout)
+        if isinstance(store, MemoryRateLimiter):  # the memory form answers without awaiting: hot path
+            self._memory = store
+        elif isinstance(store, ValkeyRateLimiter):  # may carry the cache lookup in its round trip
+            self._valkey = store
 
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers

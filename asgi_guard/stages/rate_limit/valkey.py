@@ -2,7 +2,7 @@
 
 Keys are `prefix:rl:{identity}:policy:code`: every key of one decision carries the same hash tag,
 so the script runs on one cluster node. Time is the server's (`TIME`), the one clock every process
-shares; tests may pass `now` explicitly to compare with the reference form.
+shares; tests may pass `now` explicitly, or give the backend a clock, to compare with the reference.
 """
 
 from __future__ import annotations
@@ -47,9 +47,12 @@ class ValkeyRateLimiter:
         key = self._backend.key
         return [key("rl", identity, *suffix) for suffix in self._suffixes]
 
+    async def decide(self, identity: str) -> list[Decision]:
+        return await self.check(identity)
+
     async def check(self, identity: str, now: float | None = None) -> list[Decision]:
         """Decide; raises BackendUnavailable when Valkey fails or is slower than the bound."""
-        args = ["" if now is None else repr(now), *self._tail]
+        args = [self._backend.script_now() if now is None else repr(now), *self._tail]
         raw = await self._backend.run(SCRIPT, self.keys(identity), args, self._timeout)
         return _decisions(raw)
 
@@ -59,7 +62,7 @@ class ValkeyRateLimiter:
         Returns the decisions and `call`'s answer, or a BackendUnavailable in its place when that
         call alone failed; raises BackendUnavailable when the limit itself got no answer.
         """
-        args = ("", *self._tail)
+        args = (self._backend.script_now(), *self._tail)
         raw, other = await self._backend.run_many(((SCRIPT, self.keys(identity), args), call), self._timeout)
         if isinstance(raw, BackendUnavailable):
             raise raw
