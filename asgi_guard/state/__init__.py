@@ -18,16 +18,17 @@ from asgi_guard.state.base import Backend
 from asgi_guard.state.memory import ExpiringStore, MemoryBackend
 from asgi_guard.state.valkey import ValkeyBackend, hash_tag
 
-T = TypeVar("T")
+M = TypeVar("M")
+V = TypeVar("V")
 
 
 def choose(
     backend: Backend,
     *,
-    memory: Callable[[MemoryBackend], T],
-    valkey: Callable[[ValkeyBackend], T],
+    memory: Callable[[MemoryBackend], M],
+    valkey: Callable[[ValkeyBackend], V],
     concern: str = "this concern",
-) -> T:
+) -> M | V:
     """`memory(backend)` or `valkey(backend)`, by the backend's kind (called once, at build time).
 
     Raises ConfigError for a backend kind the concern has no form for."""

@@ -34,9 +34,13 @@ def lua(package: str, name: str) -> str:
 
 
 def load_script_source(ref: str) -> str:
-    """The text of the script `ref` (see `lua`) shipped with the package."""
+    """The text of the script `ref` (see `lua`) shipped with the package, after the shared prelude
+    (clock.lua: `script_now(arg)`, the server's clock unless a test passes its own)."""
     package, _, name = ref.rpartition(":")
-    return resources.files(package).joinpath(f"{name}.lua").read_text()
+    return _PRELUDE + resources.files(package).joinpath(f"{name}.lua").read_text()
+
+
+_PRELUDE = resources.files(__package__).joinpath("clock.lua").read_text()
 
 
 def hash_tag(value: str) -> str:

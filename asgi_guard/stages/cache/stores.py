@@ -6,7 +6,7 @@ from asgi_guard.stages.cache.memory import MemoryCacheStore
 from asgi_guard.stages.cache.policies import POLICIES, EvictionPolicy
 from asgi_guard.stages.cache.store import WAIT, CacheStore, Filling, Hit
 from asgi_guard.stages.cache.valkey import ValkeyCacheStore
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
+from asgi_guard.state import Backend, MemoryBackend, choose
 
 
 def build_store(
@@ -14,7 +14,7 @@ def build_store(
 ) -> CacheStore:
     """The store for one route's namespace on `backend` (chosen once, at pipeline build time)."""
 
-    def memory(b: MemoryBackend) -> CacheStore:
+    def memory(b: MemoryBackend) -> MemoryCacheStore:
         # kept in the backend's own namespace (no module global): apps sharing one MemoryBackend
         # share the cache, and two backends in one process never do
         stores = b.namespace("cache.stores")
@@ -25,10 +25,12 @@ def build_store(
             stores.set(name, store)
         return store
 
-    def valkey(b: ValkeyBackend) -> CacheStore:
-        return ValkeyCacheStore(b, namespace, algo, capacity, ttl, fill_lock)
-
-    return choose(backend, memory=memory, valkey=valkey, concern="the response cache")
+    return choose(
+        backend,
+        memory=memory,
+        valkey=lambda b: ValkeyCacheStore(b, namespace, algo, capacity, ttl, fill_lock),
+        concern="the response cache",
+    )
 
 
 __all__ = [

@@ -7,20 +7,18 @@ from asgi_guard.stages.circuit_breaker.memory import LocalBreaker
 from asgi_guard.stages.circuit_breaker.reference import ReferenceBreaker
 from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, STATE_CODES, Admission, Breaker
 from asgi_guard.stages.circuit_breaker.valkey import SharedBreaker
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
+from asgi_guard.state import Backend, choose
 
 
 def make_breaker(backend: Backend, name: str, threshold: int, timeout: float, lease: float) -> Breaker:
     """The breaker form that matches `backend` (chosen once per route)."""
     listener = StateChangeListener(name)
-
-    def memory(b: MemoryBackend) -> Breaker:
-        return LocalBreaker(name, threshold, timeout, lease, listener, b.clock)
-
-    def valkey(b: ValkeyBackend) -> Breaker:
-        return SharedBreaker(b, name, threshold, timeout, lease, listener)
-
-    return choose(backend, memory=memory, valkey=valkey, concern="the circuit breaker")
+    return choose(
+        backend,
+        memory=lambda b: LocalBreaker(name, threshold, timeout, lease, listener, b.clock),
+        valkey=lambda b: SharedBreaker(b, name, threshold, timeout, lease, listener),
+        concern="the circuit breaker",
+    )
 
 
 __all__ = [

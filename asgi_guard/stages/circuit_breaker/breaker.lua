@@ -7,13 +7,7 @@
 local key = KEYS[1]
 local op, threshold, timeout, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local token = ARGV[5]
-local now
-if ARGV[8] == nil or ARGV[8] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[8])
-end
+local now = script_now(ARGV[8])
 local h = redis.call('HMGET', key, 'state', 'failures', 'opened_at', 'trial_until', 'trial_token')
 local state = tonumber(h[1] or '0')
 local failures = tonumber(h[2] or '0')

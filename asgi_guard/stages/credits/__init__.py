@@ -19,19 +19,12 @@ from asgi_guard.stages.credits.store import (
     Settlement,
 )
 from asgi_guard.stages.credits.valkey import ValkeyCreditStore
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
+from asgi_guard.state import Backend, choose
 
 
 def credit_store(backend: Backend) -> CreditStore:
     """The credit store that matches `backend` (chosen once; keep the result)."""
-
-    def memory(b: MemoryBackend) -> CreditStore:
-        return MemoryCreditStore(b)
-
-    def valkey(b: ValkeyBackend) -> CreditStore:
-        return ValkeyCreditStore(b)
-
-    return choose(backend, memory=memory, valkey=valkey, concern="credits")
+    return choose(backend, memory=MemoryCreditStore, valkey=ValkeyCreditStore, concern="credits")
 
 
 __all__ = [

@@ -11,13 +11,7 @@
 -- refunded by whoever touches this balance next: never lost, never settled twice.
 local balance_key, pending_key, deadline_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
-local now
-if ARGV[5] == nil or ARGV[5] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[5])
-end
+local now = script_now(ARGV[5])
 
 local expired = redis.call('ZRANGEBYSCORE', deadline_key, '-inf', string.format('%.17g', now), 'LIMIT', 0, 100)
 if #expired > 0 then

@@ -1,4 +1,5 @@
-"""The ledger's meaning as a pure, clock-injected model: what the memory form and credits.lua must do.
+"""The ledger's meaning as a pure, clock-injected model: credits.lua must do the same (the memory form
+runs this model on the backend's clock).
 
 Per (credit type, user): an available balance (never negative) and pending reservations, each an
 amount with a deadline. `reserve` takes the amount at once (or answers SHORT, or DUPLICATE for an id
@@ -30,11 +31,15 @@ class ReferenceLedger:
     pending: dict[Account, dict[str, tuple[int, float]]] = field(default_factory=dict)
 
     def _sweep(self, account: Account, now: float) -> int:
-        pending = self.pending.setdefault(account, {})
-        for rid, (amount, deadline) in list(pending.items()):
-            if deadline <= now:
-                del pending[rid]
-                self.balances[account] = self.balances.get(account, 0) + amount
+        """Refund the account's expired reservations; return its available balance."""
+        pending = self.pending.get(account)
+        if pending:
+            for rid, (amount, deadline) in list(pending.items()):
+                if deadline <= now:
+                    del pending[rid]
+                    self.balances[account] = self.balances.get(account, 0) + amount
+            if not pending:
+                del self.pending[account]
         return self.balances.get(account, 0)
 
     def reserve(
@@ -43,12 +48,12 @@ class ReferenceLedger:
         check_amount(amount)
         account = (credit_type, user)
         balance = self._sweep(account, now)
-        if rid in self.pending[account]:
+        if rid in self.pending.get(account, ()):
             return Reservation(ReserveStatus.DUPLICATE, balance)
         if balance < amount:
             return Reservation(ReserveStatus.SHORT, balance)
         self.balances[account] = balance - amount
-        self.pending[account][rid] = (amount, now + ttl)
+        self.pending.setdefault(account, {})[rid] = (amount, now + ttl)
         return Reservation(ReserveStatus.RESERVED, balance - amount)
 
     def settle(
@@ -56,9 +61,12 @@ class ReferenceLedger:
     ) -> Settlement:
         account = (credit_type, user)
         balance = self._sweep(account, now)
-        found = self.pending[account].pop(rid, None)
+        pending = self.pending.get(account)
+        found = pending.pop(rid, None) if pending else None
         if found is None:
             return Settlement(False, balance)
+        if not pending:
+            del self.pending[account]
         if refund:
             balance = self.balances[account] = balance + found[0]
         return Settlement(True, balance)

@@ -3,13 +3,7 @@
 -- ARGV: 1 fingerprint, 2 owner token, 3 lock ttl (s), 4 now (s) or "" for the server clock (TIME),
 --       5 garbage-collection slack (ms) kept past exp
 -- Returns {'new'} | {'mismatch'} | {'running'} | {'done', response}
-local now
-if ARGV[4] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[4])
-end
+local now = script_now(ARGV[4])
 local record = redis.call('HMGET', KEYS[1], 'st', 'fp', 'resp', 'exp')
 if not record[1] or tonumber(record[4] or '0') <= now then
   local ttl = tonumber(ARGV[3])

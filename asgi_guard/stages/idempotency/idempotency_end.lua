@@ -3,13 +3,7 @@
 -- ARGV: 1 'finish' | 'release', 2 owner token, 3 response, 4 ttl (s),
 --       5 now (s) or "" for the server clock (TIME), 6 garbage-collection slack (ms)
 -- Returns 1 when this owner's running claim was ended, else 0 (not its claim, or the claim expired).
-local now
-if ARGV[5] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[5])
-end
+local now = script_now(ARGV[5])
 local record = redis.call('HMGET', KEYS[1], 'st', 'tok', 'exp')
 if record[1] ~= 'running' or record[2] ~= ARGV[2] or tonumber(record[3] or '0') <= now then
   return 0

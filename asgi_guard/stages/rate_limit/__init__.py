@@ -9,21 +9,19 @@ from asgi_guard.stages.rate_limit.reference import STEPS, ReferenceLimiter
 from asgi_guard.stages.rate_limit.spec import Decision, LimitSpec, spec_from_sections, specs_from_config
 from asgi_guard.stages.rate_limit.store import RateLimitStore
 from asgi_guard.stages.rate_limit.valkey import ValkeyRateLimiter
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
+from asgi_guard.state import Backend, choose
 
 
 def rate_limiter(
     backend: Backend, specs: Sequence[LimitSpec], timeout: float | None = None
 ) -> RateLimitStore:
     """One route's limits in the form that matches `backend` (chosen once, at build time)."""
-
-    def memory(b: MemoryBackend) -> RateLimitStore:
-        return MemoryRateLimiter(b.namespace("rate_limit"), b.clock, specs)
-
-    def valkey(b: ValkeyBackend) -> RateLimitStore:
-        return ValkeyRateLimiter(b, specs, timeout)
-
-    return choose(backend, memory=memory, valkey=valkey, concern="rate limiting")
+    return choose(
+        backend,
+        memory=lambda b: MemoryRateLimiter(b.namespace("rate_limit"), b.clock, specs),
+        valkey=lambda b: ValkeyRateLimiter(b, specs, timeout),
+        concern="rate limiting",
+    )
 
 
 __all__ = [

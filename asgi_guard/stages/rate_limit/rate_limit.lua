@@ -9,13 +9,7 @@
 -- (a debounce limit records every attempt). Returns, per limit: allowed (1/0), remaining,
 -- reset and retry_after (seconds, as %.17g strings so no precision is lost).
 
-local now
-if ARGV[1] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[1])
-end
+local now = script_now(ARGV[1])
 local slack = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 

@@ -26,7 +26,7 @@ from asgi_guard.core.errors import ConfigError
 from asgi_guard.stages.security.memory import MemoryTotpStore
 from asgi_guard.stages.security.store import TotpStore
 from asgi_guard.stages.security.valkey import ValkeyTotpStore
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend, choose
+from asgi_guard.state import Backend, choose
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -71,14 +71,12 @@ def decode_secret(secret: str | bytes) -> bytes:
 
 def totp_store(backend: Backend, step_ttl: float, max_failures: int, lockout: float) -> TotpStore:
     """The replay / lock-out store for `backend` (chosen once, at build time)."""
-
-    def memory(b: MemoryBackend) -> TotpStore:
-        return MemoryTotpStore(b, step_ttl, max_failures, lockout)
-
-    def valkey(b: ValkeyBackend) -> TotpStore:
-        return ValkeyTotpStore(b, step_ttl, max_failures, lockout)
-
-    return choose(backend, memory=memory, valkey=valkey, concern="TOTP replay protection")
+    return choose(
+        backend,
+        memory=lambda b: MemoryTotpStore(b, step_ttl, max_failures, lockout),
+        valkey=lambda b: ValkeyTotpStore(b, step_ttl, max_failures, lockout),
+        concern="TOTP replay protection",
+    )
 
 
 class TotpChecker:

@@ -6,13 +6,7 @@
 -- ARGV[6] = now (s) or "" for the server clock (TIME); ARGV[7] = garbage-collection slack (ms).
 -- claim -> {1, '0'} accepted (and remembered), {0, '0'} replayed or older step, {-1, left} locked out.
 -- fail  -> {n, left}: the wrong-code count in the current window and its remaining seconds.
-local now
-if ARGV[6] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  now = tonumber(ARGV[6])
-end
+local now = script_now(ARGV[6])
 local slack = tonumber(ARGV[7])
 
 local function num(x)
