@@ -1,4 +1,5 @@
-"""Hypothesis: random arrival sequences through every algorithm, memory and Valkey against the reference.
+"""Hypothesis: random arrival sequences through every algorithm, memory and Valkey (standalone and
+the 3-node cluster) against the reference.
 
 The clock is injected: the memory backend gets a fake clock; the Valkey script gets `now` as an
 argument (its test-only mode; production passes "" and the script reads the server's TIME). The
@@ -109,10 +110,13 @@ def run_memory(specs: list[LimitSpec], t0: float, gaps: list[float]) -> None:
         assert same(got, want), (step, clock.now, got, want)
 
 
-@pytest.fixture(scope="module")
-def loop_and_valkey(valkey_url: str) -> Iterator[tuple[asyncio.AbstractEventLoop, ValkeyBackend]]:
+@pytest.fixture(scope="module", params=["valkey_url", "valkey_cluster_url"], ids=["standalone", "cluster"])
+def loop_and_valkey(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[asyncio.AbstractEventLoop, ValkeyBackend]]:
     loop = asyncio.new_event_loop()
-    backend = ValkeyBackend(valkey_url, key_prefix="prop" + uuid.uuid4().hex[:8])
+    url = request.getfixturevalue(request.param)
+    backend = ValkeyBackend(url, key_prefix="prop" + uuid.uuid4().hex[:8])
     yield loop, backend
     loop.run_until_complete(backend.close())
     loop.close()
