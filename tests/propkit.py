@@ -20,7 +20,7 @@ T = TypeVar("T")
 T0 = 1_750_000_000.0
 # hypothesis reuses the module-scoped backend across examples; each example uses fresh keys
 SCRIPTED = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 LOCAL = settings(max_examples=150, deadline=None)
 
