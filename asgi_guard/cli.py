@@ -17,13 +17,16 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _policy_summary(registry: RouteRegistry) -> list[tuple[str, str, str, str]]:
+    from asgi_guard.core.stage import section_of
     from asgi_guard.stages import load_stages
 
     rows = []
     for route in registry:
         config = route.config
         stages = [
-            stage.name for stage in load_stages() if stage.name != "telemetry" and stage.enabled_for(config)
+            stage.name
+            for stage in load_stages()
+            if stage.name != "telemetry" and stage.enabled_for(section_of(config, stage))
         ]
         methods = ",".join(sorted(route.methods - {"HEAD"} if route.methods != {"HEAD"} else route.methods))
         details = []

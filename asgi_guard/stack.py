@@ -15,11 +15,10 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, answer_problem, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
-from asgi_guard.core.stage import Stage
-from asgi_guard.core.tracing import stage_probe
+from asgi_guard.core.stage import StageType, build_chain
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import load_stages
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
@@ -56,19 +55,13 @@ def _request_id(scope: Scope) -> bytes:
     return b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
 
 
-STAGES: tuple[type[Stage], ...] | None = None  # None: the package's order (tests may substitute)
+STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
 def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
-    config = route.config
-    needs_body = config.resource_id_from_body
-    probe = stage_probe()  # None with the no-op tracer; else it wraps stages to time their child spans
-    for stage in reversed(STAGES or load_stages()):
-        if stage.enabled_for(config) and stage.enabled_in(config, runtime):
-            app = stage(app, route, runtime) if probe is None else probe(stage, app, route, runtime)
-            needs_body = needs_body or stage.needs_body(config)
-    return app, needs_body
+    # the probe (None when nothing is traced) wraps stages to time their child spans
+    return build_chain(app, route, runtime, STAGES or load_stages(), runtime.tracing.stage_probe())
 
 
 class GuardMiddleware:
@@ -177,8 +170,7 @@ class GuardMiddleware:
         except Problem as problem:
             if ctx.status is not None:
                 raise
-            ctx.rejected_by = ctx.rejected_by or problem.slug
-            await send_problem(send_with_headers, problem, ctx.request_id)
+            await answer_problem(ctx, send_with_headers, problem)
 
     async def _deny_unregistered(self, scope: Scope, send: Send) -> None:
         status = self.settings.unregistered_status

@@ -14,6 +14,7 @@ from asgi_guard.stages.cache.config import (
     MRUCacheConfig,
 )
 from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
+from asgi_guard.stages.credits.config import CreditsConfig
 from asgi_guard.stages.encryption.config import EncryptionConfig
 from asgi_guard.stages.events.config import PulsarLabelingConfig
 from asgi_guard.stages.idempotency.config import IdempotencyConfig
@@ -28,13 +29,14 @@ from asgi_guard.stages.rate_limit.config import (
     TokenBucketConfig,
 )
 from asgi_guard.stages.security.config import SecurityConfig
-from asgi_guard.stages.telemetry.config import TracingConfig
+from asgi_guard.stages.telemetry.config import TelemetryConfig, TracingConfig
 from asgi_guard.stages.telemetry.metrics_config import MetricsConfig
 
 __all__ = [
     "CacheAlgo",
     "CacheConfig",
     "CircuitBreakerConfig",
+    "CreditsConfig",
     "DebounceConfig",
     "DefaultCacheConfig",
     "EncryptionConfig",
@@ -55,6 +57,7 @@ __all__ = [
     "RateLimitConfig",
     "SecurityConfig",
     "SlidingWindowConfig",
+    "TelemetryConfig",
     "ThrottleConfig",
     "TokenBucketConfig",
     "TracingConfig",

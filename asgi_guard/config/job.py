@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.stages.cache.config import CacheConfig
 from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
+from asgi_guard.stages.credits.config import CreditsConfig
 from asgi_guard.stages.encryption.config import EncryptionConfig
 from asgi_guard.stages.events.config import PulsarLabelingConfig
 from asgi_guard.stages.idempotency.config import IdempotencyConfig
 from asgi_guard.stages.rate_limit.config import RateLimitConfig
 from asgi_guard.stages.security.config import SecurityConfig
-from asgi_guard.stages.telemetry.config import TracingConfig
+from asgi_guard.stages.telemetry.config import TelemetryConfig, TracingConfig
 from asgi_guard.stages.telemetry.metrics_config import MetricsConfig
 
 
 class JobConfig(GuardModel):
-    """Per-route policy. Defaults are safe for any route: every stage is off until asked for."""
+    """Per-route policy. Defaults are safe for any route: every stage is off until asked for.
+
+    The user-facing surface: each stage is handed only its own section (`Stage.section` names the
+    attribute), never the whole JobConfig. Sections made of loose fields are composed here:
+    `credits` (from `required_credits`, `credit_type`, `charge_cache_hits`) and `telemetry`
+    (from `tracing`, `metrics`, `redact_fields`).
+    """
 
     endpoint_name: str | None = Field(
         default=None,
@@ -29,10 +36,17 @@ class JobConfig(GuardModel):
         default=0, ge=0, description="credits reserved before the handler, committed on success (0 = off)"
     )
     credit_type: str = Field(default="default", description="which balance the credits come from")
-    charge_cache_hits: bool = Field(default=False, description="also charge credits when the cache answers")
+    charge_cache_hits: bool = Field(
+        default=False,
+        description="also charge credits when the cache answers (credits then run before the cache)",
+    )
     rate_limit: RateLimitConfig = RateLimitConfig()
     pooling: PoolingConfig | None = Field(
-        default=None, description="backend pool and time-outs for this route (default: GuardSettings.pooling)"
+        default=None,
+        description=(
+            "this route's backend time-out: its socket_timeout bounds every store call of the route"
+            " (the pool itself, max_connections and connect_timeout, is app-wide: GuardSettings.pooling)"
+        ),
     )
     circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     cache: CacheConfig = CacheConfig()
@@ -58,3 +72,31 @@ class JobConfig(GuardModel):
         ),
     )
     redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")
+
+    @model_validator(mode="after")
+    def _pool_is_app_wide(self) -> JobConfig:
+        """A route cannot have its own pool: say so rather than ignore the setting."""
+        if self.pooling is not None:
+            own = self.pooling.model_fields_set & {"max_connections", "connect_timeout"}
+            if own:
+                raise ValueError(
+                    f"pooling.{sorted(own)[0]} is app-wide: set it in GuardSettings.pooling"
+                    " (a route's pooling sets only socket_timeout)"
+                )
+        return self
+
+    @property
+    def credits(self) -> CreditsConfig:
+        """The credits stage's section (composed from the loose fields above)."""
+        return CreditsConfig(
+            required_credits=self.required_credits,
+            credit_type=self.credit_type,
+            charge_cache_hits=self.charge_cache_hits,
+        )
+
+    @property
+    def telemetry(self) -> TelemetryConfig:
+        """The telemetry stages' section (server span, metrics, access log, job span)."""
+        return TelemetryConfig(
+            tracing=self.tracing, metrics=self.metrics, redact_fields=tuple(self.redact_fields)
+        )

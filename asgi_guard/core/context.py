@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.types import Message, Receive, Scope
 
@@ -27,6 +29,49 @@ class Principal:
     roles: frozenset[str] = frozenset()
     amr: frozenset[str] = frozenset()
     claims: dict[str, Any] = field(default_factory=dict)
+
+
+Outcome = Literal["allowed", "rejected", "answered"]
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Decision(Mapping[str, Any]):
+    """What one stage decided about one request (`ctx.decide`): frozen, one per stage and request.
+
+    - `outcome`: "allowed" (the request goes on), "rejected" (the stage refused it: a problem, or
+      its own 4xx/5xx) or "answered" (the stage answered itself: a cache hit, a replay, an offload);
+    - `reason`: a short snake_case word saying why (`"insufficient_credits"`, `"hit"`, ...), or None;
+    - `detail`: scalars for logs and span attributes (`remaining`, `balance`, ...).
+
+    It reads as the mapping `{"outcome", "reason", **detail}` (what logs and span attributes show).
+    """
+
+    stage: str
+    outcome: Outcome
+    reason: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def fields(self) -> dict[str, Any]:
+        """`{"outcome": ..., "reason": ..., **detail}` (reason left out when None)."""
+        out: dict[str, Any] = {"outcome": self.outcome}
+        if self.reason is not None:
+            out["reason"] = self.reason
+        out.update(self.detail)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "outcome":
+            return self.outcome
+        if key == "reason" and self.reason is not None:
+            return self.reason
+        return self.detail[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields())
+
+    def __len__(self) -> int:
+        return len(self.fields())
 
 
 class GuardContext:
@@ -55,7 +100,6 @@ class GuardContext:
         "response_headers",
         "route",
         "runtime",
-        "started",
         "status",
     )
 
@@ -83,9 +127,10 @@ class GuardContext:
         self.principal: Principal | None = None
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.status: int | None = None
+        # written only by decide() and core.problems.answer_problem: the name of the stage that
+        # rejected the request ("stack" for a problem no stage decided, such as a 413 body)
         self.rejected_by: str | None = None
-        self.decisions: dict[str, Any] = {}
-        self.started = 0.0
+        self.decisions: dict[str, Decision] = {}
         self._body: bytes | None = None
         self._replayed = False
         self._json: Any = _NO_JSON
@@ -94,6 +139,15 @@ class GuardContext:
 
     def __repr__(self) -> str:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
+
+    def decide(self, stage: str, outcome: Outcome, reason: str | None = None, **detail: Any) -> Decision:
+        """Record `stage`'s decision (replacing an earlier one of the same stage, e.g. a reservation
+        later committed); a "rejected" one also names the stage that rejected the request."""
+        decision = Decision(stage, outcome, reason, MappingProxyType(detail) if detail else _EMPTY)
+        self.decisions[stage] = decision
+        if outcome == "rejected":
+            self.rejected_by = stage
+        return decision
 
     @property
     def user_key(self) -> str:

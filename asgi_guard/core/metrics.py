@@ -1,7 +1,9 @@
 """Prometheus metrics shared by every stage, the per-route job histograms, and the exposition endpoint.
 
-Collectors are get-or-create per process, so building several apps in one process never fails on
-duplicate names. Stages call `get_metrics()` once at build time and keep the (labelled) children.
+Each app's `GuardRuntime` owns a CollectorRegistry (default: prometheus-client's global REGISTRY); the
+guard's collectors are get-or-create per registry, so building several apps in one process never fails
+on duplicate names, and two apps given different registries share no counter. Stages read
+`runtime.metrics` once at build time and keep the (labelled) children.
 With PROMETHEUS_MULTIPROC_DIR set (several workers), prometheus-client's multiprocess mode writes each
 worker's values to that directory and the endpoint aggregates them.
 """
@@ -11,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import os
+import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,79 +52,112 @@ class GuardMetrics:
     backend_faults: Counter  # labels: route, stage
 
 
-def _get_or_create(kind: type[C], name: str, labels: Sequence[str], factory: Callable[[], C]) -> C:
-    """The registered collector called `name`, created if absent; a clash of kind or labels is an error."""
-    try:
-        return factory()
-    except ValueError:
-        found = REGISTRY._names_to_collectors.get(name)  # prometheus-client has no public getter
+class _Collectors:
+    """The collectors asgi-guard made in one registry, by name (prometheus-client has no public
+    getter, and a registry refuses a second collector of one name: apps sharing a registry share
+    these)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.made: dict[str, Counter | Gauge | Histogram] = {}
+        self.lock = threading.Lock()
+
+    def get(self, kind: type[C], name: str, labels: Sequence[str], factory: Callable[[], C]) -> C:
+        """The collector called `name`, created if absent; a clash of kind or labels is an error."""
+        with self.lock:
+            found = self.made.get(name)
+            if found is None:
+                try:
+                    made = factory()
+                except ValueError:  # the name is taken in this registry by a collector not ours
+                    raise ConfigError(f"metric {name!r} is already registered by someone else") from None
+                self.made[name] = made
+                return made
         if isinstance(found, kind) and tuple(found._labelnames) == tuple(labels):
             return found
-        raise ConfigError(
-            f"metric {name!r} is already registered as something else (kind or labels differ)"
-        ) from None
+        raise ConfigError(f"metric {name!r} is already registered as something else (kind or labels differ)")
 
 
-def _counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
-    return _get_or_create(Counter, name, labels, lambda: Counter(name, doc, labels))
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, tuple[_Collectors, GuardMetrics]] = (
+    weakref.WeakKeyDictionary()
+)
+_BY_REGISTRY_LOCK = threading.Lock()
 
 
-def _gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-    return _get_or_create(Gauge, name, labels, lambda: Gauge(name, doc, labels, multiprocess_mode="max"))
+def _collectors(registry: CollectorRegistry) -> tuple[_Collectors, GuardMetrics]:
+    with _BY_REGISTRY_LOCK:
+        found = _BY_REGISTRY.get(registry)
+        if found is None:
+            collectors = _Collectors(registry)
+            found = _BY_REGISTRY[registry] = (collectors, _build(collectors))
+        return found
 
 
-_METRICS: GuardMetrics | None = None
+def metrics_for(registry: CollectorRegistry) -> GuardMetrics:
+    """The guard's metrics in `registry` (made on first use; apps sharing a registry share them)."""
+    return _collectors(registry)[1]
 
 
 def get_metrics() -> GuardMetrics:
-    """The process-wide metrics (created on first use)."""
-    global _METRICS
-    if _METRICS is None:
-        _METRICS = GuardMetrics(
-            requests=_counter(
-                "asgi_guard_requests", "Requests by route, method and status", ["route", "method", "status"]
-            ),
-            request_latency=_get_or_create(
-                Histogram,
-                "asgi_guard_request_duration_seconds",
-                ["route"],
-                lambda: Histogram(
-                    "asgi_guard_request_duration_seconds", "Whole-stack request latency", ["route"]
-                ),
-            ),
-            rejections=_counter(
-                "asgi_guard_rejections",
-                "Requests rejected, by stage and reason",
-                ["route", "stage", "reason"],
-            ),
-            rate_limit=_counter(
-                "asgi_guard_rate_limit_decisions", "Rate-limit decisions", ["route", "policy", "decision"]
-            ),
-            cache=_counter(
-                "asgi_guard_cache_lookups", "Response-cache lookups by result", ["route", "result"]
-            ),
-            credits=_counter("asgi_guard_credits", "Credit operations", ["route", "credit_type", "action"]),
-            circuit_state=_gauge(
-                "asgi_guard_circuit_state", "Circuit state: 0 closed, 1 half-open, 2 open", ["route"]
-            ),
-            circuit_transitions=_counter(
-                "asgi_guard_circuit_transitions", "Circuit state changes", ["route", "state"]
-            ),
-            events=_counter("asgi_guard_events", "Pulsar events by outcome", ["topic", "outcome"]),
-            outbox_size=_gauge("asgi_guard_outbox_size", "Events waiting in the local outbox"),
-            outbox_oldest_age=_gauge(
-                "asgi_guard_outbox_oldest_age_seconds", "Age of the oldest event in the outbox"
-            ),
-            backend_faults=_counter(
-                "asgi_guard_backend_faults", "Backend calls that failed or timed out", ["route", "stage"]
-            ),
+    """The metrics in prometheus-client's global REGISTRY (a runtime's are `runtime.metrics`)."""
+    return metrics_for(REGISTRY)
+
+
+def _build(made: _Collectors) -> GuardMetrics:
+    registry = made.registry
+
+    def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
+        return made.get(Counter, name, labels, lambda: Counter(name, doc, labels, registry=registry))
+
+    def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return made.get(
+            Gauge, name, labels, lambda: Gauge(name, doc, labels, multiprocess_mode="max", registry=registry)
         )
-    return _METRICS
+
+    return GuardMetrics(
+        requests=counter(
+            "asgi_guard_requests", "Requests by route, method and status", ["route", "method", "status"]
+        ),
+        request_latency=made.get(
+            Histogram,
+            "asgi_guard_request_duration_seconds",
+            ["route"],
+            lambda: Histogram(
+                "asgi_guard_request_duration_seconds",
+                "Whole-stack request latency",
+                ["route"],
+                registry=registry,
+            ),
+        ),
+        rejections=counter(
+            "asgi_guard_rejections", "Requests rejected, by stage and reason", ["route", "stage", "reason"]
+        ),
+        rate_limit=counter(
+            "asgi_guard_rate_limit_decisions", "Rate-limit decisions", ["route", "policy", "decision"]
+        ),
+        cache=counter("asgi_guard_cache_lookups", "Response-cache lookups by result", ["route", "result"]),
+        credits=counter("asgi_guard_credits", "Credit operations", ["route", "credit_type", "action"]),
+        circuit_state=gauge(
+            "asgi_guard_circuit_state", "Circuit state: 0 closed, 1 half-open, 2 open", ["route"]
+        ),
+        circuit_transitions=counter(
+            "asgi_guard_circuit_transitions", "Circuit state changes", ["route", "state"]
+        ),
+        events=counter("asgi_guard_events", "Pulsar events by outcome", ["topic", "outcome"]),
+        outbox_size=gauge("asgi_guard_outbox_size", "Events waiting in the local outbox"),
+        outbox_oldest_age=gauge(
+            "asgi_guard_outbox_oldest_age_seconds", "Age of the oldest event in the outbox"
+        ),
+        backend_faults=counter(
+            "asgi_guard_backend_faults", "Backend calls that failed or timed out", ["route", "stage"]
+        ),
+    )
 
 
 # -- the job histogram (stage 8) ---------------------------------------------------------------------
-def job_histogram(config: MetricsConfig) -> Histogram:
-    """The histogram named by a route's MetricsConfig; routes may share one if they agree on labels."""
+def job_histogram(config: MetricsConfig, registry: CollectorRegistry | None = None) -> Histogram:
+    """The histogram named by a route's MetricsConfig, in `registry` (default: the global one);
+    routes may share one if they agree on labels."""
     name = config.histogram_name
     if not name:
         raise ConfigError("job_histogram() needs metrics.histogram_name")
@@ -128,8 +165,12 @@ def job_histogram(config: MetricsConfig) -> Histogram:
     kwargs: dict[str, Any] = {}
     if config.buckets:
         kwargs["buckets"] = config.buckets
-    return _get_or_create(
-        Histogram, name, labels, lambda: Histogram(name, config.histogram_description, labels, **kwargs)
+    made = _collectors(REGISTRY if registry is None else registry)[0]
+    return made.get(
+        Histogram,
+        name,
+        labels,
+        lambda: Histogram(name, config.histogram_description, labels, registry=made.registry, **kwargs),
     )
 
 
@@ -156,10 +197,9 @@ class LabelCap:
 
 
 # -- exposition ---------------------------------------------------------------------------------------
-def _render(accept: str) -> tuple[bytes, str]:
-    """Exposition text of this process, or of every worker in multiprocess mode (reads files: off-loop)."""
+def _render(accept: str, registry: CollectorRegistry) -> tuple[bytes, str]:
+    """Exposition text of `registry`, or of every worker in multiprocess mode (reads files: off-loop)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    registry: CollectorRegistry = REGISTRY
     if path:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
@@ -170,6 +210,7 @@ def _render(accept: str) -> tuple[bytes, str]:
 def metrics_endpoint(runtime: GuardRuntime) -> ASGIApp:
     """The ASGI app served at GuardSettings.metrics_path; with `metrics_token` set it wants that Bearer."""
     token = runtime.settings.metrics_token
+    registry = runtime.metrics_registry
     expected = b"bearer " + token.get_secret_value().encode() if token is not None else None
 
     async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -206,7 +247,7 @@ def metrics_endpoint(runtime: GuardRuntime) -> ASGIApp:
                 ),
             )
             return
-        body, content_type = await asyncio.to_thread(_render, accept)
+        body, content_type = await asyncio.to_thread(_render, accept, registry)
         await send(
             {
                 "type": "http.response.start",

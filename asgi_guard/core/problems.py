@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.types import Send
+
+if TYPE_CHECKING:
+    from asgi_guard.core.context import GuardContext
 
 PROBLEM_BASE = "urn:asgi-guard:problem:"
 CONTENT_TYPE = b"application/problem+json"
@@ -23,8 +26,10 @@ class Problem(Exception):
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
         extra: dict[str, Any] | None = None,
+        stage: str | None = None,
     ) -> None:
         super().__init__(detail or title)
+        self.stage = stage  # the stage raising it, when it did not record a decision itself
         self.status = status
         self.slug = slug
         self.title = title
@@ -62,6 +67,18 @@ async def send_problem(send: Send, problem: Problem, request_id: str | None = No
     await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
+STACK = "stack"  # rejected_by for a problem that no stage decided (stage 0: a 413 body, broken JSON)
+
+
+async def answer_problem(ctx: GuardContext, send: Send, problem: Problem) -> None:
+    """The one place a raised Problem becomes the response: it records which stage rejected
+    (the stage that decided "rejected", else the problem's own `stage`, else "stack") and sends
+    the problem+json body with the request id."""
+    if ctx.rejected_by is None:
+        ctx.rejected_by = problem.stage or STACK
+    await send_problem(send, problem, ctx.request_id)
+
+
 def payload_too_large(limit: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload Too Large", f"request body exceeds {limit} bytes")
 
@@ -74,4 +91,5 @@ def backend_unavailable(stage: str, retry_after: int = 1) -> Problem:
         f"the {stage} backend is unavailable",
         headers=[(b"retry-after", str(retry_after).encode())],
         extra={"stage": stage},
+        stage=stage,
     )

@@ -9,6 +9,11 @@ Three nets, because no single one catches everything:
   Cookie and API-key headers, sensitive query parameters, and the sensitive fields of its JSON body) are
   replaced wherever they appear, e.g. inside an exception message. They are computed only when a record
   is actually logged, so requests that log nothing pay nothing.
+
+The rules belong to an app: each `GuardRuntime` owns a `Redactor` holding its routes' `redact_fields`.
+Loggers are process-wide, so one filter sits on them and, for a record logged while a request is
+served, applies the rules of the app serving it (found through the request's scope); outside a
+request only the built-in rules apply. Two apps in one process never share their fields.
 """
 
 from __future__ import annotations
@@ -192,15 +197,29 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 
 
 class RedactionFilter(logging.Filter):
-    """Scrubs every record it sees; attach it to loggers or, to cover every logger, to a handler."""
+    """Scrubs every record it sees; attach it to loggers or, to cover every logger, to a handler.
+
+    With a `redactor`, its rules apply to every record; without one, the rules of the app serving
+    the current request (`GuardRuntime.redactor`), else the built-in ones.
+    """
 
     def __init__(self, redactor: Redactor | None = None) -> None:
         super().__init__()
+        self.fixed = redactor is not None
         self.redactor = redactor or Redactor()
 
+    def rules_for(self, scope: MutableMapping[str, Any] | None) -> Redactor:
+        """The redactor for a record logged while `scope` is served."""
+        if self.fixed or scope is None:
+            return self.redactor
+        runtime = getattr(scope.get("asgi_guard"), "runtime", None)
+        found: Redactor | None = getattr(runtime, "redactor", None)
+        return found or self.redactor
+
     def filter(self, record: logging.LogRecord) -> bool:
-        redactor = self.redactor
-        secrets = redactor.request_secrets(current_scope.get())
+        scope = current_scope.get()
+        redactor = self.rules_for(scope)
+        secrets = redactor.request_secrets(scope)
         msg = record.msg
         if isinstance(msg, str):
             if record.args:
@@ -237,16 +256,15 @@ _FILTER = RedactionFilter()
 
 
 def redaction_filter() -> RedactionFilter:
-    """The process-wide filter the asgi_guard loggers carry (attach it to your own handlers too)."""
+    """The process-wide filter the asgi_guard loggers carry (attach it to your own handlers too):
+    it applies the rules of the app serving the record's request."""
     return _FILTER
 
 
-def attach_redaction(fields: Iterable[str] = ()) -> RedactionFilter:
-    """Add route fields to the rules and put the filter on every asgi_guard logger that exists now.
-
-    A filter on a logger sees only records logged on that very logger, so each one needs it.
-    """
-    _FILTER.redactor.add_fields(fields)
+def attach_redaction() -> RedactionFilter:
+    """Put the filter on every asgi_guard logger that exists now (the rules live in each app's
+    `GuardRuntime.redactor`). A filter on a logger sees only records logged on that very logger,
+    so each one needs it."""
     manager = logging.Logger.manager
     names = ["asgi_guard", *(n for n in list(manager.loggerDict) if n.startswith("asgi_guard."))]
     for name in names:

@@ -1,14 +1,26 @@
-"""GuardRuntime: the process-wide services every route's pipeline shares (backend, clients, keys)."""
+"""GuardRuntime: the services every route's pipeline of one app shares (backend, clients, keys), and
+what the app owns alone: its metrics registry, its log redactor and its tracer. Two apps in one
+process each have their own runtime, so they share none of these unless the user hands them the same.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from asgi_guard.core.metrics import GuardMetrics, metrics_for
+from asgi_guard.core.redaction import Redactor
 from asgi_guard.core.settings import GuardSettings
+from asgi_guard.core.tracing import GuardTracer
 from asgi_guard.state import Backend, backend_from_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
+
+    from asgi_guard.core.pooling import PoolingConfig
 
 T = TypeVar("T")
 Hook = Callable[[], Awaitable[None]]
@@ -16,11 +28,37 @@ log = logging.getLogger("asgi_guard")
 
 
 class GuardRuntime:
-    """Built once per app. Stages fetch shared services with `service(key, factory)`."""
+    """Built once per app. Stages fetch shared services with `service(key, factory)`.
 
-    def __init__(self, settings: GuardSettings | None = None, backend: Backend | None = None) -> None:
+    - `metrics_registry`: where the app's Prometheus collectors live and what its metrics endpoint
+      serves (default: prometheus-client's global `REGISTRY`, for users who expect it there). Apps
+      sharing a registry share its collectors; building several never fails on duplicate names.
+    - `tracer_provider`: the OpenTelemetry provider the app's spans go to (default: the global one,
+      looked up when used; asgi-guard never sets it).
+    - `redactor`: the log-scrubbing rules of this app (built-in secret names plus its routes'
+      `redact_fields`); the process-wide `redaction_filter()` applies the rules of the app serving
+      the request being logged.
+    """
+
+    def __init__(
+        self,
+        settings: GuardSettings | None = None,
+        backend: Backend | None = None,
+        *,
+        metrics_registry: CollectorRegistry | None = None,
+        tracer_provider: TracerProvider | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.settings = settings or GuardSettings()
         self.backend = backend or backend_from_settings(self.settings)
+        if metrics_registry is None:
+            from prometheus_client import REGISTRY
+
+            metrics_registry = REGISTRY
+        self.metrics_registry = metrics_registry
+        self.metrics: GuardMetrics = metrics_for(metrics_registry)
+        self.tracing = GuardTracer(tracer_provider)
+        self.redactor = redactor or Redactor()
         self._services: dict[str, Any] = {}
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
@@ -34,6 +72,12 @@ class GuardRuntime:
         if found is None:
             found = self._services[key] = factory()
         return found
+
+    def backend_for(self, pooling: PoolingConfig | None) -> Backend:
+        """The backend as a route with `pooling` sees it: each call bounded by its socket_timeout."""
+        if pooling is None:
+            return self.backend
+        return self.backend.bounded(pooling.socket_timeout)
 
     def on_startup(self, hook: Hook) -> None:
         if self._started:

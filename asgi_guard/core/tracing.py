@@ -20,16 +20,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode
+from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer, TracerProvider
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.problems import Problem
 
 if TYPE_CHECKING:
-    from asgi_guard.core.context import GuardContext
+    from asgi_guard.core.context import Decision, GuardContext
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.core.stage import Stage
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.core.stage import RouteInfo, Stage
 
 STAGES_KEY = "asgi_guard.stages"  # scope key: {stage name: probe record} while tracing
 SELF_TRACED = frozenset({"telemetry", "job"})  # stages that make their own spans
@@ -38,7 +37,7 @@ _active = False
 _UNKNOWN = object()
 _ENV_PROVIDER = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))  # the API builds one lazily from it
 
-tracer = trace.get_tracer("asgi_guard")
+tracer = trace.get_tracer("asgi_guard")  # the global provider's (a runtime may own another)
 
 
 def tracing_active() -> bool:
@@ -54,6 +53,27 @@ def tracing_active() -> bool:
         return False
     _active = not isinstance(trace.get_tracer_provider(), _NOOP_PROVIDERS)
     return _active
+
+
+class GuardTracer:
+    """One app's tracer: its own provider when the runtime was given one, else the global provider
+    (looked up when used, never set). `active()` is what the stack asks per request."""
+
+    __slots__ = ("_fixed", "provider", "tracer")
+
+    def __init__(self, provider: TracerProvider | None = None) -> None:
+        self.provider = provider
+        self.tracer: Tracer = tracer if provider is None else provider.get_tracer("asgi_guard")
+        self._fixed: bool | None = None if provider is None else not isinstance(provider, _NOOP_PROVIDERS)
+
+    def active(self) -> bool:
+        """Whether spans go anywhere: the own provider is a real one, or a real global one is set."""
+        fixed = self._fixed
+        return tracing_active() if fixed is None else fixed
+
+    def stage_probe(self) -> Any:
+        """For the chain builder: a stage factory that adds a probe, or None when nothing is traced."""
+        return _probe if self.active() else None
 
 
 def inject_trace_context(carrier: dict[str, str] | None = None) -> dict[str, str]:
@@ -79,8 +99,11 @@ def current_trace_id() -> str | None:
 
 
 # -- server span ----------------------------------------------------------------------------------------
-def server_span_middleware(app: ASGIApp, route: CompiledRoute) -> ASGIApp:
-    """opentelemetry-instrumentation-asgi around `app`, named from the registry's template (no scanning)."""
+def server_span_middleware(
+    app: ASGIApp, route: RouteInfo[Any], message_spans: bool, provider: TracerProvider | None = None
+) -> ASGIApp:
+    """opentelemetry-instrumentation-asgi around `app`, named from the registry's template (no scanning);
+    spans go to `provider` (None: the global one)."""
     template = route.template
     attributes = {"http.route": template}
     names: dict[str, str] = {}
@@ -92,11 +115,9 @@ def server_span_middleware(app: ASGIApp, route: CompiledRoute) -> ASGIApp:
             name = names[method] = f"{method} {template}"
         return name, attributes
 
-    exclude: list[Literal["receive", "send"]] | None = (
-        None if route.config.tracing.message_spans else ["receive", "send"]
-    )
+    exclude: list[Literal["receive", "send"]] | None = None if message_spans else ["receive", "send"]
     middleware: ASGIApp = OpenTelemetryMiddleware(
-        app, default_span_details=span_details, exclude_spans=exclude
+        app, default_span_details=span_details, exclude_spans=exclude, tracer_provider=provider
     )
     return middleware
 
@@ -125,7 +146,9 @@ class StageProbe:
 
     __slots__ = ("name", "stage")
 
-    def __init__(self, stage: type[Stage], app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(
+        self, stage: type[Stage[Any]], app: ASGIApp, route: RouteInfo[Any], runtime: GuardRuntime
+    ) -> None:
         self.name = stage.name
         self.stage = stage(_Handoff(app, stage.name), route, runtime)
 
@@ -147,30 +170,30 @@ class StageProbe:
             record[3] = time.time_ns()
 
 
-def _probe(stage: type[Stage], app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> ASGIApp:
+def _probe(stage: type[Stage[Any]], app: ASGIApp, route: RouteInfo[Any], runtime: GuardRuntime) -> ASGIApp:
     if stage.name in SELF_TRACED:
         return stage(app, route, runtime)
     return StageProbe(stage, app, route, runtime)
 
 
 def stage_probe() -> Any:
-    """For build_pipeline: a stage factory that adds a probe, or None with the no-op tracer."""
+    """For the chain builder, with the global provider: a probing stage factory, or None (no-op)."""
     return _probe if tracing_active() else None
 
 
-def decision_attributes(prefix: str, decision: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`ctx.decisions[stage]` as span attributes `asgi_guard.<stage>.<key>` (scalars only)."""
-    if not decision:
+def decision_attributes(prefix: str, decision: Decision | None) -> dict[str, Any]:
+    """A stage's `Decision` as span attributes `asgi_guard.<stage>.<key>` (scalars only)."""
+    if decision is None:
         return {}
     out: dict[str, Any] = {}
-    for key, value in decision.items():
+    for key, value in decision.fields().items():
         if value is None:
             continue
         out[f"{prefix}.{key}"] = value if isinstance(value, str | bool | int | float) else str(value)
     return out
 
 
-def emit_stage_spans(ctx: GuardContext, records: dict[str, list[Any]]) -> None:
+def emit_stage_spans(ctx: GuardContext, records: dict[str, list[Any]], tracer: Tracer = tracer) -> None:
     """One child span per stage that did work (decided something, answered, rejected or failed)."""
     for name, (parent, start, handoff, end, exc) in records.items():
         decision = ctx.decisions.get(name)

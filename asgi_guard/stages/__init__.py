@@ -32,15 +32,15 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("cache.stage", "CacheMiddleware"),  # 5: a hit answers
     ("credits.stage", "CreditsMiddleware"),  # 6: 402
     ("circuit_breaker.stage", "CircuitBreakerMiddleware"),  # 7: 503
-    ("telemetry.job", "JobMiddleware"),  # 8: the job span and histogram
+    ("telemetry.job_span", "JobSpanMiddleware"),  # 8: the job span and histogram around the handler
     ("events.stage", "EventsMiddleware"),  # 9: publish / offload (202)
     ("encryption.stage", "EncryptionMiddleware"),  # 10: innermost
 )
 
-_loaded: tuple[type[Stage], ...] | None = None
+_loaded: tuple[type[Stage[Any]], ...] | None = None
 
 
-def load_stages() -> tuple[type[Stage], ...]:
+def load_stages() -> tuple[type[Stage[Any]], ...]:
     """The stage classes in stack order (imported once, on first use)."""
     global _loaded
     if _loaded is None:

@@ -20,6 +20,12 @@ class Backend(ABC):
     kind: str = "abstract"
     clock: Callable[[], float] = staticmethod(time.time)
 
+    def bounded(self, timeout: float) -> Backend:
+        """This backend as one route sees it: every call bounded by `timeout` seconds (a route's
+        `pooling.socket_timeout`). Shares connections and state with `self`; in-process forms,
+        whose calls never wait on a network, return `self`."""
+        return self
+
     async def start(self) -> None:
         """Connect (idempotent)."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
@@ -51,6 +52,16 @@ def hash_tag(value: str) -> str:
     return "{" + value + "}"
 
 
+class _Connection:
+    """The client and loaded scripts one backend and its route views (`bounded`) share."""
+
+    __slots__ = ("client", "scripts")
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self.scripts: dict[str, Any] = {}
+
+
 class ValkeyBackend(Backend):
     """Scripts decide with the server's clock (`TIME`), the one every process shares.
 
@@ -79,14 +90,36 @@ class ValkeyBackend(Backend):
         self.clock = clock or time.time
         self._script_clock = clock
         self.gc_slack_ms = int(gc_slack * 1000)
-        self._client: Any = None
-        self._scripts: dict[str, Any] = {}
+        self._shared: _Connection = _Connection()
+        self._views: dict[float, ValkeyBackend] = {}
+
+    def bounded(self, timeout: float) -> ValkeyBackend:
+        """A view of this backend whose calls default to `timeout` seconds: same client, pool and
+        scripts (so one connection pool per app), only the bound differs."""
+        if timeout == self.timeout:
+            return self
+        view = self._views.get(timeout)
+        if view is None:
+            view = copy.copy(self)
+            view.timeout = timeout
+            view._views = {}
+            self._views[timeout] = view
+        return view
+
+    @property
+    def _client(self) -> Any:
+        return self._shared.client
+
+    @property
+    def _scripts(self) -> dict[str, Any]:
+        return self._shared.scripts
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = self._connect()
-        return self._client
+        shared = self._shared
+        if shared.client is None:
+            shared.client = self._connect()
+        return shared.client
 
     def _connect(self) -> Any:
         pool = self.pooling
@@ -202,8 +235,9 @@ class ValkeyBackend(Backend):
         return float(seconds) + float(micros) / 1_000_000
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            self._scripts.clear()
+        shared = self._shared
+        if shared.client is not None:
+            client, shared.client = shared.client, None
+            shared.scripts.clear()
             with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
                 await client.aclose()

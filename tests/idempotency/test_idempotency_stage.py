@@ -248,7 +248,7 @@ class ShortOfCredits(Stage):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         type(self).calls += 1
         if type(self).calls == 1:
-            scope["asgi_guard"].rejected_by = self.name
+            scope["asgi_guard"].decide(self.name, "rejected", "insufficient_credits")
             await send_problem(send, Problem(402, "insufficient-credits", "Payment Required"))
             return
         await self.app(scope, receive, send)

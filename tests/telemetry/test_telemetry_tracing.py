@@ -194,8 +194,7 @@ class _Refuser(Stage):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         ctx = scope["asgi_guard"]
-        ctx.decisions[self.name] = {"balance": 0, "required": 3}
-        ctx.rejected_by = self.name
+        ctx.decide(self.name, "rejected", "insufficient_credits", balance=0, required=3)
         raise Problem(402, "insufficient-credits", "Payment Required", "not enough credits")
 
 

@@ -9,7 +9,8 @@ from starlette.types import Scope
 
 if TYPE_CHECKING:
     from asgi_guard.core.context import GuardContext
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.core.stage import RouteInfo
+    from asgi_guard.stages.cache.config import CacheConfig
 
 
 class CacheKeyBuilder:
@@ -21,12 +22,12 @@ class CacheKeyBuilder:
 
     __slots__ = ("_from_body", "_label", "_shared", "_vary")
 
-    def __init__(self, route: CompiledRoute) -> None:
+    def __init__(self, route: RouteInfo[CacheConfig]) -> None:
         config = route.config
         self._label = route.label.encode()
-        self._vary = tuple(name.encode("latin-1") for name in config.cache.vary_headers)
-        self._shared = config.cache.shared
-        self._from_body = config.resource_id_from_body
+        self._vary = tuple(name.encode("latin-1") for name in config.vary_headers)
+        self._shared = config.shared
+        self._from_body = route.resource_id_from_body
 
     async def key(self, ctx: GuardContext, scope: Scope) -> str:
         digest = hashlib.blake2b(digest_size=16)

@@ -26,10 +26,10 @@ from asgi_guard.stages.cache.valkey import ValkeyCacheStore
 if TYPE_CHECKING:
     from asgi_guard.core.context import GuardContext
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.core.stage import RouteInfo
     from asgi_guard.stages.rate_limit import Decision, ValkeyRateLimiter
 
-SERVICE: Final = "cache.prefetch"  # runtime.service(SERVICE, dict): CompiledRoute -> CachePrefetch
+SERVICE: Final = "cache.prefetch"  # runtime.service(SERVICE, dict): RouteInfo -> CachePrefetch
 SCOPE_KEY: Final = "asgi_guard.cache_prefetch"  # scope[SCOPE_KEY]: Prefetched
 
 
@@ -82,9 +82,9 @@ class CachePrefetch:
         return decisions
 
 
-def prefetchers(runtime: GuardRuntime) -> dict[CompiledRoute, CachePrefetch]:
+def prefetchers(runtime: GuardRuntime) -> dict[RouteInfo[Any], CachePrefetch]:
     """The runtime's routes whose cache lookup the rate-limit stage may send (filled at build time)."""
-    found: dict[CompiledRoute, CachePrefetch] = runtime.service(SERVICE, dict)
+    found: dict[RouteInfo[Any], CachePrefetch] = runtime.service(SERVICE, dict)
     return found
 
 

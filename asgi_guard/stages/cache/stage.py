@@ -22,18 +22,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.http import CachedResponse, directives, header_values
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import backend_unavailable
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.cache import prefetch
 from asgi_guard.stages.cache.keys import CacheKeyBuilder
 from asgi_guard.stages.cache.singleflight import SingleFlight
 from asgi_guard.stages.cache.stores import Filling, Hit, ValkeyCacheStore, build_store
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.cache.config import CacheConfig
 
 log = logging.getLogger("asgi_guard.cache")
 
@@ -48,16 +46,17 @@ _NOT_STORABLE_ALWAYS = frozenset({"no-store", "no-cache"})
 _NOT_STORABLE_SHARED = frozenset({"no-store", "no-cache", "private"})
 
 
-class CacheMiddleware(Stage):
+class CacheMiddleware(Stage["CacheConfig"]):
     name = "cache"
+    section = "cache"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        cache = route.config.cache
+        cache = self.config
         self._keys = CacheKeyBuilder(route)
         policy = cache.policy
         self._store = build_store(
-            runtime.backend,
+            self.backend,
             route.label,
             cache.algo.value,
             policy.capacity,
@@ -69,7 +68,7 @@ class CacheMiddleware(Stage):
         self._wait = cache.single_flight_timeout
         self._max_size = cache.max_entry_size
         self._refuse = _NOT_STORABLE_SHARED if cache.shared else _NOT_STORABLE_ALWAYS
-        metrics = get_metrics()
+        metrics = runtime.metrics
         label = route.label
         self._hits = metrics.cache.labels(label, "hit")
         self._misses = metrics.cache.labels(label, "miss")
@@ -78,17 +77,13 @@ class CacheMiddleware(Stage):
         self._faults = metrics.backend_faults.labels(label, "cache")
         # Valkey + rate limit: offer the lookup to the rate-limit stage (built after this one)
         self._prefetched = False
-        if isinstance(self._store, ValkeyCacheStore) and route.config.rate_limit.enabled:
+        if isinstance(self._store, ValkeyCacheStore) and "rate_limit" in route.stages:
             prefetch.prefetchers(runtime)[route] = prefetch.CachePrefetch(self._keys, self._store)
             self._prefetched = True
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.cache.enabled
-
-    @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return config.cache.enabled and config.resource_id_from_body
+    def enabled_for(cls, config: CacheConfig) -> bool:
+        return config.enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -103,7 +98,7 @@ class CacheMiddleware(Stage):
                 await self._answer_hit(ctx, found, send, True)
                 return
         if refresh:
-            ctx.decisions[self.name] = {"hit": False, "result": "refresh"}
+            ctx.decide(self.name, "allowed", "refresh", hit=False, result="refresh")
             self._bypasses.inc()
             await self._fill(key, ctx, scope, receive, send, b"asgi-guard; fwd=request", store=not no_store)
             return
@@ -112,14 +107,14 @@ class CacheMiddleware(Stage):
         if flight is not None:
             shared = await self._flights.wait(flight, self._wait)
             if shared is not None:
-                ctx.decisions[self.name] = {"hit": True, "result": "coalesced", "age": 0}
+                ctx.decide(self.name, "answered", "coalesced", hit=True, result="coalesced", age=0)
                 self._hits.inc()
                 ctx.response_headers.extend(
                     ((_X_CACHE, b"HIT"), (_AGE, b"0"), (_CACHE_STATUS, b"asgi-guard; hit"))
                 )
                 await shared.send(send, [])
                 return
-            ctx.decisions[self.name] = {"hit": False, "result": "miss"}
+            ctx.decide(self.name, "allowed", "miss", hit=False, result="miss")
             self._misses.inc()
             await self._fill(key, ctx, scope, receive, send, b"asgi-guard; fwd=miss", store=not no_store)
             return
@@ -137,7 +132,7 @@ class CacheMiddleware(Stage):
                 result = found[0]
                 await self._answer_hit(ctx, found, send, False)
                 return
-            ctx.decisions[self.name] = {"hit": False, "result": "miss"}
+            ctx.decide(self.name, "allowed", "miss", hit=False, result="miss")
             self._misses.inc()
             result = await self._fill(
                 key, ctx, scope, receive, send, b"asgi-guard; fwd=miss", store=not no_store, locked=locked
@@ -150,7 +145,7 @@ class CacheMiddleware(Stage):
         decision: dict[str, Any] = {"hit": True, "result": "hit", "age": int(age)}
         if prefetched:
             decision["prefetched"] = True
-        ctx.decisions[self.name] = decision
+        ctx.decide(self.name, "answered", "hit", **decision)
         self._hits.inc()
         status = f"asgi-guard; hit; ttl={int(left)}".encode()
         # via the context, like every stage header: an outer stage that records the
@@ -208,7 +203,8 @@ class CacheMiddleware(Stage):
                 log.warning("cache store unavailable, response not stored: %s", exc)
                 return response
             stored = True
-            ctx.decisions[self.name]["stored"] = True
+            prior = ctx.decisions[self.name]
+            ctx.decide(self.name, prior.outcome, prior.reason, **prior.detail, stored=True)
             return response
         finally:
             if locked and not stored:
@@ -219,10 +215,10 @@ class CacheMiddleware(Stage):
         self._faults.inc()
         self._errors.inc()
         if not self._fail_open:
-            ctx.rejected_by = self.name
+            ctx.decide(self.name, "rejected", "backend_unavailable", hit=False, result="error")
             raise backend_unavailable(self.name) from exc
         log.warning("cache store unavailable, serving uncached: %s", exc)
-        ctx.decisions[self.name] = {"hit": False, "result": "error"}
+        ctx.decide(self.name, "allowed", "fail_open", hit=False, result="error")
 
     async def _run_uncached(self, ctx: GuardContext, scope: Scope, receive: Receive, send: Send) -> None:
         ctx.response_headers.append(_MISS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from asgi_guard.core.metrics import GuardMetrics
 from asgi_guard.stages.circuit_breaker.listener import StateChangeListener
 from asgi_guard.stages.circuit_breaker.memory import LocalBreaker
 from asgi_guard.stages.circuit_breaker.reference import ReferenceBreaker
@@ -10,9 +11,17 @@ from asgi_guard.stages.circuit_breaker.valkey import SharedBreaker
 from asgi_guard.state import Backend, choose
 
 
-def make_breaker(backend: Backend, name: str, threshold: int, timeout: float, lease: float) -> Breaker:
-    """The breaker form that matches `backend` (chosen once per route)."""
-    listener = StateChangeListener(name)
+def make_breaker(
+    backend: Backend,
+    name: str,
+    threshold: int,
+    timeout: float,
+    lease: float,
+    metrics: GuardMetrics | None = None,
+) -> Breaker:
+    """The breaker form that matches `backend` (chosen once per route); state changes go to
+    `metrics` (the app's, default the global registry's)."""
+    listener = StateChangeListener(name, metrics)
     return choose(
         backend,
         memory=lambda b: LocalBreaker(name, threshold, timeout, lease, listener, b.clock),

@@ -7,15 +7,15 @@ from typing import Any
 
 import pybreaker
 
-from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.metrics import GuardMetrics, get_metrics
 from asgi_guard.stages.circuit_breaker.store import STATE_CODES
 
 log = logging.getLogger("asgi_guard.circuit_breaker")
 
 
 class StateChangeListener(pybreaker.CircuitBreakerListener):
-    def __init__(self, route: str) -> None:
-        metrics = get_metrics()
+    def __init__(self, route: str, metrics: GuardMetrics | None = None) -> None:
+        metrics = metrics or get_metrics()
         self.route = route
         self._gauge = metrics.circuit_state.labels(route)
         self._transitions = metrics.circuit_transitions

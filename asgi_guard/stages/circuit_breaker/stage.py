@@ -17,52 +17,51 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.circuit_breaker import Admission, make_breaker
 from asgi_guard.stages.circuit_breaker.retry import Attempt, backoff_delay, is_retry_safe
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
 
 log = logging.getLogger("asgi_guard.circuit_breaker")
 _UNTRACKED = Admission(True, "unknown")  # admitted while the shared state was unreachable (fail open)
 
 
-class CircuitBreakerMiddleware(Stage):
+class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
     name = "circuit_breaker"
+    section = "circuit_breaker"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[CircuitBreakerConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        config = self.config
-        policy = config.circuit_breaker
-        lease = policy.half_open_lease or config.handler_timeout or policy.circuit_breaker_timeout
+        policy = self.config
+        lease = policy.half_open_lease or route.handler_timeout or policy.circuit_breaker_timeout
         self.label = route.label
         self.breaker = make_breaker(
-            runtime.backend,
+            self.backend,
             self.label,
             policy.circuit_breaker_threshold,
             policy.circuit_breaker_timeout,
             lease,
+            runtime.metrics,
         )
         self.fail_open = policy.fail_open
-        self.timeout = config.handler_timeout
+        self.timeout = route.handler_timeout
         self.max_retries = policy.max_retries
         self.backoff = policy.retry_backoff
-        metrics = get_metrics()
+        metrics = runtime.metrics
         self._faults = metrics.backend_faults.labels(self.label, self.name)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.circuit_breaker.enabled
+    def enabled_for(cls, config: CircuitBreakerConfig) -> bool:
+        return config.enabled
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
+    def needs_body(cls, config: CircuitBreakerConfig) -> bool:
         """Retries replay the request body, so it is buffered when the route retries."""
-        return config.circuit_breaker.max_retries > 0
+        return config.max_retries > 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -71,12 +70,10 @@ class CircuitBreakerMiddleware(Stage):
         admission = await self._acquire(ctx)
         if not admission.allowed:
             raise self._open(ctx, admission)
-        decision: dict[str, str | int] = {"state": admission.state, "attempts": 0}
-        ctx.decisions[self.name] = decision
+        ctx.decide(self.name, "allowed", state=admission.state, attempts=0)
         attempt = 0
         while True:
             attempt += 1
-            decision["attempts"] = attempt
             out = Attempt(send, hold=attempt <= retries)
             error: BaseException | None = None
             try:
@@ -91,7 +88,13 @@ class CircuitBreakerMiddleware(Stage):
             else:
                 failed = out.status is None or out.status >= 500
             await self._record(admission, ctx, ok=not failed)
-            decision["outcome"] = "failure" if failed else "success"
+            ctx.decide(
+                self.name,
+                "allowed",
+                "failure" if failed else "success",
+                state=admission.state,
+                attempts=attempt,
+            )
             if failed and attempt <= retries and not out.sent:
                 await asyncio.sleep(backoff_delay(self.backoff, attempt))
                 again = await self._acquire(ctx)
@@ -126,8 +129,7 @@ class CircuitBreakerMiddleware(Stage):
             if self.fail_open:
                 log.warning("circuit state for %s unreachable, failing open: %s", self.label, exc)
                 return _UNTRACKED
-            ctx.rejected_by = self.name
-            ctx.decisions[self.name] = {"outcome": "rejected", "reason": "backend_unavailable"}
+            ctx.decide(self.name, "rejected", "backend_unavailable")
             raise backend_unavailable(self.name) from exc
 
     async def _record(self, admission: Admission, ctx: GuardContext, ok: bool) -> None:
@@ -148,8 +150,7 @@ class CircuitBreakerMiddleware(Stage):
             self._faults.inc()
 
     def _open(self, ctx: GuardContext, admission: Admission) -> Problem:
-        ctx.rejected_by = self.name
-        ctx.decisions[self.name] = {"state": admission.state, "outcome": "rejected", "reason": "circuit_open"}
+        ctx.decide(self.name, "rejected", "circuit_open", state=admission.state)
         retry_after = max(1, math.ceil(admission.retry_after))
         return Problem(
             503,

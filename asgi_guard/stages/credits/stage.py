@@ -4,6 +4,10 @@ Reserve (one atomic call) -> handler -> commit on a 2xx/3xx response, refund on 
 4xx/5xx status (an open circuit's 503 included), an exception, the handler time-out (504), or a client
 that disconnected before the response was complete. The reservation id is the request id; a
 reservation left unsettled (the process died) is refunded by the next operation on that balance.
+
+A route with `charge_cache_hits` runs this stage before the cache (`runs_before`), so a response the
+cache answers is reserved and committed like any other; by default a hit is free (the cache answers
+before this stage runs).
 """
 
 from __future__ import annotations
@@ -16,43 +20,41 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
-from asgi_guard.core.stage import Stage
-from asgi_guard.stages.circuit_breaker.stage import CircuitBreakerMiddleware
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.credits import ReserveStatus, Settlement, credit_store
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.credits.config import CreditsConfig
 
 log = logging.getLogger("asgi_guard.credits")
 HEADER = b"x-credits-remaining"
 DEFAULT_RESERVATION_TTL = 600.0
 
 
-def reservation_ttl(config: JobConfig) -> float:
+def reservation_ttl(handler_timeout: float | None) -> float:
     """How long a reservation may stay unsettled before anyone may refund it: well past the
-    handler's time-out, so only reservations of dead processes expire."""
-    if config.handler_timeout is None:
+    handler's time-out (seconds), so only reservations of dead processes expire."""
+    if handler_timeout is None:
         return DEFAULT_RESERVATION_TTL
-    return max(60.0, 2 * config.handler_timeout + 5)
+    return max(60.0, 2 * handler_timeout + 5)
 
 
-class CreditsMiddleware(Stage):
+class CreditsMiddleware(Stage["CreditsConfig"]):
     name = "credits"
+    section = "credits"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[CreditsConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
         config = self.config
-        self.store = credit_store(runtime.backend)
+        self.store = credit_store(self.backend)
         self.amount: int = config.required_credits
         self.credit_type: str = config.credit_type
-        self.ttl = reservation_ttl(config)
+        self.ttl = reservation_ttl(route.handler_timeout)
         # The breaker (inner) enforces the time-out itself when enabled, so it sees it as a failure.
-        self.timeout = None if CircuitBreakerMiddleware.enabled_for(config) else config.handler_timeout
-        metrics = get_metrics()
+        self.timeout = None if "circuit_breaker" in route.stages else route.handler_timeout
+        metrics = runtime.metrics
         label = route.label
         self._reserved = metrics.credits.labels(label, self.credit_type, "reserved")
         self._committed = metrics.credits.labels(label, self.credit_type, "committed")
@@ -61,12 +63,13 @@ class CreditsMiddleware(Stage):
         self._faults = metrics.backend_faults.labels(label, self.name)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
+    def enabled_for(cls, config: CreditsConfig) -> bool:
         return config.required_credits > 0
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return False
+    def runs_before(cls, config: CreditsConfig) -> str | None:
+        """A route that charges cache hits decides credits before the cache can answer."""
+        return "cache" if config.charge_cache_hits else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -76,8 +79,7 @@ class CreditsMiddleware(Stage):
         except BackendUnavailable as exc:
             self._faults.inc()
             log.warning("credits backend unavailable: %s", exc)
-            ctx.rejected_by = self.name
-            ctx.decisions[self.name] = {"outcome": "rejected", "reason": "backend_unavailable"}
+            ctx.decide(self.name, "rejected", "backend_unavailable")
             raise backend_unavailable(self.name) from exc
         header = (HEADER, str(reservation.balance).encode())
         ctx.response_headers.append(header)
@@ -86,18 +88,17 @@ class CreditsMiddleware(Stage):
             "required": self.amount,
             "balance": reservation.balance,
         }
-        ctx.decisions[self.name] = decision
         if reservation.status is not ReserveStatus.RESERVED:
             raise self._reject(ctx, reservation.status, reservation.balance, decision)
+        ctx.decide(self.name, "allowed", "reserved", **decision)
         self._reserved.inc()
         await _Charge(self, ctx, header, decision).run(scope, receive, send)
 
     def _reject(
         self, ctx: GuardContext, status: ReserveStatus, balance: int, decision: dict[str, str | int]
     ) -> Problem:
-        ctx.rejected_by = self.name
         if status is ReserveStatus.DUPLICATE:
-            decision["outcome"] = decision["reason"] = "duplicate_request_id"
+            ctx.decide(self.name, "rejected", "duplicate_request_id", **decision)
             return Problem(
                 409,
                 "duplicate-request-id",
@@ -105,7 +106,7 @@ class CreditsMiddleware(Stage):
                 "a request with this X-Request-ID is already being charged",
             )
         self._insufficient.inc()
-        decision["outcome"] = decision["reason"] = "insufficient_credits"
+        ctx.decide(self.name, "rejected", "insufficient_credits", **decision)
         return Problem(
             402,
             "insufficient-credits",
@@ -190,7 +191,7 @@ class _Charge:
                 result = await stage.store.refund(ctx.user_key, ctx.request_id, stage.credit_type)
         except BackendUnavailable as exc:
             stage._faults.inc()
-            self.decision["outcome"] = "unsettled"
+            self._decide("unsettled")
             log.warning(
                 "credits %s of request %s failed (%s); the reservation is refunded when it expires",
                 "commit" if commit else "refund",
@@ -199,16 +200,21 @@ class _Charge:
             )
             return
         if not result.done:
-            self.decision["outcome"] = "expired"
+            self._decide("expired", result.balance)
             log.warning("reservation of request %s expired before it was settled; refunded", ctx.request_id)
         elif commit:
-            self.decision["outcome"] = "committed"
+            self._decide("committed", result.balance)
             stage._committed.inc()
         else:
-            self.decision["outcome"] = "refunded"
+            self._decide("refunded", result.balance)
             stage._refunded.inc()
             self._show_balance(result.balance)
-        self.decision["balance"] = result.balance
+
+    def _decide(self, settled: str, balance: int | None = None) -> None:
+        """The stage's decision, now that the reservation is settled (`settled` says how)."""
+        if balance is not None:
+            self.decision["balance"] = balance
+        self.ctx.decide(self.stage.name, "allowed", settled, **self.decision)
 
     def _show_balance(self, balance: int) -> None:
         """Swap the remaining-balance header (stage 0 adds it when the response starts)."""

@@ -17,14 +17,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.problems import Problem, send_problem
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.problems import Problem, answer_problem
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.encryption.crypto import VERSION, EnvelopeError, KeyRing, associated_data
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.encryption.config import EncryptionConfig
 
 _KEYRING_SERVICE = "encryption.keyring"
 _ENVELOPE_PREFIX = VERSION + "."
@@ -89,14 +88,15 @@ class _FieldError(EnvelopeError):
         self.field = field
 
 
-class EncryptionMiddleware(Stage):
+class EncryptionMiddleware(Stage["EncryptionConfig"]):
     """Seals the route's configured request fields and opens them in its JSON responses."""
 
     name = "encryption"
+    section = "encryption"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[EncryptionConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        policy = self.config.encryption
+        policy = self.config
         self.keyring = self._keyring(route, runtime)
         context = policy.aad_context or route.template
         self.encrypts = policy.enable_encryption
@@ -107,7 +107,7 @@ class EncryptionMiddleware(Stage):
         self.openers = tuple((parts, self._opener(path, aad)) for path, parts, aad in fields)
 
     @staticmethod
-    def _keyring(route: CompiledRoute, runtime: GuardRuntime) -> KeyRing:
+    def _keyring(route: RouteInfo[Any], runtime: GuardRuntime) -> KeyRing:
         """The app's one key ring, validated at build time; errors name the route, never a key."""
         settings = runtime.settings
         if not settings.encryption_keys:
@@ -123,19 +123,20 @@ class EncryptionMiddleware(Stage):
             raise ConfigError(f"route {route.template!r}: {exc}") from None
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.encryption.enable_encryption or config.encryption.enable_decryption
+    def enabled_for(cls, config: EncryptionConfig) -> bool:
+        return config.enable_encryption or config.enable_decryption
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return config.encryption.enable_encryption
+    def needs_body(cls, config: EncryptionConfig) -> bool:
+        return config.enable_encryption
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
         decisions: dict[str, Any] = {"key_id": self.keyring.primary}
-        ctx.decisions[self.name] = decisions
+        ctx.decide(self.name, "allowed", **decisions)
         if self.encrypts:
             decisions["encrypted"] = await self._encrypt_request(ctx, scope)
+            ctx.decide(self.name, "allowed", **decisions)
         if self.decrypts and scope["method"] != "HEAD":
             send = self._decrypting_send(ctx, send, decisions)
         await self.app(scope, receive, send)
@@ -145,11 +146,11 @@ class EncryptionMiddleware(Stage):
         """Replace each configured field of the body by its envelope; returns how many were sealed."""
         try:
             document = await ctx.json()
-        except Problem:
-            ctx.rejected_by = self.name
+        except Problem as problem:
+            ctx.decide(self.name, "rejected", problem.slug.replace("-", "_"))
             raise
         except RecursionError:
-            ctx.rejected_by = self.name
+            ctx.decide(self.name, "rejected", "too_deep")
             raise Problem(400, "malformed-json", "Bad Request", "request body nests too deeply") from None
         if document is None:
             return 0
@@ -159,10 +160,10 @@ class EncryptionMiddleware(Stage):
                 document, count = _rewrite(document, parts, 0, seal)
                 total += count
         except _FieldError as exc:
-            ctx.rejected_by = self.name
+            ctx.decide(self.name, "rejected", exc.reason)
             raise _invalid(exc.field, exc.reason, exc.detail) from None
         except RecursionError:
-            ctx.rejected_by = self.name
+            ctx.decide(self.name, "rejected", "too_deep")
             raise Problem(400, "malformed-json", "Bad Request", "request body nests too deeply") from None
         if total:
             ctx.replace_body(_dumps(document), scope)
@@ -215,14 +216,15 @@ class EncryptionMiddleware(Stage):
                     document, count = _rewrite(document, parts, 0, open_value)
                     total += count
             except _FieldError as exc:
-                ctx.rejected_by = self.name
                 decisions["decrypted"] = 0
                 decisions["failure"] = exc.reason
-                await send_problem(send, _invalid(exc.field, exc.reason, exc.detail), ctx.request_id)
+                ctx.decide(self.name, "rejected", exc.reason, **decisions)
+                await answer_problem(ctx, send, _invalid(exc.field, exc.reason, exc.detail))
                 return
             except RecursionError:
                 total = 0
         decisions["decrypted"] = total
+        ctx.decide(self.name, "allowed", **decisions)
         if total:
             body = _dumps(document)
             length = str(len(body)).encode()

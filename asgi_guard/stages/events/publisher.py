@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asgi_guard.core.metrics import get_metrics
+from asgi_guard.core.metrics import GuardMetrics, get_metrics
 from asgi_guard.stages.events.outbox import Outbox, OutboxEvent
 
 log = logging.getLogger("asgi_guard.events")
@@ -42,7 +42,14 @@ class BrokerUnreachable(RuntimeError):
 class EventPublisher:
     """Queue -> Pulsar, or -> outbox when Pulsar does not take it."""
 
-    def __init__(self, service_url: str | None, outbox: Outbox, *, send_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        service_url: str | None,
+        outbox: Outbox,
+        *,
+        send_timeout: float = 5.0,
+        metrics: GuardMetrics | None = None,
+    ) -> None:
         self.service_url = service_url
         self.outbox = outbox
         self.send_timeout = send_timeout
@@ -53,7 +60,7 @@ class EventPublisher:
         self._task: asyncio.Task[None] | None = None
         self._inflight: list[tuple[OutboxEvent, RetryPolicy]] = []
         self._outbox_pending = True  # unknown until the first drain: assume there is a backlog
-        self._metrics = get_metrics()
+        self._metrics = metrics or get_metrics()  # the app's (runtime.metrics), else the global registry's
         self._default_policy = RetryPolicy()
 
     # -- request side -----------------------------------------------------------------------------

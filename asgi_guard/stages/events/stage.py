@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.events.envelope import EVENT_SCHEMA, JOB_SCHEMA, dumps, new_id, now_ms, trace_context
 from asgi_guard.stages.events.outbox import OutboxEvent
 from asgi_guard.stages.events.publisher import EventPublisher, RetryPolicy
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.events.config import PulsarLabelingConfig
 
 PUBLISHER_SERVICE = "events.publisher"
 
@@ -35,7 +34,10 @@ def get_publisher(runtime: GuardRuntime, send_timeout: float = 5.0) -> EventPubl
 
         settings = runtime.settings
         publisher = EventPublisher(
-            settings.pulsar_url, Outbox(settings.outbox_path), send_timeout=send_timeout
+            settings.pulsar_url,
+            Outbox(settings.outbox_path),
+            send_timeout=send_timeout,
+            metrics=runtime.metrics,
         )
         runtime.on_startup(publisher.start)
         runtime.on_shutdown(publisher.close)
@@ -44,12 +46,13 @@ def get_publisher(runtime: GuardRuntime, send_timeout: float = 5.0) -> EventPubl
     return runtime.service(PUBLISHER_SERVICE, make)
 
 
-class EventsMiddleware(Stage):
+class EventsMiddleware(Stage["PulsarLabelingConfig"]):
     name = "events"
+    section = "pulsar_labeling"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[PulsarLabelingConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        cfg = self.config.pulsar_labeling
+        cfg = self.config
         self.publisher = get_publisher(runtime, cfg.send_timeout)
         self.topic = cfg.job_topic
         self.policy = RetryPolicy(cfg.max_retries, cfg.retry_delay)
@@ -70,28 +73,18 @@ class EventsMiddleware(Stage):
         self.offload = cfg.mode == "offload"
         self.offload_app: ASGIApp = self._enqueue
         if self.offload:
-            self.offload_app = self._inner_chain(self._enqueue)
-
-    def _inner_chain(self, terminal: ASGIApp) -> ASGIApp:
-        """The stages inside this one (encryption), built around the job enqueuer instead of the
-        handler, so an offloaded job carries the body exactly as the handler would have seen it."""
-        from asgi_guard.stages import load_stages
-
-        stages = load_stages()
-
-        app = terminal
-        for stage in reversed(stages[stages.index(type(self)) + 1 :]):
-            if stage.enabled_for(self.config):
-                app = stage(app, self.route, self.runtime)
-        return app
+            # The stages inside this one (encryption), built by the chain builder around the job
+            # enqueuer instead of the handler, so an offloaded job carries the body exactly as the
+            # handler would have seen it.
+            self.offload_app = route.build_inner(self._enqueue)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.pulsar_labeling.enabled
+    def enabled_for(cls, config: PulsarLabelingConfig) -> bool:
+        return config.enabled
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return config.pulsar_labeling.enabled and config.pulsar_labeling.mode == "offload"
+    def needs_body(cls, config: PulsarLabelingConfig) -> bool:
+        return config.enabled and config.mode == "offload"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -102,7 +95,7 @@ class EventsMiddleware(Stage):
         await self.app(scope, receive, send)
         status = ctx.status
         if status is None or not self.status_lo <= status <= self.status_hi:
-            ctx.decisions[self.name] = {"mode": "publish", "published": False}
+            ctx.decide(self.name, "allowed", "not_published", mode="publish", published=False)
             return
         event_id = new_id()
         principal = ctx.principal
@@ -128,7 +121,7 @@ class EventsMiddleware(Stage):
         self.publisher.submit(
             OutboxEvent(self.topic, dumps(document), resource_id, self.properties), self.policy
         )
-        ctx.decisions[self.name] = {"mode": "publish", "published": True, "event_id": event_id}
+        ctx.decide(self.name, "allowed", "published", mode="publish", published=True, event_id=event_id)
 
     async def _enqueue(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The terminal app of offload mode: publish the request as a job, answer 202."""
@@ -172,7 +165,7 @@ class EventsMiddleware(Stage):
             OutboxEvent(self.topic, dumps(document), resource_id, {**self.properties, "job_id": job_id}),
             self.policy,
         )
-        ctx.decisions[self.name] = {"mode": "offload", "job_id": job_id}
+        ctx.decide(self.name, "answered", "offloaded", mode="offload", job_id=job_id)
         payload = dumps({"job_id": job_id, "status": "accepted"})
         await send(
             {

@@ -21,15 +21,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.http import CachedResponse
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.idempotency import Claim, build_store
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.idempotency.config import IdempotencyConfig
 
 log = logging.getLogger("asgi_guard.idempotency")
 
@@ -37,31 +35,32 @@ _HEADER = b"idempotency-key"
 _REPLAYED = (b"idempotent-replayed", b"true")
 
 
-class IdempotencyMiddleware(Stage):
+class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
     name = "idempotency"
+    section = "idempotency"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[IdempotencyConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        config = route.config.idempotency
-        self._store = build_store(runtime.backend)
+        config = self.config
+        self._store = build_store(self.backend)
         self._label = route.label.encode()
         self._ttl = float(config.ttl)
-        timeout = route.config.handler_timeout
+        timeout = route.handler_timeout
         # A claim must outlive the handler, else a slow first attempt could run twice.
         self._lock_ttl = float(max(config.lock_ttl, (timeout or 0) + 5))
         self._max_key = config.max_key_length
         self._required = config.required
         self._fail_open = config.fail_open
         self._max_response = config.max_response_size
-        self._faults = get_metrics().backend_faults.labels(route.label, self.name)
+        self._faults = runtime.metrics.backend_faults.labels(route.label, self.name)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.idempotency.enabled
+    def enabled_for(cls, config: IdempotencyConfig) -> bool:
+        return config.enabled
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return config.idempotency.enabled
+    def needs_body(cls, config: IdempotencyConfig) -> bool:
+        return config.enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -73,7 +72,7 @@ class IdempotencyMiddleware(Stage):
         if raw is None:
             if self._required:
                 self._reject(ctx, "missing")
-            ctx.decisions[self.name] = {"result": "absent"}
+            ctx.decide(self.name, "allowed", "no_key", result="absent")
             await self.app(scope, receive, send)
             return
         key = self._parse(ctx, raw, count)
@@ -88,33 +87,32 @@ class IdempotencyMiddleware(Stage):
         except BackendUnavailable as exc:
             self._faults.inc()
             if not self._fail_open:
-                ctx.rejected_by = self.name
+                ctx.decide(self.name, "rejected", "backend_unavailable", result="error")
                 raise backend_unavailable(self.name) from exc
             log.warning("idempotency store unavailable, running without replay protection: %s", exc)
-            ctx.decisions[self.name] = {"result": "error"}
+            ctx.decide(self.name, "allowed", "fail_open", result="error")
             await self.app(scope, receive, send)
             return
         if claim.state != "new":
             await self._answer_claimed(ctx, claim, send)
             return
-        ctx.decisions[self.name] = {"result": "new"}
+        ctx.decide(self.name, "allowed", "new", result="new")
         await self._first_attempt(ctx, record, token, scope, receive, send)
 
     async def _answer_claimed(self, ctx: GuardContext, claim: Claim, send: Send) -> None:
         if claim.state == "done" and claim.response is not None:
-            ctx.decisions[self.name] = {"result": "replayed"}
+            ctx.decide(self.name, "answered", "replayed", result="replayed")
             await claim.response.send(send, [_REPLAYED])
             return
-        ctx.rejected_by = self.name
         if claim.state == "mismatch":
-            ctx.decisions[self.name] = {"result": "mismatch"}
+            ctx.decide(self.name, "rejected", "mismatch", result="mismatch")
             raise Problem(
                 422,
                 "idempotency-key-reused",
                 "Unprocessable Content",
                 "this Idempotency-Key was already used with a different request",
             )
-        ctx.decisions[self.name] = {"result": "in_flight"}
+        ctx.decide(self.name, "rejected", "in_flight", result="in_flight")
         raise Problem(
             409,
             "idempotency-key-in-use",
@@ -130,14 +128,14 @@ class IdempotencyMiddleware(Stage):
         try:
             await self.app(scope, receive, recorder)
         except BaseException:
-            ctx.decisions[self.name]["result"] = "released"
+            ctx.decide(self.name, "allowed", "released", result="released")
             await asyncio.shield(self._end(record, token, None))
             raise
         response = recorder.response()
         # Only the handler's own final answers are replayed: a 5xx, an inner stage's rejection (402,
         # an open circuit...) or a response too large to keep frees the key for a retry instead.
         if response is None or response.status >= 500 or ctx.rejected_by is not None:
-            ctx.decisions[self.name]["result"] = "released"
+            ctx.decide(self.name, "allowed", "released", result="released")
             response = None
         await self._end(record, token, response)
 
@@ -164,8 +162,7 @@ class IdempotencyMiddleware(Stage):
         return key
 
     def _reject(self, ctx: GuardContext, why: str) -> None:
-        ctx.rejected_by = self.name
-        ctx.decisions[self.name] = {"result": f"key_{why}"}
+        ctx.decide(self.name, "rejected", f"key_{why}", result=f"key_{why}")
         details = {
             "missing": "this route requires an Idempotency-Key header",
             "repeated": "send exactly one Idempotency-Key header",

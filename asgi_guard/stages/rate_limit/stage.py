@@ -17,9 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.cache.prefetch import CachePrefetch, prefetchers
 from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, rate_limiter, specs_from_config
 from asgi_guard.stages.rate_limit.headers import (
@@ -35,9 +34,8 @@ from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
 from asgi_guard.stages.rate_limit.spec import Decision
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.rate_limit.config import RateLimitConfig
 
 _MAX_PART = 128
 _NO_RESOURCE = "-"
@@ -79,19 +77,19 @@ def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
     return _NO_RESOURCE if resource is None else key_part(resource)
 
 
-class RateLimitMiddleware(Stage):
+class RateLimitMiddleware(Stage["RateLimitConfig"]):
     """429 past any of the route's limits; headers with the remaining quota on every response."""
 
     name = "rate_limit"
+    section = "rate_limit"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[RateLimitConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        config = route.config
-        rl = config.rate_limit
+        rl = self.config
         self.specs = specs = specs_from_config(rl)
         self.shadow = rl.shadow
         self.fail_open = rl.fail_open
-        label = config.tracing.trace_label or route.label
+        label = route.trace_label  # the DESIGN's `{trace_label}:{user}:{resource_id}`
 
         # -- the limit key --------------------------------------------------------------------
         parts: list[Part] = []
@@ -112,16 +110,15 @@ class RateLimitMiddleware(Stage):
         self._label = key_part(label)
         self._default_key = tuple(rl.key_by) == ("route", "user", "resource")
         self._uses_resource = "resource" in rl.key_by
-        self._resource_from_body = self._uses_resource and config.resource_id_from_body
+        self._resource_from_body = self._uses_resource and route.resource_id_from_body
 
         # -- the backend form, chosen once ----------------------------------------------------
-        backend = runtime.backend
+        backend = self.backend  # bounded by the route's pooling.socket_timeout, if it has one
         self._memory: MemoryRateLimiter | None = None
         self._valkey: ValkeyRateLimiter | None = None
         self._prefetch: CachePrefetch | None = None  # the route's cache lookup, found on first request
         self._prefetch_resolved = False
-        timeout = config.pooling.socket_timeout if config.pooling is not None else None
-        store = rate_limiter(backend, specs, timeout)
+        store = rate_limiter(backend, specs)  # the backend is bounded by the route's pooling
         if isinstance(store, MemoryRateLimiter):  # the memory form answers without awaiting: hot path
             self._memory = store
         elif isinstance(store, ValkeyRateLimiter):  # may carry the cache lookup in its round trip
@@ -133,7 +130,7 @@ class RateLimitMiddleware(Stage):
         self._primary = specs[0].name
         self._policy_header = (POLICY, policy_value(specs))
         self._prefixes = item_prefixes(specs)
-        metrics = get_metrics()
+        metrics = runtime.metrics
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
         # the per-request "allowed" count is skipped when metrics are off (metrics_path = "")
         self._count_allowed = bool(runtime.settings.metrics_path)
@@ -142,12 +139,8 @@ class RateLimitMiddleware(Stage):
         self._m_fault = metrics.backend_faults.labels(route.label, self.name)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return config.rate_limit.enabled
-
-    @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return config.resource_id_from_body and "resource" in config.rate_limit.key_by
+    def enabled_for(cls, config: RateLimitConfig) -> bool:
+        return config.enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
@@ -175,11 +168,9 @@ class RateLimitMiddleware(Stage):
                             f"{self._prefixes[0]}{decision.remaining};t={ceil(decision.reset)}".encode(),
                         ),
                     )
-                ctx.decisions[self.name] = {
-                    "allowed": True,
-                    "policy": self._primary,
-                    "remaining": decision.remaining,
-                }
+                ctx.decide(
+                    self.name, "allowed", allowed=True, policy=self._primary, remaining=decision.remaining
+                )
                 await self.app(scope, receive, send)
                 return
             decisions = [decision]
@@ -198,13 +189,9 @@ class RateLimitMiddleware(Stage):
             except BackendUnavailable:
                 self._m_fault.inc()
                 if not self.fail_open:
-                    ctx.rejected_by = self.name
-                    ctx.decisions[self.name] = {
-                        "allowed": False,
-                        "fault": "backend_unavailable",
-                    }
+                    ctx.decide(self.name, "rejected", "backend_unavailable", allowed=False)
                     raise backend_unavailable(self.name) from None
-                ctx.decisions[self.name] = {"allowed": True, "fault": "fail_open"}
+                ctx.decide(self.name, "allowed", "fail_open", allowed=True)
                 await self.app(scope, receive, send)
                 return
 
@@ -220,11 +207,13 @@ class RateLimitMiddleware(Stage):
                 self._policy_header,
                 (RATELIMIT, ratelimit_value(self._prefixes, decisions)),
             )
-        ctx.decisions[self.name] = {
-            "allowed": True,
-            "policy": self._primary,
-            "remaining": min(d.remaining for d in decisions),
-        }
+        ctx.decide(
+            self.name,
+            "allowed",
+            allowed=True,
+            policy=self._primary,
+            remaining=min(d.remaining for d in decisions),
+        )
         await self.app(scope, receive, send)
 
     def _unconsumed(self, decisions: list[Decision]) -> list[Decision]:
@@ -244,16 +233,18 @@ class RateLimitMiddleware(Stage):
             shown = self._unconsumed(decisions) if len(decisions) > 1 else decisions
             ctx.response_headers.append(self._policy_header)
             ctx.response_headers.append((RATELIMIT, ratelimit_value(self._prefixes, shown)))
-        ctx.decisions[self.name] = {
-            "allowed": False,
-            "policy": spec.name,
-            "remaining": 0,
-            "retry_after": seconds,
-            "shadow": self.shadow,
-        }
+        ctx.decide(
+            self.name,
+            "allowed" if self.shadow else "rejected",
+            "shadow_rejected" if self.shadow else "rate_limited",
+            allowed=False,
+            policy=spec.name,
+            remaining=0,
+            retry_after=seconds,
+            shadow=self.shadow,
+        )
         if self.shadow:
             return
-        ctx.rejected_by = self.name
         raise Problem(
             429,
             "rate-limited",

@@ -16,9 +16,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext, Principal
 from asgi_guard.core.errors import BackendUnavailable, ConfigError
-from asgi_guard.core.metrics import get_metrics
 from asgi_guard.core.problems import Problem, backend_unavailable
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.security.ip import IpAllowlist
 from asgi_guard.stages.security.jwks import JwksUnavailable
 from asgi_guard.stages.security.jwt import TokenError, TokenVerifier
@@ -26,9 +25,8 @@ from asgi_guard.stages.security.mfa import TotpChecker, load_resolver, resolve_s
 from asgi_guard.stages.security.store import LOCKED, REPLAYED, TotpStore
 
 if TYPE_CHECKING:
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.security.config import SecurityConfig
 
 log = logging.getLogger("asgi_guard.security")
 
@@ -49,14 +47,15 @@ def www_authenticate(error: str | None = None, description: str = "", **params: 
     return b"www-authenticate", ", ".join(parts).encode()
 
 
-class SecurityMiddleware(Stage):
+class SecurityMiddleware(Stage["SecurityConfig"]):
     """Rejects with 401/403 (400 for a garbled Authorization header, 503 when keys cannot be had)."""
 
     name = "security"
+    section = "security"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[SecurityConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        sec = self.config.security
+        sec = self.config
         self._label = route.label
         self._allowlist = IpAllowlist(sec.ip_allowlist) if sec.ip_whitelist_enabled else None
         self._verifier: TokenVerifier | None = None
@@ -81,20 +80,20 @@ class SecurityMiddleware(Stage):
         self._guard: TotpStore | None = None
         self._max_failures = sec.mfa_totp_max_failures
         if self._resolver is not None:
-            backend = runtime.backend
+            backend = self.backend
             self._totp = TotpChecker(
                 sec.mfa_totp_digits, sec.mfa_totp_step, sec.mfa_totp_drift, backend.clock
             )
             step_ttl = sec.mfa_totp_step * (2 * sec.mfa_totp_drift + 2)
             self._guard = totp_store(backend, step_ttl, sec.mfa_totp_max_failures, sec.mfa_totp_lockout)
-        self._faults = get_metrics().backend_faults
+        self._faults = runtime.metrics.backend_faults
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
-        return bool(config.security.auth_type_required) or config.security.ip_whitelist_enabled
+    def enabled_for(cls, config: SecurityConfig) -> bool:
+        return bool(config.auth_type_required) or config.ip_whitelist_enabled
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
+    def needs_body(cls, config: SecurityConfig) -> bool:
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,7 +102,7 @@ class SecurityMiddleware(Stage):
             self._reject(ctx, Problem(403, "ip-not-allowed", "Forbidden", "client address is not allowed"))
         verifier = self._verifier
         if verifier is None:
-            ctx.decisions[self.name] = {"ip_allowed": True, "authenticated": False}
+            ctx.decide(self.name, "allowed", ip_allowed=True, authenticated=False)
             await self.app(scope, receive, send)
             return
 
@@ -128,7 +127,7 @@ class SecurityMiddleware(Stage):
         mfa = "not_required"
         if self._mfa:
             ctx.principal, mfa = await self._multi_factor(ctx, principal, totp)
-        ctx.decisions[self.name] = {"ip_allowed": True, "authenticated": True, "mfa": mfa}
+        ctx.decide(self.name, "allowed", ip_allowed=True, authenticated=True, mfa=mfa)
         await self.app(scope, receive, send)
 
     # -- steps ----------------------------------------------------------------------------------
@@ -252,8 +251,7 @@ class SecurityMiddleware(Stage):
         self._reject(ctx, problem, "totp_locked")
 
     def _reject(self, ctx: GuardContext, problem: Problem, reason: str | None = None) -> NoReturn:
-        ctx.rejected_by = self.name
-        ctx.decisions[self.name] = {"rejected": True, "reason": reason or problem.slug}
+        ctx.decide(self.name, "rejected", reason or problem.slug.replace("-", "_"))
         raise problem
 
     def _unauthorized(self, ctx: GuardContext, slug: str, detail: str, code: str) -> NoReturn:

@@ -1,10 +1,11 @@
-"""Tracing labels (stages 1 and 8)."""
+"""Tracing labels (stages 1 and 8), and the telemetry section both telemetry stages read."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from asgi_guard.core.model import GuardModel
+from asgi_guard.stages.telemetry.metrics_config import MetricsConfig
 
 
 class TracingConfig(GuardModel):
@@ -15,3 +16,12 @@ class TracingConfig(GuardModel):
     message_spans: bool = Field(
         default=False, description="also make a span per ASGI send/receive message (off: they are noise)"
     )
+
+
+class TelemetryConfig(GuardModel):
+    """What stages 1 and 8 read: `JobConfig.telemetry` builds it from the route's `tracing`,
+    `metrics` and `redact_fields`."""
+
+    tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    redact_fields: tuple[str, ...] = ()

@@ -1,7 +1,8 @@
 """Stage 1: server span, request metrics, redacted access log (outermost, so rejections count).
 
-It also turns a raised `Problem` into its problem+json response here, inside the server span, so the
-span, the metrics and the log all see the rejection's real status rather than an exception.
+It also answers a raised `Problem` here (through `core.problems.answer_problem`, the one place that
+does), inside the server span, so the span, the metrics and the log all see the rejection's real
+status rather than an exception. What each stage decided comes from `ctx.decisions`.
 """
 
 from __future__ import annotations
@@ -16,38 +17,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.logging import JsonMessage, access_log
-from asgi_guard.core.metrics import get_metrics
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, answer_problem
 from asgi_guard.core.redaction import attach_redaction, current_scope
-from asgi_guard.core.stage import Stage
+from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.core.tracing import (
     STAGES_KEY,
     annotate_server_span,
     current_trace_id,
     emit_stage_spans,
     server_span_middleware,
-    tracing_active,
 )
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.context import GuardContext
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.telemetry.config import TelemetryConfig
 
 _INFO = logging.INFO
 
 
-class TelemetryMiddleware(Stage):
+class TelemetryMiddleware(Stage["TelemetryConfig"]):
     """Counts, times, traces and logs every request of a registered route, rejections included."""
 
     name = "telemetry"
+    section = "telemetry"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[TelemetryConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
-        metrics = get_metrics()
+        metrics = runtime.metrics
         self.label = route.label
         self._requests = metrics.requests
         self._request_children: dict[tuple[str, int], Counter] = {}
@@ -55,34 +54,38 @@ class TelemetryMiddleware(Stage):
         self._latency = metrics.request_latency.labels(self.label)
         threshold = self.config.metrics.threshold_ms
         self._slow_after = threshold / 1000.0 if threshold is not None else None
-        self._traced = server_span_middleware(self._observe_traced, route)
-        attach_redaction(self.config.redact_fields)
+        self._tracing = runtime.tracing
+        self._traced = server_span_middleware(
+            self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
+        )
+        runtime.redactor.add_fields(self.config.redact_fields)
+        attach_redaction()
         runtime.service("telemetry.redaction", lambda: _attach_at_startup(runtime))
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
+    def enabled_for(cls, config: TelemetryConfig) -> bool:
         return True
 
     @classmethod
-    def enabled_in(cls, config: JobConfig, runtime: GuardRuntime) -> bool:
+    def enabled_in(cls, config: TelemetryConfig, runtime: GuardRuntime) -> bool:
         """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), no
         OpenTelemetry SDK installed, the access logger silent when the stack is built, and no
         slow-request threshold on the route."""
         return bool(
             runtime.settings.metrics_path
             or config.metrics.threshold_ms is not None
-            or tracing_active()
+            or runtime.tracing.active()
             or access_log.isEnabledFor(_INFO)
         )
 
     @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
+    def needs_body(cls, config: TelemetryConfig) -> bool:
         # The values of a route's secret body fields must be known to scrub them from any log line
         # (an exception message, say), so such routes keep their body buffered.
         return bool(config.redact_fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if tracing_active():
+        if self._tracing.active():
             await self._traced(scope, receive, send)
         else:
             await self._observe(scope, receive, send)
@@ -107,11 +110,11 @@ class TelemetryMiddleware(Stage):
                 server_span.set_attribute("http.response.status_code", 500)
             raise
         finally:
-            emit_stage_spans(ctx, records)
+            emit_stage_spans(ctx, records, self._tracing.tracer)
 
     async def _observe(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
-        started = ctx.started = perf_counter()
+        started = perf_counter()
         token = current_scope.set(scope)
         reason: str | None = None
         error: BaseException | None = None
@@ -121,9 +124,8 @@ class TelemetryMiddleware(Stage):
             except Problem as problem:
                 if ctx.status is not None:
                     raise
-                ctx.rejected_by = ctx.rejected_by or problem.slug
                 reason = problem.slug
-                await send_problem(send, problem, ctx.request_id)
+                await answer_problem(ctx, send, problem)
         except BaseException as exc:
             error = exc
             raise
@@ -152,9 +154,8 @@ class TelemetryMiddleware(Stage):
         if rejected:
             stage = ctx.rejected_by or ""
             said = ctx.decisions.get(stage)
-            said_reason = said.get("reason") if isinstance(said, dict) else None
-            if isinstance(said_reason, str):
-                reason = said_reason
+            if said is not None and said.reason is not None:
+                reason = said.reason
             self._rejections.labels(self.label, stage, reason or str(status)).inc()
         slow = self._slow_after is not None and elapsed > self._slow_after
         level = logging.ERROR if error is not None else _INFO
@@ -198,7 +199,7 @@ class TelemetryMiddleware(Stage):
         if ctx.rejected_by:
             fields["rejected_by"] = ctx.rejected_by
         if ctx.decisions:
-            fields["decisions"] = ctx.decisions
+            fields["decisions"] = {name: decision.fields() for name, decision in ctx.decisions.items()}
         if error is not None:
             fields["error"] = f"{type(error).__name__}: {error}"
         return fields

@@ -1,4 +1,4 @@
-"""Stage 8: the job span and latency histogram around the handler."""
+"""Stage 8: the job span (`TracingConfig.function_name`) and latency histogram around the handler."""
 
 from __future__ import annotations
 
@@ -12,25 +12,27 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.metrics import LabelCap, job_histogram
 from asgi_guard.core.problems import Problem
-from asgi_guard.core.stage import Stage
-from asgi_guard.core.tracing import tracer, tracing_active
+from asgi_guard.core.stage import RouteInfo, Stage
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram
 
-    from asgi_guard.config import JobConfig
     from asgi_guard.core.context import GuardContext
     from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.registry import CompiledRoute
+    from asgi_guard.stages.telemetry.config import TelemetryConfig
 
 
-class JobMiddleware(Stage):
-    """Times the job (the handler and the stages inside it) into the route's histogram, under its span."""
+class JobSpanMiddleware(Stage["TelemetryConfig"]):
+    """Times the job (the handler and the stages inside it) into the route's histogram, under its
+    span. "Job" here is the route's unit of work around the handler: not the route's `JobConfig`,
+    and not an offloaded job (the events stage's `offload` mode)."""
 
     name = "job"
+    section = "telemetry"
 
-    def __init__(self, app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> None:
+    def __init__(self, app: ASGIApp, route: RouteInfo[TelemetryConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
+        self._tracing = runtime.tracing
         tracing, metrics = self.config.tracing, self.config.metrics
         self._span_name = tracing.function_name or (f"job {route.label}" if tracing.trace_label else None)
         self._attributes: dict[str, Any] = {"asgi_guard.route": route.label, "http.route": route.template}
@@ -42,28 +44,24 @@ class JobMiddleware(Stage):
         self._by_route: Any = None
         self._cap: LabelCap | None = None
         if metrics.histogram_name:
-            self._histogram = job_histogram(metrics)
+            self._histogram = job_histogram(metrics, runtime.metrics_registry)
             if metrics.histogram_label == "route":
                 self._by_route = self._histogram.labels(route.label)
             else:
                 self._cap = LabelCap(metrics.resource_id_cap)
 
     @classmethod
-    def enabled_for(cls, config: JobConfig) -> bool:
+    def enabled_for(cls, config: TelemetryConfig) -> bool:
         return bool(
             config.tracing.function_name or config.tracing.trace_label or config.metrics.histogram_name
         )
-
-    @classmethod
-    def needs_body(cls, config: JobConfig) -> bool:
-        return False  # a resource id from the body is resolved by stage 0 already
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
         resource_id = ctx.resource_id
         started = perf_counter()
         try:
-            if self._span_name is not None and tracing_active():
+            if self._span_name is not None and self._tracing.active():
                 await self._traced(ctx, resource_id, scope, receive, send)
             else:
                 await self.app(scope, receive, send)
@@ -73,7 +71,7 @@ class JobMiddleware(Stage):
                 self._by_route.observe(elapsed)
             elif self._cap is not None and self._histogram is not None:
                 self._histogram.labels(self.route.label, self._cap(resource_id)).observe(elapsed)
-            ctx.decisions[self.name] = {"duration_ms": round(elapsed * 1000.0, 3)}
+            ctx.decide(self.name, "allowed", duration_ms=round(elapsed * 1000.0, 3))
 
     async def _traced(
         self, ctx: GuardContext, resource_id: str | None, scope: Scope, receive: Receive, send: Send
@@ -82,7 +80,7 @@ class JobMiddleware(Stage):
         attributes["asgi_guard.request_id"] = ctx.request_id
         if resource_id is not None:
             attributes["asgi_guard.resource_id"] = resource_id
-        span = tracer.start_span(self._span_name or "job", attributes=attributes)
+        span = self._tracing.tracer.start_span(self._span_name or "job", attributes=attributes)
         with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
             try:
                 await self.app(scope, receive, send)
