@@ -14,14 +14,14 @@ def test_defaults_are_anonymous_and_off() -> None:
     config = SecurityConfig()
     assert config.auth_type_required is None
     assert config.roles_match == "any"
-    assert not SecurityMiddleware.enabled_for(JobConfig())
+    assert not SecurityMiddleware.enabled_for(JobConfig().security)
 
 
 @pytest.mark.parametrize("spelling", ["jwt", "JWT", "Bearer", "oauth2", " OIDC "])
 def test_auth_type_spellings(spelling: str) -> None:
     config = SecurityConfig(auth_type_required=spelling)
     assert config.auth_type_required == "jwt"
-    assert SecurityMiddleware.enabled_for(JobConfig(security=config))
+    assert SecurityMiddleware.enabled_for(JobConfig(security=config).security)
 
 
 @pytest.mark.parametrize("empty", ["", "none", None])
