@@ -218,24 +218,29 @@ async def test_probe_wraps_any_stage_and_carries_its_decisions(
     assert found["GET /pay"].attributes["asgi_guard.rejected_by"] == "credits"
 
 
-async def test_without_a_provider_nothing_is_traced(
-    monkeypatch: pytest.MonkeyPatch, make_client: Any
-) -> None:
-    """With the API's no-op provider: no probes, no server middleware work, requests still counted."""
-    from opentelemetry import trace
+async def test_without_a_provider_nothing_is_traced(spans: InMemorySpanExporter, make_client: Any) -> None:
+    """An app whose runtime has the API's no-op provider: no probes, no server span, no job span,
+    requests still answered, even while another provider is installed globally."""
+    from opentelemetry.trace import NoOpTracerProvider
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from telemetry_apps import job, settings
 
-    from asgi_guard.core import tracing
+    from asgi_guard import GuardRuntime, RouteRegistry, install
 
-    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
-    monkeypatch.setattr(tracing, "_active", False)
-    assert tracing.tracing_active() is False
-    assert tracing.stage_probe() is None
+    runtime = GuardRuntime(settings(), tracer_provider=NoOpTracerProvider())
+    assert runtime.tracing.active() is False
+    assert runtime.tracing.stage_probe() is None
     config = JobConfig(
         endpoint_name=unique("plain_"), rate_limit={"enabled": True}, tracing={"function_name": "f"}
     )
-    client = make_client(guarded(PATH, config))
-    response = await client.post("/jobs/1")
+    registry = RouteRegistry()
+    registry.register(PATH, config, methods=["POST"])
+    app = Starlette(routes=[Route(PATH, job, methods=["POST"])])
+    install(app, registry, runtime=runtime)
+    response = await make_client(app).post("/jobs/1")
     assert response.status_code == 200
+    assert spans.get_finished_spans() == ()
     assert inject_trace_context() == {}
 
 

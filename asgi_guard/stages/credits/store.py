@@ -27,10 +27,6 @@ class Reservation:
     status: ReserveStatus
     balance: int
 
-    @property
-    def ok(self) -> bool:
-        return self.status is ReserveStatus.RESERVED
-
 
 @dataclass(frozen=True, slots=True)
 class Settlement:

@@ -109,11 +109,6 @@ class TotpChecker:
             return int(at // self.step)
         return None
 
-    def generate(self, key: bytes, at: float | None = None) -> str:
-        """The code for `at` (now by default); for tests and enrolment screens."""
-        totp = TOTP(key, self.digits, SHA1(), self.step, enforce_key_length=False)
-        return totp.generate(int(self.clock() if at is None else at)).decode()
-
 
 async def resolve_secret(resolver: SecretResolver, subject: str) -> bytes | None:
     """Call the resolver (sync or async) and decode what it returns."""
