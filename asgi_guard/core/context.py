@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from starlette.types import Message, Receive, Scope
 
@@ -35,22 +35,22 @@ Outcome = Literal["allowed", "rejected", "answered"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Decision(Mapping[str, Any]):
-    """What one stage decided about one request (`ctx.decide`): frozen, one per stage and request.
+class Decision(NamedTuple):
+    """What one stage decided about one request (`ctx.decide`): immutable, one per stage and request.
 
     - `outcome`: "allowed" (the request goes on), "rejected" (the stage refused it: a problem, or
       its own 4xx/5xx) or "answered" (the stage answered itself: a cache hit, a replay, an offload);
     - `reason`: a short snake_case word saying why (`"insufficient_credits"`, `"hit"`, ...), or None;
-    - `detail`: scalars for logs and span attributes (`remaining`, `balance`, ...).
+    - `detail`: a read-only mapping of scalars for logs and span attributes (`remaining`, ...).
 
-    It reads as the mapping `{"outcome", "reason", **detail}` (what logs and span attributes show).
+    A NamedTuple, not a frozen dataclass: one is made per stage and request, and a tuple is the
+    cheapest immutable record Python builds. `fields()` is what logs and span attributes show.
     """
 
     stage: str
     outcome: Outcome
     reason: str | None = None
-    detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    detail: Mapping[str, Any] = _EMPTY
 
     def fields(self) -> dict[str, Any]:
         """`{"outcome": ..., "reason": ..., **detail}` (reason left out when None)."""
@@ -59,19 +59,6 @@ class Decision(Mapping[str, Any]):
             out["reason"] = self.reason
         out.update(self.detail)
         return out
-
-    def __getitem__(self, key: str) -> Any:
-        if key == "outcome":
-            return self.outcome
-        if key == "reason" and self.reason is not None:
-            return self.reason
-        return self.detail[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.fields())
-
-    def __len__(self) -> int:
-        return len(self.fields())
 
 
 class GuardContext:

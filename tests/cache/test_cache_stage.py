@@ -254,7 +254,7 @@ async def test_decisions_say_hit(make_client: Any) -> None:
         await app(scope, receive, send)
         ctx = scope.get("asgi_guard")
         if ctx is not None:
-            seen.append(dict(ctx.decisions["cache"]))
+            seen.append(ctx.decisions["cache"].fields())
 
     client = make_client(outer)
     await client.get("/a")

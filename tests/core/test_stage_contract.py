@@ -108,13 +108,13 @@ def test_charging_hits_moves_credits_before_the_cache() -> None:
         assert built == expected
 
 
-def test_decisions_are_typed_and_frozen() -> None:
+def test_decisions_are_typed_and_immutable() -> None:
     ctx = GuardContext("r1", _route(JobConfig()), {}, "GET", "/", "127.0.0.1", None, None, 1024)  # type: ignore[arg-type]
     decision = ctx.decide("credits", "allowed", "reserved", balance=7)
     assert isinstance(decision, Decision) and ctx.decisions["credits"] is decision
-    assert dict(decision) == {"outcome": "allowed", "reason": "reserved", "balance": 7}
+    assert decision.fields() == {"outcome": "allowed", "reason": "reserved", "balance": 7}
     assert ctx.rejected_by is None
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         decision.outcome = "rejected"  # type: ignore[misc]
     with pytest.raises(TypeError):
         decision.detail["balance"] = 0  # type: ignore[index]
@@ -188,3 +188,32 @@ async def test_route_pooling_bounds_every_store_call(own_valkey: Any, key_prefix
         os.kill(pid, signal.SIGCONT)
         await runtime.shutdown()
     assert response.status_code == 503 and elapsed < 2.0
+
+
+def test_no_stage_module_reaches_the_job_config_or_the_chain() -> None:
+    """Rule 1 and the events stage's old sideways reach: under asgi_guard/stages/ nothing imports
+    the JobConfig (asgi_guard.config), the registry, the stack, or the stage list itself."""
+    import ast
+    from pathlib import Path
+
+    import asgi_guard.stages as stages_package
+
+    root = Path(stages_package.__file__).parent
+    forbidden = {"asgi_guard.config", "asgi_guard.config.job", "asgi_guard.registry", "asgi_guard.stack"}
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path == root / "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = {node.module} | (
+                    {f"{node.module}.{a.name}" for a in node.names} if node.module == "asgi_guard" else set()
+                )
+            elif isinstance(node, ast.Import):
+                names = {a.name for a in node.names}
+            else:
+                continue
+            for name in names:
+                if name in forbidden or name == "asgi_guard.stages":
+                    offenders.append(f"{path.relative_to(root)}: {name}")
+    assert offenders == []

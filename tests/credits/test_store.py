@@ -50,7 +50,7 @@ async def test_names_with_braces_do_not_collide(store: CreditStore) -> None:
 async def test_reserve_commit_refund_exactly_once(store: CreditStore) -> None:
     await store.set("bob", 10)
     first = await store.reserve("bob", 4, "r1", ttl=60)
-    assert first.ok and first.balance == 6
+    assert first.status is ReserveStatus.RESERVED and first.balance == 6
     again = await store.reserve("bob", 4, "r1", ttl=60)
     assert again.status is ReserveStatus.DUPLICATE and again.balance == 6, "never charged twice"
     short = await store.reserve("bob", 7, "r2", ttl=60)
@@ -69,7 +69,7 @@ async def test_reserve_commit_refund_exactly_once(store: CreditStore) -> None:
 async def test_concurrent_reservations_never_overspend(store: CreditStore) -> None:
     await store.set("carol", 10)
     results = await asyncio.gather(*(store.reserve("carol", 1, f"r{i}", ttl=60) for i in range(40)))
-    assert sum(r.ok for r in results) == 10
+    assert sum(r.status is ReserveStatus.RESERVED for r in results) == 10
     assert await store.balance("carol") == 0
 
 
