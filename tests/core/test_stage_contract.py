@@ -12,6 +12,8 @@ import time
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -22,7 +24,7 @@ from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
 from asgi_guard.config import CreditsConfig, RateLimitConfig, TelemetryConfig
 from asgi_guard.core.context import Decision, GuardContext
 from asgi_guard.core.runtime import GuardRuntime
-from asgi_guard.core.stage import RouteInfo, Stage, build_chain
+from asgi_guard.core.stage import RouteInfo, Stage, build_chain, section_of
 from asgi_guard.stages import load_stages
 from asgi_guard.stages.credits import credit_store
 from asgi_guard.state import MemoryBackend, ValkeyBackend
@@ -217,3 +219,44 @@ def test_no_stage_module_reaches_the_job_config_or_the_chain() -> None:
                 if name in forbidden or name == "asgi_guard.stages":
                     offenders.append(f"{path.relative_to(root)}: {name}")
     assert offenders == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    limit=st.booleans(),
+    cache=st.booleans(),
+    price=st.integers(0, 2),
+    charge=st.booleans(),
+    breaker=st.booleans(),
+    idempotent=st.booleans(),
+)
+def test_chain_order_and_sections(
+    limit: bool, cache: bool, price: int, charge: bool, breaker: bool, idempotent: bool
+) -> None:
+    """Any mix of stages: the stack's order (credits just outside the cache iff hits are charged),
+    each stage handed its own section, every RouteInfo naming the same set of stages."""
+    config = JobConfig(
+        rate_limit={"enabled": limit},
+        cache={"enabled": cache},
+        required_credits=price,
+        charge_cache_hits=charge,
+        circuit_breaker={"enabled": breaker},
+        idempotency={"enabled": idempotent},
+    )
+    built: list[tuple[str, RouteInfo[Any]]] = []
+
+    def factory(stage: Any, app: Any, info: RouteInfo[Any], rt: GuardRuntime) -> Any:
+        built.append((stage.name, info))
+        return app
+
+    runtime = GuardRuntime(SETTINGS, MemoryBackend())
+    build_chain(ok, _route(config, "/p"), runtime, load_stages(), factory)
+    names = [name for name, _ in reversed(built)]  # built innermost first
+    expected = [s.name for s in load_stages() if s.enabled_for(section_of(config, s))]
+    if charge and "credits" in expected and "cache" in expected:
+        expected.remove("credits")
+        expected.insert(expected.index("cache"), "credits")
+    assert names == expected
+    for name, info in built:
+        stage = next(s for s in load_stages() if s.name == name)
+        assert info.config == section_of(config, stage) and info.stages == frozenset(names)
