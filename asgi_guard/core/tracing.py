@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from opentelemetry import context as otel_context
@@ -57,19 +57,18 @@ def tracing_active() -> bool:
 
 class GuardTracer:
     """One app's tracer: its own provider when the runtime was given one, else the global provider
-    (looked up when used, never set). `active()` is what the stack asks per request."""
+    (looked up when used, never set). `active()` is what the stack asks per request: with the
+    global provider it is `tracing_active` itself, with an own provider a constant."""
 
-    __slots__ = ("_fixed", "provider", "tracer")
+    __slots__ = ("active", "provider", "tracer")
 
     def __init__(self, provider: TracerProvider | None = None) -> None:
         self.provider = provider
         self.tracer: Tracer = tracer if provider is None else provider.get_tracer("asgi_guard")
-        self._fixed: bool | None = None if provider is None else not isinstance(provider, _NOOP_PROVIDERS)
-
-    def active(self) -> bool:
-        """Whether spans go anywhere: the own provider is a real one, or a real global one is set."""
-        fixed = self._fixed
-        return tracing_active() if fixed is None else fixed
+        self.active: Callable[[], bool] = tracing_active
+        if provider is not None:
+            fixed = not isinstance(provider, _NOOP_PROVIDERS)
+            self.active = lambda: fixed
 
     def stage_probe(self) -> Any:
         """For the chain builder: a stage factory that adds a probe, or None when nothing is traced."""

@@ -33,6 +33,7 @@ class JobSpanMiddleware(Stage["TelemetryConfig"]):
     def __init__(self, app: ASGIApp, route: RouteInfo[TelemetryConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
         self._tracing = runtime.tracing
+        self._active = runtime.tracing.active  # a bound check, one call per request
         tracing, metrics = self.config.tracing, self.config.metrics
         self._span_name = tracing.function_name or (f"job {route.label}" if tracing.trace_label else None)
         self._attributes: dict[str, Any] = {"asgi_guard.route": route.label, "http.route": route.template}
@@ -61,7 +62,7 @@ class JobSpanMiddleware(Stage["TelemetryConfig"]):
         resource_id = ctx.resource_id
         started = perf_counter()
         try:
-            if self._span_name is not None and self._tracing.active():
+            if self._span_name is not None and self._active():
                 await self._traced(ctx, resource_id, scope, receive, send)
             else:
                 await self.app(scope, receive, send)

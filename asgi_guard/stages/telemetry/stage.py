@@ -55,6 +55,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         threshold = self.config.metrics.threshold_ms
         self._slow_after = threshold / 1000.0 if threshold is not None else None
         self._tracing = runtime.tracing
+        self._active = runtime.tracing.active  # a bound check, one call per request
         self._traced = server_span_middleware(
             self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
         )
@@ -85,7 +86,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         return bool(config.redact_fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._tracing.active():
+        if self._active():
             await self._traced(scope, receive, send)
         else:
             await self._observe(scope, receive, send)
