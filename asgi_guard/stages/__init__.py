@@ -1,14 +1,18 @@
 """The stages of the stack, one folder per concern; `STAGES` is their order, outermost first.
 
 Rules this package keeps (tests/core/test_architecture.py checks the import ones):
-1. A stage receives its own config section (`Stage.section`) and a small route info, not the whole
-   `JobConfig`; no stage reads another stage's section.
+1. A stage receives its own config section (`Stage.section`) and a small route info
+   (`asgi_guard.core.stage.RouteInfo`), not the whole `JobConfig`; no stage reads another stage's
+   section. The chain builder (`core.stage.build_chain`) hands both out; a stage that must run
+   elsewhere on some routes says so (`Stage.runs_before`), never by importing another stage.
 2. No stage imports another stage; what two share lives in `asgi_guard.core` or `asgi_guard.state`.
    Imports flow one way: `asgi_guard.stack` -> `asgi_guard.stages` -> `asgi_guard.core` / `.state`.
 3. Each concern's store is one Protocol (`store.py`) with a `memory` and a `valkey` form, chosen in one
    place from the backend's kind (`asgi_guard.state.choose`).
 4. Every stateful concern has a pure, clock-injected reference that memory and Lua are tested against.
-5. One innermost place enforces the handler time-out; one place turns a `Problem` into a response.
+5. One innermost place enforces the handler time-out; one place turns a `Problem` into a response
+   and records which stage rejected (`core.problems.answer_problem`); stages record what they
+   decided with `ctx.decide(stage, outcome, reason, **detail)`.
 
 Each folder: `config.py` (its pydantic section), `stage.py` (the pure-ASGI middleware), `store.py`
 (the Protocol), `memory.py` / `valkey.py` (its forms), `*.lua` (its scripts), `reference.py`.
