@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from asgi_guard.core.stage import RouteInfo, Stage
 
 STAGES_KEY = "asgi_guard.stages"  # scope key: {stage name: probe record} while tracing
-SELF_TRACED = frozenset({"telemetry", "job"})  # stages that make their own spans
+SELF_TRACED = frozenset({"telemetry", "job_span"})  # stages that make their own spans
 _NOOP_PROVIDERS = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _active = False
 _UNKNOWN = object()

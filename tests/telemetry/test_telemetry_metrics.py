@@ -56,7 +56,7 @@ async def test_counts_after_known_traffic(make_client: Any) -> None:
     assert sample(families, "asgi_guard_requests_total", route=route, method="POST", status="401") == 2
     assert sample(families, "asgi_guard_request_duration_seconds_count", route=route) == 5
     limited = rejections(families, route, "rate_limit")
-    assert sum(limited.values()) == 1, limited  # reason: the stage's own, else the problem slug
+    assert limited == {"rate_limited": 1.0}, limited  # reason: the stage's Decision.reason
     assert set(limited) <= {"rate-limited", "rate_limited"}
     # The route's own histogram: only requests that reached the handler, labelled by route.
     assert families[histogram][0].name.startswith(histogram)
@@ -174,4 +174,4 @@ async def test_handler_exception_counts_as_500() -> None:
     assert sample(families, "asgi_guard_requests_total", route=route, method="POST", status="500") == 1
     assert sample(families, "asgi_guard_requests_total", route=route, method="POST", status="200") == 1
     assert sample(families, f"{histogram}_count", route=route) == 2  # a failed job still took time
-    assert rejections(families, route, "job") == {}  # an error is not a rejection
+    assert rejections(families, route, "job_span") == {}  # an error is not a rejection

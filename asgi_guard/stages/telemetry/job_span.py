@@ -27,7 +27,7 @@ class JobSpanMiddleware(Stage["TelemetryConfig"]):
     span. "Job" here is the route's unit of work around the handler: not the route's `JobConfig`,
     and not an offloaded job (the events stage's `offload` mode)."""
 
-    name = "job"
+    name = "job_span"
     section = "telemetry"
 
     def __init__(self, app: ASGIApp, route: RouteInfo[TelemetryConfig], runtime: GuardRuntime) -> None:
