@@ -27,17 +27,9 @@ UPPER = {"asgi_guard.stack", "asgi_guard.registry", "asgi_guard.cli"}
 
 # (importer, imported) -> why it is still there and who removes it
 ALLOWED: dict[tuple[str, str], str] = {
-    ("asgi_guard.stages.credits.stage", "asgi_guard.stages.circuit_breaker.stage"): (
-        "credits reuses the breaker's handler time-out; one innermost time-out wrapper (rule 5) "
-        "replaces both (hardening helper)"
-    ),
     ("asgi_guard.stages.rate_limit.stage", "asgi_guard.stages.cache.prefetch"): (
         "the cache lookup rides the rate limiter's round trip; a neutral rider hook in state/valkey.py "
         "replaces it (rule 6, cache helper)"
-    ),
-    ("asgi_guard.stages.events.stage", "asgi_guard.stages"): (
-        "the events stage rebuilds the inner chain with load_stages(); the stack hands it the chain "
-        "instead (arch2 helper)"
     ),
 }
 
