@@ -104,7 +104,7 @@ class GuardMiddleware:
         kind = scope["type"]
         if kind != "http":
             if kind == "lifespan":
-                await self.app(scope, self._lifespan_receive(receive), send)
+                await self.app(scope, self._lifespan_receive(receive, send), send)
             else:
                 await self.app(scope, receive, send)
             return
@@ -184,14 +184,20 @@ class GuardMiddleware:
         problem.headers.append((_REQUEST_ID, request_id))
         await send_problem(send, problem, request_id.decode())
 
-    def _lifespan_receive(self, receive: Receive) -> Callable[[], Any]:
+    def _lifespan_receive(self, receive: Receive, send: Send) -> Callable[[], Any]:
         runtime, registry = self.runtime, self.registry
 
         async def lifespan_receive() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 registry.freeze()
-                await runtime.startup()
+                try:
+                    await runtime.startup()
+                except Exception as exc:
+                    # Say so, or a server in lifespan "auto" mode takes the error for "no lifespan
+                    # support" and serves anyway (issue 13: a refused start must stop the worker).
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    raise
             elif message["type"] == "lifespan.shutdown":
                 await runtime.shutdown()
             return message

@@ -67,8 +67,8 @@ class JobConfig(GuardModel):
         default=None,
         gt=0,
         description=(
-            "seconds; past it the handler is cancelled and the answer is a 504"
-            " (enforced on routes with credits or a circuit breaker)"
+            "seconds the handler has to complete its response; past it the handler is cancelled and"
+            " the answer is a 504. Work after the response (a BackgroundTask) is not timed"
         ),
     )
     redact_fields: list[str] = Field(default=[], description="JSON fields never logged (e.g. secret_value)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from asgi_guard.registry import CompiledRoute
 
 SCOPE_KEY = "asgi_guard"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # a \uD800-\uDFFF escape (maybe paired)
 _NO_JSON = object()
 
 
@@ -198,6 +200,12 @@ class GuardContext:
             return None
         try:
             self._json = json.loads(raw)
+            if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for the check
+                json.dumps(self._json, ensure_ascii=False).encode()
+        except UnicodeEncodeError as exc:  # "\ud800": valid JSON syntax, but not text (RFC 8259 8.2)
+            raise Problem(
+                400, "malformed-json", "Bad Request", "request body contains an unpaired surrogate"
+            ) from exc
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise Problem(
                 400, "malformed-json", "Bad Request", f"request body is not valid JSON: {exc}"

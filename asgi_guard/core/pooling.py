@@ -1,4 +1,4 @@
-"""Backend connection pooling and timeouts (the sketch used PoolingConfig without defining it)."""
+"""Backend connection pooling, time-outs and the retry of a lost connection (Valkey)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,28 @@ from asgi_guard.core.model import GuardModel
 
 
 class PoolingConfig(GuardModel):
-    max_connections: int = Field(default=50, ge=1, description="connections in the Valkey pool")
+    """How the Valkey client holds connections and bounds every call.
+
+    The pool blocks (valkey-py's `BlockingConnectionPool`): when all `max_connections` are busy a call
+    waits up to `pool_timeout` for one, then fails fast (503 or fail-open), instead of failing at
+    once. Every call, the wait included, is bounded by `socket_timeout`.
+    """
+
+    max_connections: int = Field(default=50, ge=1, description="connections in the Valkey pool (per process)")
+    pool_timeout: float = Field(
+        default=0.2, gt=0, description="seconds a call waits for a free pooled connection before failing"
+    )
     connect_timeout: float = Field(default=0.5, gt=0, description="seconds to connect")
-    socket_timeout: float = Field(default=0.25, gt=0, description="bound on one backend call")
+    socket_timeout: float = Field(default=0.25, gt=0, description="bound on one backend call (seconds)")
+    health_check_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="a connection idle longer than this (seconds) is PINGed before use, so a stale one "
+        "(the server restarted) is replaced before a command is lost on it; 0 turns checks off",
+    )
+    retry_backoff: float = Field(
+        default=0.02,
+        ge=0,
+        description="base of the jittered exponential backoff (seconds) before the one retry of a "
+        "retry-safe script whose connection failed",
+    )

@@ -93,3 +93,13 @@ def backend_unavailable(stage: str, retry_after: int = 1) -> Problem:
         extra={"stage": stage},
         stage=stage,
     )
+
+
+HANDLER_TIMEOUT = "handler-timeout"
+
+
+def handler_timeout(seconds: float) -> Problem:
+    """504: the handler gave no complete response within the route's `handler_timeout`.
+
+    Raised by the one time-out wrapper (innermost); the breaker counts it as a failure by this slug."""
+    return Problem(504, HANDLER_TIMEOUT, "Gateway Timeout", f"no response within {seconds}s")

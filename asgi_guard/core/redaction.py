@@ -2,8 +2,10 @@
 
 Three nets, because no single one catches everything:
 - by key: any mapping key or `key=value` / `"key": value` pair whose name says secret (authorization,
-  cookie, token, password, secret, api key, ...) or that a route lists in `redact_fields`, at any depth,
-  including inside JSON carried as a string;
+  cookie, token, password, secret, api key, ...), that a route lists in `redact_fields`, or that names
+  a secret header (`DEFAULT_REDACT_HEADERS`: Authorization, Cookie, X-API-Key, X-MFA-TOTP...; more
+  from `GuardSettings.redact_headers`), at any depth, including inside JSON carried as a string; and
+  `Name: value` lines of those headers;
 - by shape: `Bearer ...` / `Basic ...` credentials and anything that looks like a JWT;
 - by value: while a request is being served, the literal values of its own secrets (its Authorization,
   Cookie and API-key headers, sensitive query parameters, and the sensitive fields of its JSON body) are
@@ -56,9 +58,25 @@ _SPLIT = re.compile(r"[_\-.\s]+")
 
 _CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=-]{6,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
-_HEADER_LINE = re.compile(
-    r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key|api-key)(\s*:\s*)(?![\"'\[])[^\r\n]+"
+# Request headers whose values are secrets wherever they show up (GuardSettings.redact_headers adds
+# to these; the security stage adds its configured TOTP header).
+DEFAULT_REDACT_HEADERS: tuple[str, ...] = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "api-key",
+    "x-mfa-totp",
 )
+
+
+def _header_line(headers: Iterable[str]) -> re.Pattern[str]:
+    """`Name: value` lines of the given headers (a log of raw headers, an HTTP dump)."""
+    names = "|".join(sorted((re.escape(h) for h in headers), key=len, reverse=True))
+    return re.compile(rf"(?i)(?<![\w-])({names})(\s*:\s*)(?![\"'\[])[^\r\n]+")
+
+
 _PAIR = re.compile(
     r"""(?P<q>["']?)(?P<key>[A-Za-z_][\w.-]*)(?P=q)(?P<sep>\s*[:=]\s*)"""
     r"""(?P<val>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s"'{\[,;&}\])]+)"""
@@ -82,9 +100,21 @@ def _normalize(key: str) -> str:
 class Redactor:
     """The rules: default secret key names plus the fields routes declare (`redact_fields`)."""
 
-    def __init__(self, fields: Iterable[str] = ()) -> None:
+    def __init__(self, fields: Iterable[str] = (), headers: Iterable[str] = DEFAULT_REDACT_HEADERS) -> None:
         self.fields: frozenset[str] = frozenset()
+        self.headers: frozenset[str] = frozenset()
+        self._header_keys: frozenset[str] = frozenset()
+        self._header_line = _header_line(DEFAULT_REDACT_HEADERS)
         self.add_fields(fields)
+        self.add_headers(headers)
+
+    def add_headers(self, headers: Iterable[str]) -> None:
+        """Add header names whose values are secret (case-insensitive); swapped in atomically."""
+        extra = {h.strip().lower() for h in headers if h and h.strip()}
+        if not extra <= self.headers:
+            self.headers = self.headers | extra
+            self._header_keys = frozenset(_normalize(h) for h in self.headers)
+            self._header_line = _header_line(self.headers)
 
     def add_fields(self, fields: Iterable[str]) -> None:
         """Add route fields (dotted names match on their last part); swapped in atomically."""
@@ -95,7 +125,8 @@ class Redactor:
     def is_secret_key(self, key: object) -> bool:
         if not isinstance(key, str):
             return False
-        return _normalize(key) in self.fields or _segments_secret(key)
+        normal = _normalize(key)
+        return normal in self.fields or normal in self._header_keys or _segments_secret(key)
 
     # -- values ---------------------------------------------------------------------------------
     def value(self, value: Any, secrets: tuple[str, ...] = (), depth: int = 0) -> Any:
@@ -127,7 +158,7 @@ class Redactor:
                 if isinstance(document, dict | list):
                     cleaned = self.value(document, secrets, 1)
                     return self._literals(json.dumps(cleaned, default=str), secrets)
-        text = _HEADER_LINE.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+        text = self._header_line.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
         text = _PAIR.sub(self._pair, text)
         text = _CREDENTIAL.sub(lambda m: m.group(1) + " " + REDACTED, text)
         text = _JWT.sub(REDACTED, text)

@@ -65,6 +65,16 @@ class GuardSettings(BaseSettings):
     pooling: PoolingConfig = PoolingConfig()
     outbox_path: str | None = Field(default=None, description="sqlite outbox for unsent events")
     key_prefix: str = Field(default="ag", description="prefix of every backend key")
+    redact_headers: list[str] = Field(
+        default=[],
+        description="request headers whose values are never logged, besides Authorization, "
+        "Proxy-Authorization, Cookie, Set-Cookie, X-API-Key, API-Key and X-MFA-TOTP",
+    )
+    multi_worker_embedded: Literal["warn", "error"] = Field(
+        default="warn",
+        description="the embedded backend in a server with several worker processes (limits, credits "
+        "and idempotency then hold per process): log a warning at start-up, or refuse to start",
+    )
 
     @field_validator("unregistered", mode="before")
     @classmethod

@@ -38,7 +38,8 @@ ORDER: tuple[tuple[str, str], ...] = (
     ("circuit_breaker.stage", "CircuitBreakerMiddleware"),  # 7: 503
     ("telemetry.job_span", "JobSpanMiddleware"),  # 8: the job span and histogram around the handler
     ("events.stage", "EventsMiddleware"),  # 9: publish / offload (202)
-    ("encryption.stage", "EncryptionMiddleware"),  # 10: innermost
+    ("encryption.stage", "EncryptionMiddleware"),  # 10: field encryption
+    ("timeout.stage", "HandlerTimeoutMiddleware"),  # 11: innermost, handler_timeout around the app
 )
 
 _loaded: tuple[type[Stage[Any]], ...] | None = None

@@ -9,14 +9,15 @@ scheme. Nothing outside this package asks which class a backend is.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.state.base import Backend
+from asgi_guard.state.keys import hash_tag, key_part
 from asgi_guard.state.memory import ExpiringStore, MemoryBackend
-from asgi_guard.state.valkey import ValkeyBackend, hash_tag
+from asgi_guard.state.valkey import ValkeyBackend
 
 M = TypeVar("M")
 V = TypeVar("V")
@@ -40,17 +41,24 @@ def choose(
 
 
 def backend_from_url(
-    url: str | None, pooling: PoolingConfig | None = None, key_prefix: str = "ag"
+    url: str | None,
+    pooling: PoolingConfig | None = None,
+    key_prefix: str = "ag",
+    multi_worker: Literal["warn", "error"] = "warn",
 ) -> Backend:
-    """memory:// (or unset) -> MemoryBackend; valkey://, valkeys://, valkey+cluster:// -> ValkeyBackend."""
+    """memory:// (or unset) -> MemoryBackend; valkey://, valkeys://, valkey+cluster:// -> ValkeyBackend.
+
+    `multi_worker`: what the embedded backend does when it finds sibling worker processes."""
     if not url or url.startswith("memory:"):
-        return MemoryBackend()
+        return MemoryBackend(multi_worker=multi_worker)
     return ValkeyBackend(url, pooling, key_prefix)
 
 
 def backend_from_settings(settings: GuardSettings) -> Backend:
     """The backend `GuardSettings.valkey_url` names (see `backend_from_url`)."""
-    return backend_from_url(settings.valkey_url, settings.pooling, settings.key_prefix)
+    return backend_from_url(
+        settings.valkey_url, settings.pooling, settings.key_prefix, settings.multi_worker_embedded
+    )
 
 
 __all__ = [
@@ -62,4 +70,5 @@ __all__ = [
     "backend_from_url",
     "choose",
     "hash_tag",
+    "key_part",
 ]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
+from asgi_guard.core.errors import ConfigError
 from asgi_guard.state.base import Backend
+from asgi_guard.state.workers import alone_in_server, server_worker_count
+
+log = logging.getLogger("asgi_guard.backend")
 
 _MISSING = object()
 
@@ -17,13 +22,23 @@ class ExpiringStore:
 
     Expiry is lazy (checked on read) plus a sweep of the oldest entries on write, so every operation
     stays O(1) amortised; when `max_keys` is reached the least recently written entry goes.
+
+    With `max_per_owner`, an entry written with `owner=` (a principal: JWT subject or client IP)
+    counts against that owner's quota, and an owner past it loses its own oldest entry, never
+    another's: one client's flood of distinct keys cannot evict a second client's records. (Only
+    when more than `max_keys / max_per_owner` owners are all full can the shared bound still evict.)
     """
 
-    __slots__ = ("_clock", "_data", "_max_keys", "_writes")
+    __slots__ = ("_clock", "_data", "_max_keys", "_max_per_owner", "_owner_of", "_owners", "_writes")
 
-    def __init__(self, clock: Callable[[], float], max_keys: int) -> None:
+    def __init__(
+        self, clock: Callable[[], float], max_keys: int, *, max_per_owner: int | None = None
+    ) -> None:
         self._data: OrderedDict[Any, tuple[Any, float | None]] = OrderedDict()
         self._max_keys = max_keys
+        self._max_per_owner = max_per_owner
+        self._owners: dict[Any, OrderedDict[Any, None]] = {}
+        self._owner_of: dict[Any, Any] = {}
         self._clock = clock
         self._writes = 0
 
@@ -33,26 +48,59 @@ class ExpiringStore:
             return default
         value, expires = item
         if expires is not None and expires <= self._clock():
-            del self._data[key]
+            self._drop(key)
             return default
         return value
 
-    def set(self, key: Any, value: Any, ttl: float | None = None) -> None:
+    def set(self, key: Any, value: Any, ttl: float | None = None, *, owner: Any = None) -> None:
         data = self._data
         if key in data:
             data.move_to_end(key)
         data[key] = (value, None if ttl is None else self._clock() + ttl)
+        if owner is not None and self._max_per_owner is not None:
+            self._own(key, owner, self._max_per_owner)
         if len(data) > self._max_keys:
-            data.popitem(last=False)
+            self._drop(next(iter(data)))
         self._writes += 1
         if not self._writes & 7:  # every 8th write drops up to 16 expired entries: O(1) amortised
             self._sweep(16)
+
+    def _own(self, key: Any, owner: Any, quota: int) -> None:
+        previous = self._owner_of.get(key)
+        if previous is not None and previous != owner:
+            self._disown(key)
+        keys = self._owners.get(owner)
+        if keys is None:
+            keys = self._owners[owner] = OrderedDict()
+        keys[key] = None
+        keys.move_to_end(key)
+        self._owner_of[key] = owner
+        while len(keys) > quota:  # the owner's own oldest entry goes
+            self._drop(next(iter(keys)))
+
+    def owned(self, owner: Any) -> int:
+        """How many live-or-unswept entries `owner` holds."""
+        keys = self._owners.get(owner)
+        return 0 if keys is None else len(keys)
+
+    def _disown(self, key: Any) -> None:
+        owner = self._owner_of.pop(key, None)
+        if owner is not None:
+            keys = self._owners[owner]
+            del keys[key]
+            if not keys:
+                del self._owners[owner]
+
+    def _drop(self, key: Any) -> None:
+        del self._data[key]
+        if self._owner_of:
+            self._disown(key)
 
     def pop(self, key: Any, default: Any = None) -> Any:
         value = self.get(key, _MISSING)
         if value is _MISSING:
             return default
-        del self._data[key]
+        self._drop(key)
         return value
 
     def ttl(self, key: Any) -> float | None:
@@ -69,6 +117,8 @@ class ExpiringStore:
 
     def clear(self) -> None:
         self._data.clear()
+        self._owners.clear()
+        self._owner_of.clear()
 
     def _sweep(self, budget: int) -> None:
         """Drop up to `budget` expired entries from the oldest end."""
@@ -79,7 +129,7 @@ class ExpiringStore:
             key, (_, expires) = next(iter(data.items()))
             if expires is None or expires > now:
                 return
-            del data[key]
+            self._drop(key)
 
 
 class MemoryBackend(Backend):
@@ -87,16 +137,49 @@ class MemoryBackend(Backend):
 
     kind = "memory"
 
-    def __init__(self, clock: Callable[[], float] = time.time, max_keys: int = 100_000) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        max_keys: int = 100_000,
+        max_keys_per_owner: int = 1_000,
+        *,
+        multi_worker: Literal["warn", "error"] = "warn",
+    ) -> None:
         self.clock = clock
         self.max_keys = max_keys
+        self.max_keys_per_owner = max_keys_per_owner
+        self.multi_worker = multi_worker
         self._namespaces: dict[str, ExpiringStore] = {}
+        self._checked = False
 
-    def namespace(self, name: str) -> ExpiringStore:
-        """The store a policy owns (one per concern, e.g. "rate_limit", "credits")."""
+    async def start(self) -> None:
+        """Report (or refuse) being one of several worker processes: state here is per process."""
+        if self._checked:
+            return
+        self._checked = True
+        alone = alone_in_server()
+        workers = server_worker_count()
+        if alone and (workers is None or workers <= 1):
+            return
+        message = (
+            f"asgi-guard: the embedded backend is running in one of {workers or 'several'} worker "
+            "processes; rate limits, credits, idempotency records and circuit breakers then hold per "
+            "process (a limit of 3/min lets 3 per worker through). Set GuardSettings.valkey_url to "
+            "share them, or run one worker (see docs/deployment-workers.md)"
+        )
+        if self.multi_worker == "error":
+            raise ConfigError(message + "; refusing to start (multi_worker_embedded = 'error')")
+        log.warning(message)
+
+    def namespace(self, name: str, *, per_owner: bool = False) -> ExpiringStore:
+        """The store a policy owns (one per concern, e.g. "rate_limit", "credits").
+
+        `per_owner`: entries written with `owner=` are bounded per owner by `max_keys_per_owner`
+        (idempotency records, cache entries: state a client creates at will)."""
         store = self._namespaces.get(name)
         if store is None:
-            store = self._namespaces[name] = ExpiringStore(self.clock, self.max_keys)
+            quota = self.max_keys_per_owner if per_owner else None
+            store = self._namespaces[name] = ExpiringStore(self.clock, self.max_keys, max_per_owner=quota)
         return store
 
     async def ping(self) -> bool:

@@ -5,6 +5,12 @@ run with EVALSHA (valkey-py reloads them on NOSCRIPT). Every call is bounded by
 `PoolingConfig.socket_timeout`; a failure or time-out raises BackendUnavailable so the stage can answer
 503 or fail open, never hang. `run_many` sends several scripts of one request together (the rate limit
 and the cache lookup): one round trip on a standalone server.
+
+Connections (standalone): valkey-py's `BlockingConnectionPool`, so a call that finds all
+`max_connections` busy waits up to `pool_timeout` instead of failing at once; connections idle longer
+than `health_check_interval` are PINGed before use. A script declared `retry_safe` (see `lua`) whose
+connection fails is run once more after valkey-py's jittered backoff, so one call is bounded by about
+twice `socket_timeout`; which scripts are retry-safe, and why, is in docs/deployment-workers.md.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
@@ -21,17 +28,33 @@ from urllib.parse import urlsplit
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.state.base import Backend
+from asgi_guard.state.keys import hash_tag, join
 
 T = TypeVar("T")
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
 CLUSTER_SCHEMES = ("valkey+cluster", "valkeys+cluster", "redis+cluster", "rediss+cluster")
 
 
-def lua(package: str, name: str) -> str:
+_RETRY_SAFE: set[str] = set()
+
+
+def lua(package: str, name: str, *, retry_safe: bool = False) -> str:
     """A script reference: `<package>:<name>`, the file `<name>.lua` beside that package's code.
 
-    Each concern keeps its Lua next to its stage; the backend only loads what it is handed."""
-    return f"{package}:{name}"
+    Each concern keeps its Lua next to its stage; the backend only loads what it is handed.
+    `retry_safe`: running the script a second time with the same keys and arguments, after a first run
+    whose reply was lost, leaves the same state and gives the caller an equally valid answer (or one
+    only stricter, never looser). Only such scripts are retried after a connection error."""
+    ref = f"{package}:{name}"
+    if retry_safe:
+        _RETRY_SAFE.add(ref)
+    return ref
+
+
+async def _async_no_retry_after_waiting(error: Exception) -> None:
+    """valkey-py's Retry `fail` hook: a pool wait that timed out is not retried (the bound holds)."""
+    if isinstance(error.__cause__, TimeoutError):
+        raise error
 
 
 def load_script_source(ref: str) -> str:
@@ -44,22 +67,16 @@ def load_script_source(ref: str) -> str:
 _PRELUDE = resources.files(__package__).joinpath("clock.lua").read_text()
 
 
-def hash_tag(value: str) -> str:
-    """`{value}` with `%`, `{` and `}` percent-encoded: a client cannot steer the cluster slot, and
-    two different values never share a tag (stripping the braces made "a{b}" and "ab" one key)."""
-    if "{" in value or "}" in value or "%" in value:
-        value = value.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
-    return "{" + value + "}"
-
-
 class _Connection:
     """The client and loaded scripts one backend and its route views (`bounded`) share."""
 
-    __slots__ = ("client", "scripts")
+    __slots__ = ("client", "gate", "retry", "scripts")
 
     def __init__(self) -> None:
         self.client: Any = None
         self.scripts: dict[str, Any] = {}
+        self.retry: Any = None  # valkey-py Retry for retry-safe scripts (built with the client)
+        self.gate: asyncio.Semaphore | None = None  # cluster: at most max_connections calls at once
 
 
 class ValkeyBackend(Backend):
@@ -122,14 +139,30 @@ class ValkeyBackend(Backend):
         return shared.client
 
     def _connect(self) -> Any:
+        from valkey.asyncio.retry import Retry
+        from valkey.backoff import EqualJitterBackoff
+        from valkey.exceptions import ConnectionError as ValkeyConnectionError
+
         pool = self.pooling
+        # One retry, with valkey-py's own jittered backoff, of a connection error only (a time-out may
+        # mean the server is running the command). The connection's own retry is used for the PING of
+        # a health check; commands are retried by `run`, and only retry-safe scripts.
+        self._shared.retry = Retry(
+            EqualJitterBackoff(cap=max(pool.retry_backoff * 8, 0.001), base=max(pool.retry_backoff, 0.0005)),
+            1,
+            supported_errors=(ValkeyConnectionError,),
+        )
         common: dict[str, Any] = {
             "socket_timeout": pool.socket_timeout,
             "socket_connect_timeout": pool.connect_timeout,
-            "max_connections": pool.max_connections,
+            "health_check_interval": pool.health_check_interval,
         }
-        if self.is_cluster:
+        if self.is_cluster:  # the cluster client keeps its own retry and topology refresh
             from valkey.asyncio.cluster import ClusterNode, ValkeyCluster
+
+            # valkey-py's cluster client has no blocking pool (a node past max_connections raises
+            # MaxConnectionsError at once), so calls wait for one of max_connections slots here.
+            self._shared.gate = asyncio.Semaphore(pool.max_connections)
 
             parts = urlsplit(self.url)
             nodes = []
@@ -142,23 +175,34 @@ class ValkeyBackend(Backend):
                 password=parts.password,
                 username=parts.username,
                 require_full_coverage=True,
+                max_connections=pool.max_connections,
                 **common,
             )
-        from valkey.asyncio import Valkey
+        from valkey.asyncio import BlockingConnectionPool, Valkey
 
         url = self.url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
-        return Valkey.from_url(url, **common)
+        connections = BlockingConnectionPool.from_url(
+            url,
+            max_connections=pool.max_connections,
+            timeout=pool.pool_timeout,
+            retry=Retry(EqualJitterBackoff(cap=0.1, base=max(pool.retry_backoff, 0.0005)), 1),  # health PINGs
+            **common,
+        )
+        return Valkey.from_pool(connections)
 
     def script_now(self) -> str:
         """The time argument scripts take: "" (read the server's `TIME`) unless a test clock is set."""
         clock = self._script_clock
         return "" if clock is None else repr(clock())
 
-    def key(self, concern: str, tag: str, *parts: str) -> str:
-        """`prefix:concern:{tag}:parts...`: keys of one decision share `tag`, hence one cluster slot."""
-        suffix = ":".join(parts)
-        base = f"{self.key_prefix}:{concern}:{hash_tag(tag)}"
-        return f"{base}:{suffix}" if suffix else base
+    def key(self, concern: str, tag: str | tuple[str, ...], *parts: str) -> str:
+        """`prefix:concern:{tag}:parts...`: keys of one decision share `tag`, hence one cluster slot.
+
+        `tag` (one value, or several joined inside the tag) and `parts` are escaped by the one rule
+        of `asgi_guard.state.keys`, so no client-chosen value can forge another key."""
+        tagged = hash_tag(*tag) if isinstance(tag, tuple) else hash_tag(tag)
+        base = f"{self.key_prefix}:{concern}:{tagged}"
+        return f"{base}:{join(*parts)}" if parts else base
 
     def script(self, name: str) -> Any:
         """The registered script `scripts/<name>.lua` (loaded on first use, then EVALSHA)."""
@@ -168,10 +212,40 @@ class ValkeyBackend(Backend):
         return script
 
     async def run(
-        self, name: str, keys: Sequence[str], args: Sequence[Any], timeout: float | None = None
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        timeout: float | None = None,
+        *,
+        retry: bool | None = None,
     ) -> Any:
-        """Run one script atomically, in one round trip (two the first time, to load it)."""
-        return await self.call(self.script(name)(keys=list(keys), args=list(args)), timeout)
+        """Run one script atomically, in one round trip (two the first time, to load it).
+
+        A retry-safe script (`lua(..., retry_safe=True)`, or `retry=True` for this call) whose
+        connection fails is run once more on another connection after a short jittered backoff; a
+        time-out is never retried (the server may be running it)."""
+        script = self.script(name)
+        if not (name in _RETRY_SAFE if retry is None else retry):
+            return await self.call(script(keys=list(keys), args=list(args)), timeout)
+        return await self.call_retrying(lambda: script(keys=list(keys), args=list(args)), timeout)
+
+    async def call_retrying(self, make: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """`call(make())`, and once more after a connection error (for retry-safe calls only)."""
+        self.client  # noqa: B018 - connects, which builds the retry policy too
+
+        async def attempt() -> T:
+            return await self.call(make(), timeout, raw=True)
+
+        try:
+            result: T = await self._shared.retry.call_with_retry(attempt, _async_no_retry_after_waiting)
+            return result
+        except asyncio.CancelledError:
+            raise
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise BackendUnavailable(f"valkey: {type(exc).__name__}: {exc}") from exc
 
     async def run_many(self, calls: Sequence[ScriptCall], timeout: float | None = None) -> list[Any]:
         """Run several scripts together: each answer, or a BackendUnavailable for a call that failed.
@@ -190,10 +264,20 @@ class ValkeyBackend(Backend):
         """
         if self.is_cluster:
             return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
-        pipe = self.client.pipeline(transaction=False)
-        for name, keys, args in calls:
-            pipe.evalsha(self.script(name).sha, len(keys), *keys, *args)
-        results: list[Any] = await self.call(pipe.execute(raise_on_error=False), timeout)
+        shas = [(self.script(name).sha, keys, args) for name, keys, args in calls]
+
+        def execute() -> Awaitable[list[Any]]:
+            pipe = self.client.pipeline(transaction=False)
+            for sha, keys, args in shas:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            result: Awaitable[list[Any]] = pipe.execute(raise_on_error=False)
+            return result
+
+        results: list[Any]
+        if all(name in _RETRY_SAFE for name, _, _ in calls):
+            results = await self.call_retrying(execute, timeout)
+        else:
+            results = await self.call(execute(), timeout)
         for i, result in enumerate(results):
             if isinstance(result, Exception):
                 from valkey.exceptions import NoScriptError  # valkey is an optional dependency
@@ -212,14 +296,37 @@ class ValkeyBackend(Backend):
         except BackendUnavailable as exc:
             return exc
 
-    async def call(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
-        """Await a backend call with a bound; any failure becomes BackendUnavailable."""
+    async def call(self, awaitable: Awaitable[T], timeout: float | None = None, *, raw: bool = False) -> T:
+        """Await a backend call with a bound; any failure becomes BackendUnavailable (with `raw`, only
+        the time-out does and a client error is raised as it is, for the retry to judge)."""
+        gate = self._shared.gate
+        if gate is None:
+            return await self._bounded(awaitable, timeout, raw)
+        try:  # cluster: wait (bounded) for one of the max_connections slots
+            async with asyncio.timeout(self.pooling.pool_timeout):
+                await gate.acquire()
+        except TimeoutError as exc:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()
+            raise BackendUnavailable(
+                f"valkey: no connection free within pool_timeout ({self.pooling.pool_timeout}s)"
+            ) from exc
+        try:
+            return await self._bounded(awaitable, timeout, raw)
+        finally:
+            gate.release()
+
+    async def _bounded(self, awaitable: Awaitable[T], timeout: float | None, raw: bool) -> T:
         try:
             async with asyncio.timeout(timeout or self.timeout):  # no extra task, unlike wait_for
                 return await awaitable
         except asyncio.CancelledError:
             raise
+        except TimeoutError as exc:
+            raise BackendUnavailable(f"valkey: no answer within {timeout or self.timeout}s") from exc
         except Exception as exc:
+            if raw:
+                raise
             raise BackendUnavailable(f"valkey: {type(exc).__name__}: {exc}") from exc
 
     async def ping(self) -> bool:
@@ -238,6 +345,7 @@ class ValkeyBackend(Backend):
         shared = self._shared
         if shared.client is not None:
             client, shared.client = shared.client, None
+            shared.gate = None
             shared.scripts.clear()
             with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
                 await client.aclose()

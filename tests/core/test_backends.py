@@ -64,7 +64,8 @@ def test_backend_from_settings_picks_by_url() -> None:
 
 def test_keys_are_hash_tagged_and_client_braces_escaped() -> None:
     backend = ValkeyBackend("valkey://127.0.0.1:1/0", key_prefix="ag")
-    assert backend.key("rate_limit", "io:user{evil}:42", "fixed") == "ag:rate_limit:{io:user%7Bevil%7D:42}:fixed"
+    # One escaping rule for every part (issue 13): separators inside a tag are escaped too.
+    assert backend.key("rate_limit", "io:user{evil}:42", "fixed") == "ag:rate_limit:{io%3Auser%7Bevil%7D%3A42}:fixed"
     assert hash_tag("a{b}c") == "{a%7Bb%7Dc}"
     assert hash_tag("plain") == "{plain}"
     # distinct values never share a key

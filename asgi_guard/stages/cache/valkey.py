@@ -15,8 +15,8 @@ from asgi_guard.core.http import CachedResponse
 from asgi_guard.stages.cache.store import WAIT, Filling, Hit
 from asgi_guard.state.valkey import ScriptCall, ValkeyBackend, lua
 
-_GET = lua(__package__, "cache_get")
-_SET = lua(__package__, "cache_set")
+_GET = lua(__package__, "cache_get", retry_safe=True)  # read-only
+_SET = lua(__package__, "cache_set", retry_safe=True)  # writes the same entry again
 
 
 class ValkeyCacheStore:

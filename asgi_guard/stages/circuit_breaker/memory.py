@@ -126,6 +126,8 @@ class LocalBreaker:
                 return Admission(False, STATE_OPEN, retry_after=remaining, failures=storage.counter)
             self.cb.half_open()
         elif storage.trial_until > now:
+            if storage.trial_token == token:  # the trial's own call again (a retry after a lost reply)
+                return Admission(True, STATE_HALF_OPEN, trial=True, failures=storage.counter)
             return Admission(False, STATE_HALF_OPEN, retry_after=TRIAL_BUSY_RETRY, failures=storage.counter)
         storage.trial_until, storage.trial_token = now + self.lease, token
         return Admission(True, STATE_HALF_OPEN, trial=True, failures=storage.counter)

@@ -41,6 +41,8 @@ class ReferenceBreaker:
                 return Admission(False, STATE_OPEN, retry_after=remaining, failures=self.failures)
             self.state = STATE_HALF_OPEN
         elif self.trial_until > now:
+            if self.trial_token == token:  # the trial's own call again (a retry after a lost reply)
+                return Admission(True, STATE_HALF_OPEN, trial=True, failures=self.failures)
             return Admission(False, STATE_HALF_OPEN, retry_after=TRIAL_BUSY_RETRY, failures=self.failures)
         self.trial_until, self.trial_token = now + self.lease, token
         return Admission(True, STATE_HALF_OPEN, trial=True, failures=self.failures)

@@ -28,7 +28,7 @@ class Attempt:
     straight through, as does everything when `hold` is off.
     """
 
-    __slots__ = ("_send", "held", "hold", "sent", "status")
+    __slots__ = ("_send", "complete", "held", "hold", "sent", "status")
 
     def __init__(self, send: Send, hold: bool) -> None:
         self._send = send
@@ -36,12 +36,15 @@ class Attempt:
         self.status: int | None = None
         self.held: list[Message] = []
         self.sent = False
+        self.complete = False  # the final body was sent (or held)
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
             if self.hold and self.status < 500:
                 self.hold = False
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.complete = True
         if self.hold:
             self.held.append(message)
             return

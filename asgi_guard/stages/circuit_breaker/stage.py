@@ -1,8 +1,11 @@
 """Stage 7: a per-route circuit breaker around the handler, with retries only where they are safe.
 
-Closed: calls run; `circuit_breaker_threshold` consecutive failures (an exception, a 5xx status, the
-handler time-out) open the circuit. Open: 503 problem with Retry-After, the handler is not called
-(the credits stage outside refunds). After `circuit_breaker_timeout` one trial call runs (half-open):
+Closed: calls run; `circuit_breaker_threshold` consecutive failures of the handler (an exception, a
+5xx response, the handler time-out) open the circuit. Only the handler's outcome counts: an inner
+stage's rejection of the client's input (a 4xx Problem, such as a body the encryption stage cannot
+process) is not a failure, and neither is an exception from background work after a complete
+response. Open: 503 problem with Retry-After, the handler is not called (the credits stage outside
+refunds). After `circuit_breaker_timeout` one trial call runs (half-open):
 success closes, failure re-opens. With Valkey the state is shared by every process.
 """
 
@@ -17,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.problems import Problem, backend_unavailable
+from asgi_guard.core.problems import HANDLER_TIMEOUT, Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.circuit_breaker import Admission, make_breaker
 from asgi_guard.stages.circuit_breaker.retry import Attempt, backoff_delay, is_retry_safe
@@ -48,7 +51,6 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
             runtime.metrics,
         )
         self.fail_open = policy.fail_open
-        self.timeout = route.handler_timeout
         self.max_retries = policy.max_retries
         self.backoff = policy.retry_backoff
         metrics = runtime.metrics
@@ -76,22 +78,35 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
             attempt += 1
             out = Attempt(send, hold=attempt <= retries)
             error: BaseException | None = None
+            failed: bool | None  # None: not the handler's outcome (a guard stage's rejection)
             try:
-                await self._call(scope, receive, out)
+                await self.app(scope, receive, out)
             except asyncio.CancelledError:
                 await asyncio.shield(self._release(admission, ctx))
                 raise
             except Problem as problem:
-                error, failed = problem, problem.status >= 500
+                # Only the time-out is the handler's; any other Problem is an inner stage rejecting the
+                # client's input (400, 413, 422...) or its own backend, never a handler failure.
+                error, failed = problem, (True if problem.slug == HANDLER_TIMEOUT else None)
             except Exception as exc:  # noqa: BLE001 - any handler exception is a failure, re-raised below
-                error, failed = exc, True
+                # ...unless the response was already complete: then it is background work's error.
+                after_answer = out.complete and out.status is not None and out.status < 500
+                error, failed = exc, not after_answer
             else:
-                failed = out.status is None or out.status >= 500
-            await self._record(admission, ctx, ok=not failed)
+                if out.status is None:
+                    failed = True  # returned without answering
+                elif out.status >= 500:
+                    failed = True if ctx.rejected_by is None else None
+                else:
+                    failed = False
+            if failed is None:
+                await self._release(admission, ctx)
+            else:
+                await self._record(admission, ctx, ok=not failed)
             ctx.decide(
                 self.name,
                 "allowed",
-                "failure" if failed else "success",
+                "not_counted" if failed is None else ("failure" if failed else "success"),
                 state=admission.state,
                 attempts=attempt,
             )
@@ -106,20 +121,6 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
                 raise error
             await out.flush()
             return
-
-    async def _call(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.timeout is None:
-            await self.app(scope, receive, send)
-            return
-        try:
-            async with asyncio.timeout(self.timeout) as deadline:
-                await self.app(scope, receive, send)
-        except TimeoutError:
-            if not deadline.expired():
-                raise
-            raise Problem(
-                504, "handler-timeout", "Gateway Timeout", f"no response within {self.timeout}s"
-            ) from None
 
     async def _acquire(self, ctx: GuardContext) -> Admission:
         try:

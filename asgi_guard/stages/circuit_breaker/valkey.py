@@ -19,7 +19,7 @@ from pybreaker import STATE_CLOSED, STATE_HALF_OPEN
 from asgi_guard.stages.circuit_breaker.store import ADMIT_CLOSED, STATE_NAMES, Admission
 from asgi_guard.state.valkey import ValkeyBackend, lua
 
-_SCRIPT = lua(__package__, "breaker")
+_SCRIPT = lua(__package__, "breaker", retry_safe=True)  # token-checked; a lost failure may count twice
 
 
 class MirrorStorage(pybreaker.CircuitBreakerStorage):

@@ -1,8 +1,12 @@
 """Stage 6: reserve the route's price before the handler, then commit or refund exactly once.
 
-Reserve (one atomic call) -> handler -> commit on a 2xx/3xx response, refund on anything else: a
-4xx/5xx status (an open circuit's 503 included), an exception, the handler time-out (504), or a client
-that disconnected before the response was complete. The reservation id is the request id; a
+Reserve (one atomic call) -> handler -> settle once, when the response is complete (the final
+`http.response.body` was handed to the server): commit on a 2xx/3xx status, refund on a 4xx/5xx (an
+open circuit's 503 included). Refund, too, on an exception or the handler time-out (504) before that
+point, and when the client disconnects before it (`http.disconnect` seen while the handler runs, or the
+final send failing): the handler is then cancelled. A disconnect after completion, or a BackgroundTask
+that fails or runs long after it, changes nothing: the charge is committed. The reservation id is the
+request id; a
 reservation left unsettled (the process died) is refunded by the next operation on that balance.
 
 A route with `charge_cache_hits` runs this stage before the cache (`runs_before`), so a response the
@@ -19,6 +23,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.disconnect import ClientWatch
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
@@ -52,8 +57,6 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
         self.amount: int = config.required_credits
         self.credit_type: str = config.credit_type
         self.ttl = reservation_ttl(route.handler_timeout)
-        # The breaker (inner) enforces the time-out itself when enabled, so it sees it as a failure.
-        self.timeout = None if "circuit_breaker" in route.stages else route.handler_timeout
         metrics = runtime.metrics
         label = route.label
         self._reserved = metrics.credits.labels(label, self.credit_type, "reserved")
@@ -119,7 +122,7 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
 class _Charge:
     """One request's reservation: watches the response and settles it exactly once."""
 
-    __slots__ = ("ctx", "decision", "disconnected", "finished", "header", "settled", "stage", "status")
+    __slots__ = ("ctx", "decision", "header", "settled", "stage", "status")
 
     def __init__(
         self,
@@ -133,18 +136,24 @@ class _Charge:
         self.header = header
         self.decision = decision
         self.status: int | None = None
-        self.finished = False
-        self.disconnected = False
         self.settled = False
 
     async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; settle when its response is complete (commit below 400, refund otherwise), or
+        refund when it fails, times out or the client leaves first (the handler is then cancelled:
+        nobody will read its answer). Work after the response (a BackgroundTask) changes nothing."""
         stage = self.stage
+        watch = ClientWatch(receive)
+        task = asyncio.current_task()
+        cancelled = False
 
-        async def watch_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.disconnect" and not self.finished:
-                self.disconnected = True
-            return message
+        def client_gone() -> None:
+            nonlocal cancelled
+            if task is not None and not self.settled:
+                cancelled = True
+                task.cancel()
+
+        watch.on_gone = client_gone
 
         async def watch_send(message: Message) -> None:
             kind = message["type"]
@@ -153,30 +162,36 @@ class _Charge:
                 if self.status >= 400:
                     await self.settle(commit=False)  # so the header shows the refunded balance
             elif kind == "http.response.body" and not message.get("more_body", False):
-                self.finished = True
+                await asyncio.sleep(0)  # let the watch see a disconnect that is already pending
+                watch.finish()  # from here the send's own outcome decides
+                try:
+                    await send(message)
+                except OSError:  # ASGI 2.4: the connection is closed
+                    watch.finish(failed=True)
+                    await self.settle(commit=False)
+                    raise
+                if not self.settled:
+                    ok = self.status is not None and self.status < 400 and not watch.gone
+                    await self.settle(commit=ok)
+                return
             await send(message)
 
         try:
-            if stage.timeout is None:
-                await stage.app(scope, watch_receive, watch_send)
-            else:
-                try:
-                    async with asyncio.timeout(stage.timeout):
-                        await stage.app(scope, watch_receive, watch_send)
-                except TimeoutError:
-                    await self.settle(commit=False)
-                    if self.status is None:
-                        raise Problem(
-                            504, "handler-timeout", "Gateway Timeout", f"no response within {stage.timeout}s"
-                        ) from None
-                    raise
+            await stage.app(scope, watch.receive, watch_send)
+        except asyncio.CancelledError:
+            if not self.settled:
+                await asyncio.shield(self.settle(commit=False))
+            if cancelled and task is not None and task.uncancel() == 0:
+                return  # our own cancellation: the client is gone, nothing to answer
+            raise
         except BaseException:
             if not self.settled:
                 await asyncio.shield(self.settle(commit=False))
             raise
-        if not self.settled:
-            ok = self.status is not None and self.status < 400 and not self.disconnected
-            await self.settle(commit=ok)
+        finally:
+            watch.close()
+        if not self.settled:  # the app returned without completing a response
+            await self.settle(commit=False)
 
     async def settle(self, *, commit: bool) -> None:
         """Commit or refund once; a backend failure leaves the reservation to expire (and be refunded)."""

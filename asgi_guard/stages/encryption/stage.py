@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
@@ -20,6 +21,7 @@ from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.encryption.crypto import VERSION, EnvelopeError, KeyRing, associated_data
+from asgi_guard.stages.encryption.declared import Validators, declared_validators
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -104,6 +106,8 @@ class EncryptionMiddleware(Stage["EncryptionConfig"]):
         self.allow_plaintext = policy.allow_plaintext
         fields = [(path, tuple(path.split(".")), associated_data(context, path)) for path in policy.fields]
         self.sealers = tuple((parts, self._sealer(path, aad)) for path, parts, aad in fields)
+        self.paths = tuple(parts for _, parts, _ in fields)
+        self._declared: Validators | None = None  # found on the first request (the app is in the scope)
         self.openers = tuple((parts, self._opener(path, aad)) for path, parts, aad in fields)
 
     @staticmethod
@@ -135,6 +139,10 @@ class EncryptionMiddleware(Stage["EncryptionConfig"]):
         decisions: dict[str, Any] = {"key_id": self.keyring.primary}
         ctx.decide(self.name, "allowed", **decisions)
         if self.encrypts:
+            if self._declared is None:
+                self._declared = declared_validators(
+                    scope.get("app"), self.route.template, self.route.methods, self.paths
+                )
             decisions["encrypted"] = await self._encrypt_request(ctx, scope)
             ctx.decide(self.name, "allowed", **decisions)
         if self.decrypts and scope["method"] != "HEAD":
@@ -154,6 +162,8 @@ class EncryptionMiddleware(Stage["EncryptionConfig"]):
             raise Problem(400, "malformed-json", "Bad Request", "request body nests too deeply") from None
         if document is None:
             return 0
+        if self._declared:
+            self._check_declared(ctx, document)
         total = 0
         try:
             for parts, seal in self.sealers:
@@ -168,6 +178,30 @@ class EncryptionMiddleware(Stage["EncryptionConfig"]):
         if total:
             ctx.replace_body(_dumps(document), scope)
         return total
+
+    def _check_declared(self, ctx: GuardContext, document: Any) -> None:
+        """422, as the app would answer, when a field to seal is not of the type the route declares."""
+        errors: list[dict[str, Any]] = []
+        for parts, adapter in (self._declared or {}).items():
+
+            def check(value: Any, parts: tuple[str, ...] = parts, adapter: Any = adapter) -> Any:
+                try:
+                    adapter.validate_python(value)
+                except ValidationError as exc:
+                    first = exc.errors(include_url=False, include_context=False, include_input=False)[0]
+                    errors.append({"loc": ["body", *parts], "msg": first["msg"], "type": first["type"]})
+                return _SKIP
+
+            _rewrite(document, parts, 0, check)
+        if errors:
+            ctx.decide(self.name, "rejected", "validation_failed", fields=len(errors))
+            raise Problem(
+                422,
+                "request-validation-failed",
+                "Unprocessable Content",
+                f"{len(errors)} field(s) do not match the route's declared types",
+                extra={"errors": errors},
+            )
 
     # -- response -------------------------------------------------------------------------------
     def _decrypting_send(self, ctx: GuardContext, send: Send, decisions: dict[str, Any]) -> Send:

@@ -3,8 +3,9 @@
 -- ARGV: 1 fingerprint, 2 owner token, 3 lock ttl (s), 4 now (s) or "" for the server clock (TIME),
 --       5 garbage-collection slack (ms) kept past exp
 -- Returns {'new'} | {'mismatch'} | {'running'} | {'done', response}
+-- A re-run with the same owner token (a retry after a lost reply) is 'new' again: retry-safe.
 local now = script_now(ARGV[4])
-local record = redis.call('HMGET', KEYS[1], 'st', 'fp', 'resp', 'exp')
+local record = redis.call('HMGET', KEYS[1], 'st', 'fp', 'resp', 'exp', 'tok')
 if not record[1] or tonumber(record[4] or '0') <= now then
   local ttl = tonumber(ARGV[3])
   redis.call('DEL', KEYS[1])
@@ -16,6 +17,9 @@ if record[2] ~= ARGV[1] then
   return {'mismatch'}
 end
 if record[1] == 'running' then
+  if record[5] == ARGV[2] then -- our own claim again (a retry after a lost reply): retry-safe
+    return {'new'}
+  end
   return {'running'}
 end
 return {'done', record[3]}

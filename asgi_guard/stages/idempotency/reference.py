@@ -3,8 +3,9 @@
 Per key: nothing, or a record (state running|done, fingerprint, owner token, response, expires).
 A record whose `expires <= now` is gone. `claim` on a free key makes a running record for `lock_ttl`;
 on a held key it answers mismatch (another fingerprint), running, or done with the response, and
-changes nothing. `finish` (owner of a running claim only) makes it done for `ttl`; `release` (the
-same) deletes it.
+changes nothing; a running claim asked for again with its own owner token answers new (so the
+script is safe to retry after a lost reply). `finish` (owner of a running claim only) makes it
+done for `ttl`; `release` (the same) deletes it.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class ReferenceRecords:
             return Claim("new")
         if record.fingerprint != fingerprint:
             return Claim("mismatch")
-        if record.state == "running":
-            return Claim("running")
+        if record.state == "running":  # the owner's own claim again (a retried call) is new
+            return Claim("new" if record.token == token else "running")
         return Claim("done", record.response)
 
     def _owned(self, key: str, token: str, now: float) -> _Record | None:

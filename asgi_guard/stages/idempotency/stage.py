@@ -83,7 +83,7 @@ class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
         record = _digest(self._label, ctx.user_key.encode(), key, size=20)
         token = os.urandom(12).hex()
         try:
-            claim = await self._store.claim(record, fingerprint, token, self._lock_ttl)
+            claim = await self._store.claim(record, fingerprint, token, self._lock_ttl, ctx.user_key)
         except BackendUnavailable as exc:
             self._faults.inc()
             if not self._fail_open:
@@ -125,19 +125,37 @@ class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
         self, ctx: GuardContext, record: str, token: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         recorder = _Recorder(send, self._max_response)
+        ended = False
+
+        async def finishing_send(message: Message) -> None:
+            # The record ends when the response is complete, before any background work runs:
+            # an exception or a long BackgroundTask after that must not release a finished answer.
+            nonlocal ended
+            await recorder(message)
+            if recorder.complete and not ended:
+                ended = True
+                await self._end(record, token, self._replayable(ctx, recorder))
+
         try:
-            await self.app(scope, receive, recorder)
+            await self.app(scope, receive, finishing_send)
         except BaseException:
-            ctx.decide(self.name, "allowed", "released", result="released")
-            await asyncio.shield(self._end(record, token, None))
+            if not ended:
+                ended = True
+                ctx.decide(self.name, "allowed", "released", result="released")
+                await asyncio.shield(self._end(record, token, None))
             raise
+        if not ended:  # returned without a complete response (e.g. the client went away)
+            ctx.decide(self.name, "allowed", "released", result="released")
+            await self._end(record, token, None)
+
+    def _replayable(self, ctx: GuardContext, recorder: _Recorder) -> CachedResponse | None:
+        """Only the handler's own final answers are replayed: a 5xx, an inner stage's rejection (402,
+        an open circuit...) or a response too large to keep frees the key for a retry instead."""
         response = recorder.response()
-        # Only the handler's own final answers are replayed: a 5xx, an inner stage's rejection (402,
-        # an open circuit...) or a response too large to keep frees the key for a retry instead.
         if response is None or response.status >= 500 or ctx.rejected_by is not None:
             ctx.decide(self.name, "allowed", "released", result="released")
-            response = None
-        await self._end(record, token, response)
+            return None
+        return response
 
     async def _end(self, record: str, token: str, response: CachedResponse | None) -> None:
         """Store the response for replay, or release the key; a failure here never fails the request."""
@@ -203,6 +221,10 @@ class _Recorder:
         else:
             self._body = None
         await self._send(message)
+
+    @property
+    def complete(self) -> bool:
+        return self._complete
 
     def response(self) -> CachedResponse | None:
         """The whole response, or None when it did not finish, was too large, or cannot be replayed."""

@@ -26,8 +26,11 @@ class Claim:
 
 
 class IdempotencyStore(Protocol):
-    async def claim(self, key: str, fingerprint: str, token: str, lock_ttl: float) -> Claim:
-        """Claim `key` for `lock_ttl` seconds, or report what holds it."""
+    async def claim(
+        self, key: str, fingerprint: str, token: str, lock_ttl: float, owner: str | None = None
+    ) -> Claim:
+        """Claim `key` for `lock_ttl` seconds, or report what holds it. `owner` (the principal)
+        bounds how many records one client may hold on the embedded backend."""
 
     async def finish(self, key: str, token: str, response: CachedResponse, ttl: float) -> bool:
         """Store the owner's response for `ttl` seconds; False unless `token` holds a running claim."""

@@ -11,8 +11,8 @@ from asgi_guard.core.http import CachedResponse
 from asgi_guard.stages.idempotency.store import Claim
 from asgi_guard.state.valkey import ValkeyBackend, lua
 
-_CLAIM = lua(__package__, "idempotency_claim")
-_END = lua(__package__, "idempotency_end")
+_CLAIM = lua(__package__, "idempotency_claim", retry_safe=True)  # our own token claims again
+_END = lua(__package__, "idempotency_end", retry_safe=True)  # token-checked: a re-run is a no-op
 
 
 class ValkeyIdempotencyStore:
@@ -22,8 +22,10 @@ class ValkeyIdempotencyStore:
     def _key(self, key: str) -> str:
         return self._backend.key("idem", key)
 
-    async def claim(self, key: str, fingerprint: str, token: str, lock_ttl: float) -> Claim:
-        backend = self._backend
+    async def claim(
+        self, key: str, fingerprint: str, token: str, lock_ttl: float, owner: str | None = None
+    ) -> Claim:
+        backend = self._backend  # `owner`: the key's digest already scopes it; Valkey bounds memory
         args = (fingerprint, token, repr(float(lock_ttl)), backend.script_now(), backend.gc_slack_ms)
         reply = await backend.run(_CLAIM, (self._key(key),), args)
         state = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])

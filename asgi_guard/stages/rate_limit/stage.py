@@ -8,7 +8,6 @@ offers its lookup (`asgi_guard.stages.cache.prefetch`), that lookup rides in the
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from math import ceil
 from typing import TYPE_CHECKING
@@ -32,23 +31,14 @@ from asgi_guard.stages.rate_limit.headers import (
 )
 from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
 from asgi_guard.stages.rate_limit.spec import Decision
+from asgi_guard.state.keys import EVERYONE, NO_VALUE, fallback_identity, key_part
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
     from asgi_guard.stages.rate_limit.config import RateLimitConfig
 
-_MAX_PART = 128
-_NO_RESOURCE = "-"
+_NO_RESOURCE = NO_VALUE
 Part = Callable[[GuardContext, Scope, "str | None"], str]
-
-
-def key_part(value: str) -> str:
-    """A key component that cannot forge a separator or a hash tag; long values are hashed."""
-    if len(value) > _MAX_PART:
-        return "#" + hashlib.sha256(value.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    if ":" in value or "{" in value or "}" in value or "%" in value:
-        return value.replace("%", "%25").replace(":", "%3A").replace("{", "%7B").replace("}", "%7D")
-    return value
 
 
 def _header_part(name: bytes) -> Part:
@@ -56,7 +46,8 @@ def _header_part(name: bytes) -> Part:
         for key, value in scope["headers"]:
             if key == name:
                 return key_part(value.decode("latin-1"))
-        return "~" + key_part(ctx.client_ip)  # no header: fall back to the client IP (as Kong does)
+        # No header: fall back to the client IP (as Kong does), marked so no header value can equal it.
+        return fallback_identity(ctx.client_ip)
 
     return part
 
@@ -97,7 +88,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             if part == "route":
                 parts.append(_constant(key_part(label)))
             elif part == "global":
-                parts.append(_constant("*"))
+                parts.append(_constant(EVERYONE))
             elif part == "user":
                 parts.append(_user)
             elif part == "ip":

@@ -14,7 +14,7 @@ from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.stages.rate_limit.spec import SLIDING_EXACT, Decision, LimitSpec
 from asgi_guard.state.valkey import ScriptCall, ValkeyBackend, lua
 
-SCRIPT = lua(__package__, "rate_limit")
+SCRIPT = lua(__package__, "rate_limit", retry_safe=True)  # a lost reply re-run counts twice: stricter
 GC_SLACK_MS = 1000
 
 

@@ -53,6 +53,8 @@ VERIFIER_SERVICE = "security.verifier"
 JWKS_SERVICE = "security.jwks"
 _CACHE_SIZE = 10_000
 _CACHE_MAX_TTL = 600.0
+_DATE_CLAIMS = ("exp", "nbf", "iat")
+_MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 class TokenError(Exception):
@@ -97,6 +99,11 @@ def principal_from_claims(claims: dict[str, Any], roles_claim: str) -> Principal
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise TokenError("token has no subject (sub)")
+    if not subject.isascii():
+        try:
+            subject.encode()
+        except UnicodeEncodeError:  # "\ud800": not text; it would crash every key built from it
+            raise TokenError("token subject (sub) is not valid text") from None
     scopes = _strings(claims.get("scope"))
     if not scopes:
         scopes = _strings(claims.get("scp"))
@@ -161,6 +168,18 @@ def _describe(exc: jwt.PyJWTError) -> str:
     if isinstance(exc, (jwt.InvalidAlgorithmError, jwt.InvalidKeyError)):
         return "token algorithm does not match the key"
     return "token is malformed"
+
+
+def _check_dates(claims: Mapping[str, Any]) -> None:
+    """`exp`, `nbf` and `iat`, when present, are NumericDates (RFC 7519 section 2): JSON numbers, here
+    also finite and between 0 and the end of year 9999. pyjwt alone accepts `"exp": "<digits>"` (it
+    calls int() on it) and any huge integer; either would then be cached or overflow a float."""
+    for name in _DATE_CLAIMS:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if type(value) not in (int, float) or not 0 <= value <= _MAX_NUMERIC_DATE:  # NaN fails too
+            raise TokenError(f"token {name} claim is not a NumericDate")
 
 
 class TokenVerifier:
@@ -257,8 +276,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(_describe(exc)) from exc
+        except OverflowError as exc:  # a date such as 1e400 (JSON gives inf; int(inf) overflows)
+            raise TokenError("token date claims must be NumericDate numbers") from exc
         except (TypeError, ValueError) as exc:  # a key/algorithm pairing pyjwt did not expect
             raise TokenError("token algorithm does not match the key") from exc
+        _check_dates(claims)
         principal = principal_from_claims(claims, self._roles_claim)
         self._remember(digest, principal, claims.get("exp"), now)
         return principal
@@ -282,7 +304,7 @@ class TokenVerifier:
 
     def _remember(self, digest: bytes, principal: Principal, exp: Any, now: float) -> None:
         until = now + _CACHE_MAX_TTL
-        if isinstance(exp, (int, float)):
+        if exp is not None:  # a NumericDate by now (_check_dates)
             until = min(until, float(exp) + self._leeway)
         if until <= now:
             return

@@ -75,6 +75,7 @@ class SecurityMiddleware(Stage["SecurityConfig"]):
         self._mfa = sec.mfa_required
         self._mfa_amr = frozenset(sec.mfa_amr_values)
         self._totp_header = sec.mfa_totp_header.encode()
+        runtime.redactor.add_headers([sec.mfa_totp_header])  # a step-up code is a secret in every log
         self._resolver = load_resolver(sec.mfa_totp_resolver, runtime) if sec.mfa_required else None
         self._totp: TotpChecker | None = None
         self._guard: TotpStore | None = None

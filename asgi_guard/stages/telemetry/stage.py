@@ -60,6 +60,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
             self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
         )
         runtime.redactor.add_fields(self.config.redact_fields)
+        runtime.redactor.add_headers(runtime.settings.redact_headers)
         attach_redaction()
         runtime.service("telemetry.redaction", lambda: _attach_at_startup(runtime))
 

@@ -1,0 +1,57 @@
+"""Innermost: the one place `handler_timeout` is enforced, for every route that sets it.
+
+The time-out covers the handler until its response is complete (`http.response.body` with
+`more_body=False`). Work after that (a Starlette `BackgroundTask`) is never cancelled: by then the
+client has its answer, credits are settled and the breaker has its outcome.
+
+No response started in time: the handler is cancelled and a 504 `handler-timeout` problem is raised
+(the outer stages refund credits and count a breaker failure). A response started but not finished in
+time: the handler is cancelled and the same problem is raised; stage 0 cannot answer any more, so the
+server closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from asgi_guard.core.problems import handler_timeout
+from asgi_guard.core.stage import RouteInfo, Stage
+
+if TYPE_CHECKING:
+    from asgi_guard.core.runtime import GuardRuntime
+
+
+class HandlerTimeoutMiddleware(Stage["float | None"]):
+    """Its section is `JobConfig.handler_timeout` itself (seconds, or None: no stage)."""
+
+    name = "handler_timeout"
+    section = "handler_timeout"
+
+    def __init__(self, app: ASGIApp, route: RouteInfo[float | None], runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        self.timeout = float(self.config or 0)
+
+    @classmethod
+    def enabled_for(cls, config: float | None) -> bool:
+        return config is not None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        complete = False
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+
+                async def timed_send(message: Message) -> None:
+                    nonlocal complete
+                    await send(message)
+                    if message["type"] == "http.response.body" and not message.get("more_body", False):
+                        complete = True
+                        deadline.reschedule(None)  # the answer is out: what follows is not timed
+
+                await self.app(scope, receive, timed_send)
+        except TimeoutError:
+            if complete or not deadline.expired():
+                raise
+            raise handler_timeout(self.timeout) from None

@@ -1,0 +1,72 @@
+"""One escaping rule for every part of every state key (rate limit, cache, credits, idempotency,
+breaker, MFA), in memory and in Valkey.
+
+`key_part` is injective: two different values never give the same part, and no value a client
+chooses (a header, a JWT subject, a resource id, an Idempotency-Key) can equal a part the guard makes
+itself. The guard's own parts are built from characters `key_part` never leaves bare:
+
+- `~<ip>`: the identity of a client that sent no key header (rate limit `header:NAME`);
+- `-`: "no resource id"; `*`: the global bucket; `#<hex>`: the digest of a long value;
+- `:` separates parts, `|` separates parts inside one hash tag, `{` `}` delimit the cluster hash tag.
+
+The rule: every character outside printable ASCII, and each of `% : { } ~ # * |`, becomes `%XX`
+per UTF-8 byte (a lone surrogate, which has no UTF-8 form, is written as the bytes `surrogatepass`
+gives it, so it too is escaped rather than crashing the encoder); the value `-` alone becomes `%2D`.
+`%` itself is escaped, so decoding is unambiguous, hence the map is injective. Values longer than
+`MAX_PART` characters become `#` + 128 bits of SHA-256 (distinct from every escaped value, which never
+starts with a bare `#`; collisions only with SHA-256's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_PART = 128
+_RESERVED = frozenset("%:{}~#*|")
+_SAFE = frozenset(chr(c) for c in range(0x21, 0x7F)) - _RESERVED
+FALLBACK = "~"  # prefix of a guard-made identity (never the first character of an escaped value)
+NO_VALUE = "-"  # the guard's "none" part (an escaped value is never exactly "-")
+EVERYONE = "*"  # the global bucket
+
+
+def key_part(value: str) -> str:
+    """`value` as one key part (see the module docstring for the rule)."""
+    if len(value) > MAX_PART:
+        return "#" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    if value == NO_VALUE:
+        return "%2D"
+    if (  # the common case, nothing to escape: C-level scans only
+        value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and "%" not in value
+        and ":" not in value
+        and "{" not in value
+        and "}" not in value
+        and "~" not in value
+        and "#" not in value
+        and "*" not in value
+        and "|" not in value
+    ):
+        return value
+    safe = _SAFE
+    return "".join(
+        char if char in safe else "".join(f"%{b:02X}" for b in char.encode("utf-8", "surrogatepass"))
+        for char in value
+    )
+
+
+def fallback_identity(value: str) -> str:
+    """A guard-made identity (`~` + the escaped value): equal to no escaped client value."""
+    return FALLBACK + key_part(value)
+
+
+def hash_tag(*parts: str) -> str:
+    """`{part|part...}` of escaped parts: a client cannot steer the cluster slot, and two different
+    part lists never share a tag."""
+    return "{" + "|".join(key_part(part) for part in parts) + "}"
+
+
+def join(*parts: str) -> str:
+    """Escaped parts joined with `:` (injective over part lists of any length)."""
+    return ":".join(key_part(part) for part in parts)
