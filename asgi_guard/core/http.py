@@ -7,7 +7,8 @@ headers, latin-1 safe) followed by the raw body, so a Valkey value needs no base
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.types import Send
 
@@ -19,9 +20,15 @@ class CachedResponse:
     status: int
     headers: Headers
     body: bytes
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)  # the cache's freshness notes
 
     def encode(self) -> bytes:
-        head = {"s": self.status, "h": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers]}
+        head: dict[str, Any] = {
+            "s": self.status,
+            "h": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in self.headers],
+        }
+        if self.meta:
+            head["m"] = self.meta
         return json.dumps(head, separators=(",", ":")).encode() + b"\n" + self.body
 
     @classmethod
@@ -29,24 +36,12 @@ class CachedResponse:
         head, _, body = raw.partition(b"\n")
         doc = json.loads(head)
         headers = tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in doc["h"])
-        return cls(int(doc["s"]), headers, body)
+        return cls(int(doc["s"]), headers, body, doc.get("m") or {})
 
-    async def send(self, send: Send, extra: list[tuple[bytes, bytes]]) -> None:
-        """Answer with this response plus `extra` headers."""
+    async def send(self, send: Send, extra: list[tuple[bytes, bytes]], *, body: bool = True) -> None:
+        """Answer with this response plus `extra` headers (`body=False`: headers only, for HEAD)."""
         await send({"type": "http.response.start", "status": self.status, "headers": [*self.headers, *extra]})
-        await send({"type": "http.response.body", "body": self.body, "more_body": False})
-
-
-def directives(value: bytes) -> set[str]:
-    """Cache-Control directive names (lower case, arguments dropped except `max-age=0`)."""
-    found: set[str] = set()
-    for part in value.decode("latin-1").split(","):
-        token = part.strip().lower().replace(" ", "")
-        if token == "max-age=0":
-            found.add(token)
-        elif token:
-            found.add(token.split("=", 1)[0])
-    return found
+        await send({"type": "http.response.body", "body": self.body if body else b"", "more_body": False})
 
 
 def header_values(headers: list[tuple[bytes, bytes]] | Headers, name: bytes) -> bytes | None:

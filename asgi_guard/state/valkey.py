@@ -20,9 +20,9 @@ import contextlib
 import copy
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from asgi_guard.core.errors import BackendUnavailable
@@ -79,6 +79,63 @@ class _Connection:
         self.gate: asyncio.Semaphore | None = None  # cluster: at most max_connections calls at once
 
 
+class Rider(Protocol):
+    """A script call of an inner stage that rides an outer stage's round trip (see `Riders`)."""
+
+    async def board(self, scope: Any) -> ScriptCall | None:
+        """The call to send with the carrier's for this request, or None (nothing to fetch)."""
+
+    def land(self, scope: Any, answer: Any) -> None:
+        """The call's answer (or a BackendUnavailable when it alone failed): keep it for later."""
+
+    async def abandon(self, scope: Any) -> None:
+        """The carrier stops the request here: release what the call took (locks)."""
+
+
+class Riders:
+    """Neutral meeting point of stages that share a round trip, registered at pipeline build time.
+
+    An inner stage registers a `Rider` for a route (`register`); the outer stage that makes a
+    round trip anyway (the carrier) calls `carry` with its call alone and its call with one
+    other. Neither stage imports the other: the rate limiter carries the cache lookup, so a cache
+    hit behind a rate limit costs one round trip (issue 10, rule 6). One rider per route.
+    """
+
+    __slots__ = ("_by_route",)
+
+    def __init__(self) -> None:
+        self._by_route: dict[Hashable, Rider] = {}
+
+    def register(self, route: Hashable, rider: Rider) -> None:
+        if self._by_route.setdefault(route, rider) is not rider:
+            raise ValueError(f"route {route!r} already has a rider")
+
+    def get(self, route: Hashable) -> Rider | None:
+        return self._by_route.get(route)
+
+    async def carry(
+        self,
+        route: Hashable,
+        scope: Any,
+        alone: Callable[[], Awaitable[T]],
+        together: Callable[[ScriptCall], Awaitable[tuple[T, Any]]],
+    ) -> T:
+        """The carrier's result, with the route's rider (if any, and if it boards) on board."""
+        rider = self._by_route.get(route)
+        call = None if rider is None else await rider.board(scope)
+        if call is None:
+            return await alone()
+        result, answer = await together(call)
+        rider.land(scope, answer)  # type: ignore[union-attr]
+        return result
+
+    async def abandon(self, route: Hashable, scope: Any) -> None:
+        """The carrier rejects the request: its rider releases what it took."""
+        rider = self._by_route.get(route)
+        if rider is not None:
+            await rider.abandon(scope)
+
+
 class ValkeyBackend(Backend):
     """Scripts decide with the server's clock (`TIME`), the one every process shares.
 
@@ -109,6 +166,7 @@ class ValkeyBackend(Backend):
         self.gc_slack_ms = int(gc_slack * 1000)
         self._shared: _Connection = _Connection()
         self._views: dict[float, ValkeyBackend] = {}
+        self.riders = Riders()  # shared with the route views (`bounded` copies the reference)
 
     def bounded(self, timeout: float) -> ValkeyBackend:
         """A view of this backend whose calls default to `timeout` seconds: same client, pool and

@@ -18,7 +18,6 @@ from starlette.routing import Route
 
 from asgi_guard import JobConfig
 from asgi_guard.config import CacheConfig, PoolingConfig, RateLimitConfig
-from asgi_guard.stages.cache.prefetch import prefetchers
 from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 
@@ -116,8 +115,8 @@ async def test_hit_is_one_round_trip_on_standalone(
         trips.reset()
         miss = await client.get("/items/3", headers={"x-tenant": "a"})
         assert miss.headers["x-cache"] == "MISS"
-        # limit + lock-free lookup pipelined; the locking lookup; the store
-        assert trips.batches == [["EVALSHA", "EVALSHA"], ["EVALSHA"], ["EVALSHA"]]
+        # limit + locking lookup pipelined; the store: a miss is 2 round trips
+        assert trips.batches == [["EVALSHA", "EVALSHA"], ["EVALSHA"]]
 
         trips.reset()
         hit = await client.get("/items/1", headers={"x-tenant": "a"})
@@ -277,7 +276,48 @@ async def test_single_flight_still_holds(
 async def test_memory_backend_registers_no_prefetch(make_client: Any) -> None:
     handler = Handler()
     app = guard(MemoryBackend(), [Route("/m", handler.endpoint)], {"/m": limited_and_cached()})
-    assert prefetchers(app.runtime) == {}
+    assert not hasattr(app.runtime.backend, "riders")
     client = make_client(app)
     assert (await client.get("/m")).headers["x-cache"] == "MISS"
     assert (await client.get("/m")).headers["x-cache"] == "HIT" and handler.calls == 1
+
+
+async def _commands(client: Any) -> int:
+    """EVALSHA calls the server ran (INFO commandstats also counts the commands scripts run, so
+    script calls are counted, not their insides; no other top-level command is sent)."""
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+@pytest.mark.parametrize("limited", [True, False])
+async def test_round_trips_counted_on_the_server(
+    own_valkey: Any, make_client: Any, key_prefix: str, limited: bool
+) -> None:
+    """A hit is 1 round trip, a miss 2, counted by the client (round trips) and by a private
+    valkey-server (INFO commandstats: script calls)."""
+    backend = backend_for(own_valkey.url, key_prefix)
+    trips = RoundTrips(backend)
+    handler = Handler()
+    config = (
+        limited_and_cached() if limited else JobConfig(endpoint_name="plain", cache=CacheConfig(enabled=True))
+    )
+    app = guard(backend, [Route("/items/{id}", handler.endpoint)], {"/items/{id}": config}, key_prefix)
+    client = make_client(app)
+    try:
+        await client.get("/items/0", headers={"x-tenant": "a"})  # scripts loaded
+        await client.get("/items/0", headers={"x-tenant": "a"})
+        per_request = 2 if limited else 1  # commands in the first round trip (limit + lookup)
+
+        before = await _commands(backend.client)
+        trips.reset()
+        miss = await client.get("/items/1", headers={"x-tenant": "a"})
+        assert miss.headers["x-cache"] == "MISS" and trips.trips == 2
+        assert await _commands(backend.client) - before == per_request + 1  # + the store
+
+        before = await _commands(backend.client)
+        trips.reset()
+        hit = await client.get("/items/1", headers={"x-tenant": "a"})
+        assert hit.headers["x-cache"] == "HIT" and trips.trips == 1
+        assert await _commands(backend.client) - before == per_request
+    finally:
+        await app.runtime.shutdown()

@@ -172,8 +172,9 @@ async def test_vary_headers_are_part_of_the_key(make_client: Any) -> None:
 
 
 async def test_method_is_part_of_the_key(make_client: Any) -> None:
-    handler = Handler()
-    app = guard(MemoryBackend(), [Route("/a", handler.endpoint, methods=["GET", "POST"])], {"/a": cached()})
+    handler = Handler()  # POST is cached only when the route says so (default: GET and HEAD)
+    config = cached(methods=["GET", "POST"])
+    app = guard(MemoryBackend(), [Route("/a", handler.endpoint, methods=["GET", "POST"])], {"/a": config})
     client = make_client(app)
     await client.get("/a")
     assert (await client.post("/a")).headers["x-cache"] == "MISS"
@@ -187,7 +188,9 @@ async def test_resource_id_from_body_is_part_of_the_key(make_client: Any) -> Non
         return JSONResponse(await request.json())
 
     echo.calls = 0  # type: ignore[attr-defined]
-    config = JobConfig(endpoint_name="jobs", resource_id_from_body=True, cache=CacheConfig(enabled=True))
+    config = JobConfig(
+        endpoint_name="jobs", resource_id_from_body=True, cache=CacheConfig(enabled=True, methods=["POST"])
+    )
     app = guard(MemoryBackend(), [Route("/jobs", echo, methods=["POST"])], {"/jobs": config})
     client = make_client(app)
     first = await client.post("/jobs", json={"resource_id": "r1"})
@@ -384,7 +387,10 @@ async def test_streamed_response_is_stored_whole_and_size_is_bounded(make_client
     app = guard(
         MemoryBackend(),
         [Route("/s", stream), Route("/big", stream)],
-        {"/s": cached(name="s"), "/big": cached(name="big", max_entry_size=8)},
+        {
+            "/s": cached(name="s", cache_streams=True),
+            "/big": cached(name="big", max_entry_size=8, cache_streams=True),
+        },
     )
     client = make_client(app)
     assert (await client.get("/s")).text == "one,two,three"

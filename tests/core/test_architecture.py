@@ -27,10 +27,6 @@ UPPER = {"asgi_guard.stack", "asgi_guard.registry", "asgi_guard.cli"}
 
 # (importer, imported) -> why it is still there and who removes it
 ALLOWED: dict[tuple[str, str], str] = {
-    ("asgi_guard.stages.rate_limit.stage", "asgi_guard.stages.cache.prefetch"): (
-        "the cache lookup rides the rate limiter's round trip; a neutral rider hook in state/valkey.py "
-        "replaces it (rule 6, cache helper)"
-    ),
 }
 
 

@@ -270,7 +270,7 @@ async def test_inner_rejection_is_not_replayed(make_client: Any, monkeypatch: py
 async def test_with_the_cache_inside(make_client: Any) -> None:
     """Idempotency (stage 4) wraps the cache (stage 5): a replay carries no stale cache headers."""
     handler = Orders(200, 200)
-    config = idempotent().model_copy(update={"cache": CacheConfig(enabled=True)})
+    config = idempotent().model_copy(update={"cache": CacheConfig(enabled=True, methods=["POST"])})
     client = make_client(
         guard(MemoryBackend(), [Route("/orders", handler.endpoint, methods=["POST"])], {"/orders": config})
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -58,7 +59,54 @@ class CacheConfig(GuardModel):
     lifo: LIFOCacheConfig = LIFOCacheConfig()
     lru: LRUCacheConfig = LRUCacheConfig()
     mru: MRUCacheConfig = MRUCacheConfig()
-    shared: bool = Field(default=False, description="one entry for every user (else one per JWT subject)")
+    shared: bool = Field(
+        default=False, description="one entry for every user (else one per principal the guard verified)"
+    )
+    methods: list[str] = Field(
+        default=["GET", "HEAD"],
+        description="methods answered from the cache (HEAD uses GET's entry); other methods pass, and"
+        " unsafe ones (POST, PUT, PATCH, DELETE) invalidate the path's entries (RFC 9111 §4.4)",
+    )
+    store_despite: list[Literal["no-store", "private", "set-cookie"]] = Field(
+        default=[],
+        description="response headers that normally forbid storing, which this route overrides"
+        " (set-cookie: stored without its Set-Cookie)",
+    )
+    credential_cookies: list[str] | None = Field(
+        default=None,
+        description="cookies that are credentials (None: any Cookie; []: none). A request with one, or"
+        " with Authorization, that the guard did not verify bypasses shared entries (RFC 9111 §3.5)",
+    )
+    allowed_hosts: list[str] = Field(
+        default=["*"],
+        description="Host values cached (Starlette TrustedHostMiddleware patterns: 'example.com',"
+        " '*.example.com', '*'); other hosts bypass the cache",
+    )
+    trust_forwarded_host: bool = Field(
+        default=False,
+        description="key on X-Forwarded-Host when the peer is in GuardSettings.trusted_proxies",
+    )
+    normalize_query: bool = Field(default=False, description="sort query parameters before keying")
+    ignore_query_params: list[str] = Field(
+        default=[], description="query parameters left out of the key ('utm_*': a prefix)"
+    )
+    max_stale: int = Field(
+        default=60,
+        ge=0,
+        description="seconds an entry is kept past its freshness for the response's"
+        " stale-while-revalidate / stale-if-error (RFC 5861), at most",
+    )
+    cache_streams: bool = Field(
+        default=False,
+        description="store and single-flight streamed responses (text/event-stream, no Content-Length)",
+    )
+    etag: bool = Field(
+        default=False, description="add a strong ETag (body digest) to stored entries that lack one"
+    )
+    tag_header: str = Field(
+        default="cache-tag", description="response header listing the entry's purge tags (not stored)"
+    )
+    max_variants: int = Field(default=16, ge=1, description="Vary variants kept per entry")
     fail_open: bool = Field(default=True, description="store down: serve uncached (False: answer 503)")
     vary_headers: list[str] = Field(default=[], description="request headers that are part of the key")
     single_flight_timeout: float = Field(
@@ -70,6 +118,21 @@ class CacheConfig(GuardModel):
     @classmethod
     def _lower(cls, value: list[str]) -> list[str]:
         return [name.strip().lower() for name in value if name.strip()]
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, value: list[str]) -> list[str]:
+        return [name.strip().upper() for name in value if name.strip()]
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        return [name.strip().lower() for name in value if name.strip()]
+
+    @field_validator("tag_header")
+    @classmethod
+    def _tag_header(cls, value: str) -> str:
+        return value.strip().lower()
 
     @property
     def policy(self) -> _EvictionConfig:

@@ -1,35 +1,30 @@
-"""The cache lookup, sent by the rate-limit stage in the same Valkey round trip as its decision.
+"""The cache lookup as a rider (`asgi_guard.state.valkey.Riders`) of an outer stage's round trip.
 
-On a route with both stages on Valkey, the cache stage (built first: inner stages are) registers a
-`CachePrefetch` for its route in the runtime service `SERVICE`. The rate-limit stage finds it on its
-first request and from then on sends the limit script and a lock-free cache lookup together
-(`ValkeyRateLimiter.check_with`), then leaves what it learned in the scope under `SCOPE_KEY` for the
-cache stage: the key, the request's cache directives and the entry (a hit, None for a miss, or
-`NOT_FETCHED`). The cache stage answers a hit from it and otherwise runs its normal lookup, which
-takes the single-flight fill lock: the prefetch never does, so a request the limit rejects (or the
-idempotency stage answers) leaves no lock behind. A hit found by the prefetch counts as a use for
-lru / mru / lfu even when the limit then rejects the request.
+On Valkey, the cache stage registers a `CacheRider` for its route on the backend's `riders`. An
+outer stage that makes a round trip anyway (the rate limiter) carries it: it asks the rider to
+`board` (plan the request, hand over the lookup), sends both scripts together, and hands the
+lookup's answer to `land`, which leaves it in the scope under `SCOPE_KEY` for the cache stage. The
+lookup takes the single-flight fill lock on a miss (so a miss costs no second lookup); a carrier
+that rejects the request calls `abandon`, which drops that lock again. Neither stage imports the
+other.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.types import Scope
 
+from asgi_guard.core.context import SCOPE_KEY as GUARD_KEY
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.http import directives
-from asgi_guard.stages.cache.keys import CacheKeyBuilder
-from asgi_guard.stages.cache.store import Hit
-from asgi_guard.stages.cache.valkey import ValkeyCacheStore
+from asgi_guard.stages.cache.keys import LOOKUP, CacheKeyBuilder, Plan
+from asgi_guard.stages.cache.store import Filling, Hit
+from asgi_guard.state.valkey import ScriptCall
 
 if TYPE_CHECKING:
-    from asgi_guard.core.context import GuardContext
-    from asgi_guard.core.runtime import GuardRuntime
-    from asgi_guard.core.stage import RouteInfo
-    from asgi_guard.stages.rate_limit import Decision, ValkeyRateLimiter
+    from asgi_guard.stages.cache.valkey import ValkeyCacheStore
 
-SERVICE: Final = "cache.prefetch"  # runtime.service(SERVICE, dict): RouteInfo -> CachePrefetch
 SCOPE_KEY: Final = "asgi_guard.cache_prefetch"  # scope[SCOPE_KEY]: Prefetched
 
 
@@ -40,26 +35,22 @@ class _NotFetched:
         return "NOT_FETCHED"
 
 
-NOT_FETCHED: Final = _NotFetched()  # no lookup was made (refresh request), or it failed
-
-_CACHE_CONTROL = b"cache-control"
-_PRAGMA = b"pragma"
+NOT_FETCHED: Final = _NotFetched()  # no lookup was made, or it failed
 
 
 class Prefetched:
-    """What the rate-limit stage learned for the cache stage (one per request, in the scope)."""
+    """What the carried lookup learned for the cache stage (one per request, in the scope)."""
 
-    __slots__ = ("found", "key", "no_store", "refresh")
+    __slots__ = ("found", "locked", "plan")
 
-    def __init__(self, key: str, refresh: bool, no_store: bool) -> None:
-        self.key = key
-        self.refresh = refresh
-        self.no_store = no_store
-        self.found: Hit | _NotFetched | None = NOT_FETCHED
+    def __init__(self, plan: Plan, locked: bool) -> None:
+        self.plan = plan
+        self.locked = locked  # the lookup asked for the fill lock
+        self.found: Hit | Filling | _NotFetched | None = NOT_FETCHED
 
 
-class CachePrefetch:
-    """One route's cache lookup, as the rate-limit stage sends it."""
+class CacheRider:
+    """One route's cache lookup, as the carrier sends it."""
 
     __slots__ = ("_keys", "_store")
 
@@ -67,37 +58,30 @@ class CachePrefetch:
         self._keys = keys
         self._store = store
 
-    async def check(
-        self, limiter: ValkeyRateLimiter, identity: str, ctx: GuardContext, scope: Scope
-    ) -> list[Decision]:
-        """The limit's decisions (one round trip with the cache lookup); raises BackendUnavailable
-        only when the limit got no answer. A failed lookup just leaves the entry NOT_FETCHED."""
-        refresh, no_store = request_directives(scope["headers"])
-        prefetched = scope[SCOPE_KEY] = Prefetched(await self._keys.key(ctx, scope), refresh, no_store)
-        if refresh:  # the cache stage will not serve this request from the cache: nothing to fetch
-            return await limiter.check(identity)
-        decisions, found = await limiter.check_with(identity, self._store.lookup_call(prefetched.key))
-        if not isinstance(found, BackendUnavailable):
-            prefetched.found = self._store.decode(found)
-        return decisions
+    async def board(self, scope: Scope) -> ScriptCall | None:
+        plan = await self._keys.plan(scope[GUARD_KEY], scope)
+        if plan.mode != LOOKUP:  # refresh, bypass, pass: nothing to fetch
+            scope[SCOPE_KEY] = Prefetched(plan, False)
+            return None
+        # credentials the guard did not verify never lead a fill; HEAD never fills
+        lead = not plan.credentialed and not plan.head
+        scope[SCOPE_KEY] = Prefetched(plan, lead)
+        return self._store.lookup_call(plan.key, lead, plan.prints)
 
+    def land(self, scope: Scope, answer: Any) -> None:
+        pre: Prefetched | None = scope.get(SCOPE_KEY)
+        if pre is None:
+            return
+        if isinstance(answer, BackendUnavailable):
+            pre.locked = False
+            return
+        found = self._store.decode(answer)
+        pre.found = found
+        if found is not None:
+            pre.locked = False  # a hit or WAIT: this request took no lock
 
-def prefetchers(runtime: GuardRuntime) -> dict[RouteInfo[Any], CachePrefetch]:
-    """The runtime's routes whose cache lookup the rate-limit stage may send (filled at build time)."""
-    found: dict[RouteInfo[Any], CachePrefetch] = runtime.service(SERVICE, dict)
-    return found
-
-
-def request_directives(headers: Any) -> tuple[bool, bool]:
-    """(refresh, no_store) from the request's Cache-Control (or Pragma when it has none)."""
-    control = None
-    pragma = None
-    for name, value in headers:
-        if name == _CACHE_CONTROL:
-            control = value if control is None else control + b"," + value
-        elif name == _PRAGMA:
-            pragma = value
-    if control is None:
-        return (pragma is not None and b"no-cache" in pragma.lower()), False
-    found = directives(control)
-    return ("no-cache" in found or "max-age=0" in found), "no-store" in found
+    async def abandon(self, scope: Scope) -> None:
+        pre: Prefetched | None = scope.pop(SCOPE_KEY, None)
+        if pre is not None and pre.locked and pre.found is None:
+            with contextlib.suppress(BackendUnavailable):
+                await self._store.unlock(pre.plan.key)

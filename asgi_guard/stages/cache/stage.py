@@ -1,32 +1,42 @@
-"""Stage 5: response cache.
+"""Stage 5: response cache, a shared cache in RFC 9111's sense unless the key carries the principal.
 
-A hit answers at once (the inner stages, credits included, never run) with `X-Cache: HIT`, `Age`
-and an RFC 9211 `Cache-Status`. A miss runs the handler once per key and process (single flight:
-concurrent misses wait, bounded, for the first one's response), and stores a 200 that does not say
-`no-store` (nor `private`, when the cache is shared). A store that is down means serving uncached.
-
-On Valkey, when the route also rate-limits, the rate-limit stage looks the entry up in the round
-trip of its own decision (see `asgi_guard.stages.cache.prefetch`); this stage then answers a hit from that
-lookup, and on a miss runs its normal (locking) lookup as it would have anyway.
+Per request (see docs/cache-rules.md for the table):
+- `keys.CacheKeyBuilder.plan` classifies it: LOOKUP, REFRESH (request no-cache / max-age=0), BYPASS
+  (a Host outside `allowed_hosts`), or PASS (a method the route does not cache; unsafe ones
+  invalidate the path's entries after a successful response, RFC 9111 §4.4). Credentials the
+  guard did not verify (Authorization, a credential cookie) only ever see entries whose response
+  said `public` / `s-maxage` / `must-revalidate` (§3.5) and never join or lead a fill.
+- A hit answers at once (inner stages, credits included, never run) with `X-Cache: HIT`, `Age`
+  and an RFC 9211 `Cache-Status`, or 304 for a matching `If-None-Match` / `If-Modified-Since`.
+  A stale entry is served while one background refresh runs (stale-while-revalidate) or when the
+  handler fails (stale-if-error), as far as the response allowed (RFC 5861).
+- A miss runs the handler once per key (single flight in the process; a fill lock in Valkey
+  across processes) and stores what `control.storability` allows, as a variant of the response's
+  Vary (§4.1). A response that is not storable (decided at its start) releases the waiters at
+  once, so a stream (SSE) never holds them.
+On Valkey, when an outer stage carries it, the lookup rides that stage's round trip (`prefetch`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
-from asgi_guard.core.http import CachedResponse, directives, header_values
+from asgi_guard.core.http import CachedResponse
 from asgi_guard.core.problems import backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
-from asgi_guard.stages.cache import prefetch
-from asgi_guard.stages.cache.keys import CacheKeyBuilder
-from asgi_guard.stages.cache.singleflight import SingleFlight
+from asgi_guard.stages.cache import control, prefetch
+from asgi_guard.stages.cache.keys import BYPASS, PASS, REFRESH, CacheKeyBuilder, Plan, unsafe
+from asgi_guard.stages.cache.purge import CachePurger, namespaces, request_tags
+from asgi_guard.stages.cache.singleflight import Flight, SingleFlight
 from asgi_guard.stages.cache.stores import Filling, Hit, ValkeyCacheStore, build_store
 
 if TYPE_CHECKING:
@@ -35,15 +45,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("asgi_guard.cache")
 
-_CACHE_CONTROL = b"cache-control"
-_SET_COOKIE = b"set-cookie"
-_VARY = b"vary"
 _X_CACHE = b"x-cache"
 _AGE = b"age"
 _CACHE_STATUS = b"cache-status"
 _MISS = (_X_CACHE, b"MISS")
-_NOT_STORABLE_ALWAYS = frozenset({"no-store", "no-cache"})
-_NOT_STORABLE_SHARED = frozenset({"no-store", "no-cache", "private"})
+_HIT = (_X_CACHE, b"HIT")
+_ERRORS = frozenset({500, 502, 503, 504})
+_LOCATIONS = (b"location", b"content-location")
+# Never part of a stored entry: per-request or per-hop fields, and what the stage adds itself.
+_DROP_ALWAYS = frozenset({b"age", b"x-cache", b"cache-status", b"x-request-id", b"date", b"connection"})
+_TASKS: set[asyncio.Task[None]] = set()  # background refreshes (kept referenced until done)
 
 
 class CacheMiddleware(Stage["CacheConfig"]):
@@ -53,21 +64,28 @@ class CacheMiddleware(Stage["CacheConfig"]):
     def __init__(self, app: ASGIApp, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
         cache = self.config
-        self._keys = CacheKeyBuilder(route)
-        policy = cache.policy
+        self._keys = CacheKeyBuilder(route, runtime)
+        self._ttl = float(cache.ttl)
+        self._stale_cap = float(min(cache.max_stale, cache.ttl))
         self._store = build_store(
             self.backend,
             route.label,
             cache.algo.value,
-            policy.capacity,
-            cache.ttl,
+            cache.policy.capacity,
+            self._ttl + self._stale_cap,
             cache.single_flight_timeout,
         )
+        namespaces(runtime)[route.label] = self._store
         self._flights = SingleFlight()
+        self._refreshing: set[str] = set()
         self._fail_open = cache.fail_open
         self._wait = cache.single_flight_timeout
         self._max_size = cache.max_entry_size
-        self._refuse = _NOT_STORABLE_SHARED if cache.shared else _NOT_STORABLE_ALWAYS
+        self._allow = frozenset(cache.store_despite)
+        self._streams = cache.cache_streams
+        self._etag = cache.etag
+        self._tag_header = cache.tag_header.encode("latin-1")
+        self._max_variants = cache.max_variants
         metrics = runtime.metrics
         label = route.label
         self._hits = metrics.cache.labels(label, "hit")
@@ -75,90 +93,258 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._bypasses = metrics.cache.labels(label, "bypass")
         self._errors = metrics.cache.labels(label, "error")
         self._faults = metrics.backend_faults.labels(label, "cache")
-        # Valkey + rate limit: offer the lookup to the rate-limit stage (built after this one)
-        self._prefetched = False
-        if isinstance(self._store, ValkeyCacheStore) and "rate_limit" in route.stages:
-            prefetch.prefetchers(runtime)[route] = prefetch.CachePrefetch(self._keys, self._store)
-            self._prefetched = True
+        # Valkey: offer the lookup to an outer stage's round trip (the rate limiter carries it)
+        self._rides = False
+        riders = getattr(self.backend, "riders", None)  # Valkey backends carry riders
+        if riders is not None and isinstance(self._store, ValkeyCacheStore):
+            with contextlib.suppress(ValueError):
+                riders.register(route, prefetch.CacheRider(self._keys, self._store))
+                self._rides = True
 
     @classmethod
     def enabled_for(cls, config: CacheConfig) -> bool:
         return config.enabled
 
+    # -- the request ----------------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
-        pre: prefetch.Prefetched | None = scope.pop(prefetch.SCOPE_KEY, None) if self._prefetched else None
-        if pre is None:
-            refresh, no_store = prefetch.request_directives(scope["headers"])
-            key = await self._keys.key(ctx, scope)
-        else:
-            key, refresh, no_store = pre.key, pre.refresh, pre.no_store
-            found = pre.found
-            if isinstance(found, tuple):  # a hit (else None: a miss, or NOT_FETCHED)
-                await self._answer_hit(ctx, found, send, True)
-                return
-        if refresh:
+        pre: prefetch.Prefetched | None = scope.pop(prefetch.SCOPE_KEY, None) if self._rides else None
+        plan = pre.plan if pre is not None else await self._keys.plan(ctx, scope)
+        try:
+            await self._serve(plan, pre, ctx, scope, receive, send)
+        finally:
+            self._note(ctx, key=plan.key)
+
+    async def _serve(
+        self,
+        plan: Plan,
+        pre: prefetch.Prefetched | None,
+        ctx: GuardContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        mode = plan.mode
+        if mode == PASS:
+            if unsafe(ctx.method):
+                await self._invalidating(ctx, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if mode == BYPASS:
+            self._bypass(ctx, f"bypass; detail={plan.reason}")
+            await self.app(scope, receive, send)
+            return
+        if mode == REFRESH:
             ctx.decide(self.name, "allowed", "refresh", hit=False, result="refresh")
             self._bypasses.inc()
-            await self._fill(key, ctx, scope, receive, send, b"asgi-guard; fwd=request", store=not no_store)
+            await self._fill(plan, ctx, scope, receive, send, b"asgi-guard; fwd=request")
             return
+        if plan.credentialed:
+            await self._credentialed(plan, pre, ctx, scope, receive, send)
+            return
+        if plan.head:
+            await self._head(plan, pre, ctx, scope, receive, send)
+            return
+        if pre is not None and not isinstance(pre.found, prefetch._NotFetched):
+            found = pre.found
+            if isinstance(found, tuple):
+                if await self._answer(plan, found, ctx, scope, receive, send, prefetched=True):
+                    return
+            elif found is None and pre.locked:  # a miss, and this request holds the fill lock
+                await self._lead(plan, ctx, scope, receive, send, locked=True)
+                return
+        await self._follow_or_lead(plan, ctx, scope, receive, send)
 
+    async def _follow_or_lead(
+        self, plan: Plan, ctx: GuardContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        key = plan.key
         flight = self._flights.join(key)
         if flight is not None:
             shared = await self._flights.wait(flight, self._wait)
-            if shared is not None:
+            if shared is not None and shared.serves(plan.prints):
                 ctx.decide(self.name, "answered", "coalesced", hit=True, result="coalesced", age=0)
                 self._hits.inc()
-                ctx.response_headers.extend(
-                    ((_X_CACHE, b"HIT"), (_AGE, b"0"), (_CACHE_STATUS, b"asgi-guard; hit"))
-                )
-                await shared.send(send, [])
+                ctx.response_headers.extend((_HIT, (_AGE, b"0"), (_CACHE_STATUS, b"asgi-guard; hit")))
+                await self._send_entry(shared.response, ctx, scope, send)
                 return
             ctx.decide(self.name, "allowed", "miss", hit=False, result="miss")
             self._misses.inc()
-            await self._fill(key, ctx, scope, receive, send, b"asgi-guard; fwd=miss", store=not no_store)
+            await self._fill(plan, ctx, scope, receive, send, b"asgi-guard; fwd=miss")
             return
-
         # This request leads the flight for `key`: look up, else run the handler and share the result.
-        result: CachedResponse | None = None
+        own = self._flights.lead(key)
+        result: Flight | None = None
         try:
             try:
-                found, locked = await self._lookup(key)
+                found, locked = await self._lookup(plan)
             except BackendUnavailable as exc:
                 self._store_fault(ctx, exc)
                 await self._run_uncached(ctx, scope, receive, send)
                 return
-            if found is not None:
-                result = found[0]
-                await self._answer_hit(ctx, found, send, False)
+            if found is not None and await self._answer(plan, found, ctx, scope, receive, send):
+                result = _shared(found[0], plan)
                 return
             ctx.decide(self.name, "allowed", "miss", hit=False, result="miss")
             self._misses.inc()
             result = await self._fill(
-                key, ctx, scope, receive, send, b"asgi-guard; fwd=miss", store=not no_store, locked=locked
+                plan, ctx, scope, receive, send, b"asgi-guard; fwd=miss", locked=locked, own=own, stale=found
             )
         finally:
-            self._flights.land(key, result)
+            self._flights.land(key, result, own)
 
-    async def _answer_hit(self, ctx: GuardContext, found: Hit, send: Send, prefetched: bool) -> None:
-        response, age, left = found
-        decision: dict[str, Any] = {"hit": True, "result": "hit", "age": int(age)}
+    async def _lead(
+        self, plan: Plan, ctx: GuardContext, scope: Scope, receive: Receive, send: Send, locked: bool
+    ) -> None:
+        """Fill as the cross-process leader; lead the in-process flight too unless one runs (its
+        leader is polling the store and will find this request's entry)."""
+        ctx.decide(self.name, "allowed", "miss", hit=False, result="miss", prefetched=True)
+        self._misses.inc()
+        own = self._flights.lead(plan.key) if self._flights.join(plan.key) is None else None
+        result: Flight | None = None
+        try:
+            result = await self._fill(
+                plan, ctx, scope, receive, send, b"asgi-guard; fwd=miss", locked=locked, own=own
+            )
+        finally:
+            if own is not None:
+                self._flights.land(plan.key, result, own)
+
+    async def _credentialed(
+        self,
+        plan: Plan,
+        pre: prefetch.Prefetched | None,
+        ctx: GuardContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Credentials the guard did not verify: only an entry whose response said it may answer
+        such requests (public, s-maxage, must-revalidate) is used; else forward (fwd=bypass)."""
+        found: Any = None
+        if pre is not None and isinstance(pre.found, tuple):
+            found = pre.found
+        elif pre is None or isinstance(pre.found, prefetch._NotFetched):
+            with contextlib.suppress(BackendUnavailable):
+                found = await self._store.get(plan.key, False, plan.prints)
+        if isinstance(found, tuple) and await self._answer(plan, found, ctx, scope, receive, send):
+            return
+        self._bypass(ctx, "bypass; detail=credentials")
+        await self._fill(plan, ctx, scope, receive, send, None)
+
+    async def _head(
+        self,
+        plan: Plan,
+        pre: prefetch.Prefetched | None,
+        ctx: GuardContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """HEAD is answered from GET's entry; a miss goes to the handler and stores nothing."""
+        found: Any = None
+        if pre is not None and not isinstance(pre.found, prefetch._NotFetched):
+            found = pre.found
+        else:
+            try:
+                found = await self._store.get(plan.key, False, plan.prints)
+            except BackendUnavailable as exc:
+                self._store_fault(ctx, exc)
+                await self._run_uncached(ctx, scope, receive, send)
+                return
+        if isinstance(found, tuple) and await self._answer(plan, found, ctx, scope, receive, send):
+            return
+        ctx.decide(self.name, "allowed", "miss", hit=False, result="miss")
+        self._misses.inc()
+        ctx.response_headers.extend((_MISS, (_CACHE_STATUS, b"asgi-guard; fwd=miss")))
+        await self.app(scope, receive, send)
+
+    # -- hits -----------------------------------------------------------------------------------
+    async def _answer(
+        self,
+        plan: Plan,
+        found: Hit,
+        ctx: GuardContext,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        prefetched: bool = False,
+    ) -> bool:
+        """Answer from the entry if it may serve this request now (fresh, or stale within its
+        stale-while-revalidate window); False when the handler must run instead."""
+        response, stored_age, _ = found
+        meta = response.meta
+        if plan.credentialed and not meta.get("a"):
+            return False
+        age = stored_age + float(meta.get("i", 0))
+        lifetime = float(meta.get("l", self._ttl))
+        left = lifetime - age
+        if plan.directives.max_age is not None and age > plan.directives.max_age:
+            return False
+        stale = left <= 0
+        if stale and not (age < lifetime + float(meta.get("w", 0))):
+            return False
+        decision: dict[str, Any] = {"hit": True, "result": "stale" if stale else "hit", "age": int(age)}
         if prefetched:
             decision["prefetched"] = True
-        ctx.decide(self.name, "answered", "hit", **decision)
+        ctx.decide(self.name, "answered", decision["result"], **decision)
         self._hits.inc()
-        status = f"asgi-guard; hit; ttl={int(left)}".encode()
+        status = f"asgi-guard; hit; ttl={int(left) if left >= 0 else int(left) - 1}"
+        if stale:
+            status += "; detail=stale-while-revalidate"
+            self._refresh_in_background(plan, ctx, scope)
         # via the context, like every stage header: an outer stage that records the
         # response (idempotency) keeps the entry, not this answer's cache headers
-        ctx.response_headers.extend(
-            ((_X_CACHE, b"HIT"), (_AGE, str(int(age)).encode()), (_CACHE_STATUS, status))
-        )
-        await response.send(send, [])
+        ctx.response_headers.extend((_HIT, (_AGE, str(int(age)).encode()), (_CACHE_STATUS, status.encode())))
+        await self._send_entry(response, ctx, scope, send)
+        return True
 
-    async def _lookup(self, key: str) -> tuple[Hit | None, bool]:
+    async def _send_entry(
+        self, response: CachedResponse, ctx: GuardContext, scope: Scope, send: Send
+    ) -> None:
+        """The stored response, a 304 for a matching conditional request, or headers only (HEAD)."""
+        headers = scope["headers"]
+        if control.not_modified(headers, response.headers):
+            kept = tuple((k, v) for k, v in response.headers if k in control.NOT_MODIFIED_KEEP)
+            await CachedResponse(304, kept, b"").send(send, [], body=False)
+            return
+        await response.send(send, [], body=ctx.method != "HEAD")
+
+    def _refresh_in_background(self, plan: Plan, ctx: GuardContext, scope: Scope) -> None:
+        """One refresh per key and process while a stale entry is served (RFC 5861 §3)."""
+        if plan.key in self._refreshing:
+            return
+        self._refreshing.add(plan.key)
+        inner = dict(scope)
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.disconnect"}
+
+        async def discard(message: Message) -> None:
+            return None
+
+        async def refresh() -> None:
+            try:
+                await self._fill(plan, ctx, inner, receive, discard, None, quiet=True)
+            except Exception:
+                log.warning("cache background refresh failed", exc_info=True)
+            finally:
+                self._refreshing.discard(plan.key)
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+
+    async def _lookup(self, plan: Plan) -> tuple[Hit | None, bool]:
         """(entry or None, whether this caller holds the fill lock). While another process fills
         the key, poll for its entry with a growing pause, up to the single-flight bound."""
-        found = await self._store.get(key, True)
+        found = await self._store.get(plan.key, True, plan.prints)
         if not isinstance(found, Filling):
             return found, found is None
         loop = asyncio.get_running_loop()
@@ -167,49 +353,175 @@ class CacheMiddleware(Stage["CacheConfig"]):
         while (left := deadline - loop.time()) > 0:
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, 0.1)
-            found = await self._store.get(key, True)
+            found = await self._store.get(plan.key, True, plan.prints)
             if not isinstance(found, Filling):
                 return found, found is None
         return None, False
 
+    # -- misses ---------------------------------------------------------------------------------
     async def _fill(
         self,
-        key: str,
+        plan: Plan,
         ctx: GuardContext,
         scope: Scope,
         receive: Receive,
         send: Send,
-        status: bytes,
+        status: bytes | None,
         *,
-        store: bool,
         locked: bool = False,
-    ) -> CachedResponse | None:
-        """Run the handler, stream its response, and store it when it may be; return a response
-        followers may share (None when it was not storable)."""
-        ctx.response_headers.append(_MISS)
-        ctx.response_headers.append((_CACHE_STATUS, status))
-        captured = _Capture(send, self._refuse, self._max_size)
-        stored = False
+        own: asyncio.Future[Flight | None] | None = None,
+        stale: Hit | None = None,
+        quiet: bool = False,
+    ) -> Flight | None:
+        """Run the handler, stream its response, and store it when it may be; return what waiters
+        may share (None when it was not storable). `status` None: the caller set the headers."""
+        if status is not None and not quiet:
+            ctx.response_headers.extend((_MISS, (_CACHE_STATUS, status)))
+        key = plan.key
+        released = False
+
+        async def release() -> None:  # the response will not be stored: let waiters go now
+            nonlocal released
+            if released:
+                return
+            released = True
+            if own is not None:
+                self._flights.land(key, None, own)
+            if locked:
+                with contextlib.suppress(BackendUnavailable):
+                    await self._store.unlock(key)
+
+        rescue = None
+        if stale is not None and float(stale[0].meta.get("e", 0)) > 0:
+            rescue = stale
+        captured = _Capture(self, plan, send, release, hold_errors=rescue is not None)
         try:
-            await self.app(scope, receive, captured)
-            response = captured.response()
-            if response is None or not store:
-                return response
+            error: Exception | None = None
             try:
-                await self._store.set(key, response)
+                await self.app(scope, receive, captured)
+            except Exception as exc:
+                if rescue is None or captured.started:
+                    raise
+                error = exc
+            if (
+                rescue is not None
+                and (error is not None or captured.held)
+                and self._within_error_window(rescue)
+            ):
+                await self._answer_stale_if_error(rescue, ctx, scope, send)
+                return None
+            if error is not None:
+                raise error
+            await captured.flush()
+            entry = captured.entry()
+            if entry is None or plan.directives.no_store:
+                return None
+            value, verdict = entry
+            try:
+                await self._store.set(
+                    key,
+                    value,
+                    control.secondary(verdict.names, plan.prints),
+                    verdict.names,
+                    self._tags(ctx, scope, captured.headers),
+                    self._max_variants,
+                )
             except BackendUnavailable as exc:
                 self._faults.inc()
                 self._errors.inc()
                 log.warning("cache store unavailable, response not stored: %s", exc)
-                return response
-            stored = True
-            prior = ctx.decisions[self.name]
-            ctx.decide(self.name, prior.outcome, prior.reason, **prior.detail, stored=True)
-            return response
+                return None
+            released = True  # the store dropped the lock
+            if not quiet:
+                self._note(ctx, stored=True)
+            return Flight(value, verdict.names, control.secondary(verdict.names, plan.prints))
         finally:
-            if locked and not stored:
-                with contextlib.suppress(BackendUnavailable):
-                    await self._store.unlock(key)
+            if not released and (locked or own is not None):
+                await release()
+
+    async def _answer_stale_if_error(self, found: Hit, ctx: GuardContext, scope: Scope, send: Send) -> None:
+        """The handler failed (5xx or an exception): the stale entry answers instead (RFC 5861 §4)."""
+        response, stored_age, _ = found
+        age = stored_age + float(response.meta.get("i", 0))
+        ctx.decide(self.name, "answered", "stale_if_error", hit=True, result="stale-if-error", age=int(age))
+        self._hits.inc()
+        ctx.response_headers[:] = [h for h in ctx.response_headers if h[0] not in (_X_CACHE, _CACHE_STATUS)]
+        ctx.response_headers.extend(
+            (_HIT, (_AGE, str(int(age)).encode()), (_CACHE_STATUS, b"asgi-guard; hit; detail=stale-if-error"))
+        )
+        await self._send_entry(response, ctx, scope, send)
+
+    def _within_error_window(self, found: Hit) -> bool:
+        response, stored_age, _ = found
+        meta = response.meta
+        age = stored_age + float(meta.get("i", 0))
+        return age < float(meta.get("l", self._ttl)) + float(meta.get("e", 0))
+
+    def _tags(self, ctx: GuardContext, scope: Scope, headers: control.RawHeaders) -> list[str]:
+        """Purge tags: the path (`p:`), the resource id (`r:`) and the handler's own (`t:`), from the
+        tag header and `request.state.cache_tags`."""
+        tags = [f"p:{ctx.path}"]
+        resource = ctx.resource_id
+        if resource is not None:
+            tags.append(f"r:{resource}")
+        for name in control.split_tokens(control.header(headers, self._tag_header)):
+            tags.append(f"t:{name}")
+        tags.extend(f"t:{name}" for name in request_tags(scope))
+        return tags
+
+    def stored_form(
+        self,
+        status: int,
+        headers: control.RawHeaders,
+        body: bytes,
+        verdict: control.Storability,
+        names: tuple[str, ...],
+    ) -> CachedResponse:
+        drop = _DROP_ALWAYS | {self._tag_header}
+        if verdict.strip_cookie:
+            drop = drop | {control.SET_COOKIE}
+        kept = [(k, v) for k, v in headers if k not in drop]
+        if self._etag and control.header(headers, control.ETAG) is None:
+            kept.append(
+                (control.ETAG, b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"')
+            )
+        return CachedResponse(status, tuple(kept), body, control.meta(verdict, names))
+
+    # -- unsafe methods (RFC 9111 §4.4) ---------------------------------------------------------
+    async def _invalidating(self, ctx: GuardContext, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the handler; when its answer is not an error, drop every cached entry of the
+        request's path (every host, query and variant), of its Location / Content-Location paths
+        and of its resource id, in every cached route, before the answer goes out (so the client's
+        next read never finds the old entry)."""
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                tags = [f"p:{ctx.path}"]
+                for name, value in message.get("headers", ()):
+                    if name in _LOCATIONS and value.startswith(b"/") and not value.startswith(b"//"):
+                        tags.append("p:" + value.decode("latin-1").split("?", 1)[0])
+                if ctx.resource_id is not None:
+                    tags.append(f"r:{ctx.resource_id}")
+                try:
+                    await CachePurger(self.runtime).purge_tags(tags)
+                except BackendUnavailable as exc:
+                    self._faults.inc()
+                    log.warning("cache invalidation failed: %s", exc)
+            await send(message)
+
+        await self.app(scope, receive, watch)
+
+    def _note(self, ctx: GuardContext, **detail: Any) -> None:
+        """Add `detail` to this stage's decision for the request (when it made one)."""
+        prior = ctx.decisions.get(self.name)
+        if prior is not None and all(v for v in detail.values()):
+            ctx.decide(self.name, prior.outcome, prior.reason, **{**prior.detail, **detail})
+
+    # -- faults and bypasses --------------------------------------------------------------------
+    def _bypass(self, ctx: GuardContext, detail: str) -> None:
+        ctx.decide(self.name, "allowed", "bypass", hit=False, result="bypass", detail=detail)
+        self._bypasses.inc()
+        ctx.response_headers.extend((_MISS, (_CACHE_STATUS, f"asgi-guard; fwd={detail}".encode())))
 
     def _store_fault(self, ctx: GuardContext, exc: BackendUnavailable) -> None:
         self._faults.inc()
@@ -226,55 +538,122 @@ class CacheMiddleware(Stage["CacheConfig"]):
         await self.app(scope, receive, send)
 
 
+def _shared(response: CachedResponse, plan: Plan) -> Flight:
+    """A hit the leader found, as its waiters may share it (same variant only)."""
+    names = tuple(response.meta.get("v", ()))
+    return Flight(response, names, control.secondary(names, plan.prints))
+
+
 class _Capture:
-    """Forwards the response and keeps a copy while it stays storable."""
+    """Forwards the response and keeps a copy while it stays storable. When the verdict at the
+    response's start is "not storable", `release` lets waiters go at once. With `hold_errors`, a
+    5xx start is held back (stale-if-error may answer instead)."""
 
-    __slots__ = ("_body", "_complete", "_headers", "_max", "_refuse", "_send", "_size", "_status", "ok")
+    __slots__ = (
+        "_body",
+        "_complete",
+        "_held",
+        "_hold",
+        "_plan",
+        "_release",
+        "_send",
+        "_size",
+        "_stage",
+        "_status",
+        "_verdict",
+        "headers",
+        "names",
+        "started",
+    )
 
-    def __init__(self, send: Send, refuse: frozenset[str], max_size: int) -> None:
+    def __init__(
+        self,
+        stage: CacheMiddleware,
+        plan: Plan,
+        send: Send,
+        release: Callable[[], Awaitable[None]],
+        hold_errors: bool,
+    ) -> None:
+        self._stage = stage
+        self._plan = plan
         self._send = send
-        self._refuse = refuse
-        self._max = max_size
+        self._release = release
+        self._hold = hold_errors
+        self._held: list[Message] = []
         self._body: list[bytes] = []
         self._size = 0
         self._status = 0
-        self._headers: tuple[tuple[bytes, bytes], ...] = ()
         self._complete = False
-        self.ok = False
+        self._verdict: control.Storability | None = None
+        self.headers: control.RawHeaders = ()
+        self.names: tuple[str, ...] = ()
+        self.started = False
+
+    @property
+    def held(self) -> bool:
+        return bool(self._held)
 
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
+        stage = self._stage
         if kind == "http.response.start":
-            headers = tuple(message.get("headers", ()))
-            self._status = message["status"]
-            self._headers = headers
-            self.ok = self._status == 200 and _storable(headers, self._refuse)
+            self.headers = headers = tuple(message.get("headers", ()))
+            self._status = status = message["status"]
+            verdict = control.storability(
+                status,
+                headers,
+                route_ttl=stage._ttl,
+                stale_cap=stage._stale_cap,
+                per_principal=self._plan.per_principal,
+                credentialed=self._plan.credentialed,
+                allow=stage._allow,
+                now=0.0,
+            )
+            if verdict.ok and not stage._streams and control.is_stream(headers):
+                verdict.ok = False
+            self._verdict = verdict if verdict.ok else None
+            self.names = control.vary_names(headers)
+            if self._verdict is None:
+                await self._release()
+            if self._hold and status in _ERRORS:
+                self._held.append(message)
+                return
         elif kind == "http.response.body":
-            if self.ok:
+            if self._held:
+                self._held.append(message)
+                return
+            if self._verdict is not None:
                 chunk = message.get("body", b"")
                 self._size += len(chunk)
-                if self._size > self._max:
-                    self.ok, self._body = False, []
+                if self._size > stage._max_size:
+                    self._verdict, self._body = None, []
+                    await self._release()
                 else:
                     self._body.append(chunk)
                 if not message.get("more_body", False):
                     self._complete = True
         else:
-            self.ok = False
+            self._verdict = None
+        self.started = True
         await self._send(message)
 
-    def response(self) -> CachedResponse | None:
-        if not (self.ok and self._complete):
+    async def flush(self) -> None:
+        """Send what was held back (no stale entry could answer instead)."""
+        held, self._held = self._held, []
+        for message in held:
+            self.started = True
+            await self._send(message)
+
+    def entry(self) -> tuple[CachedResponse, _Verdict] | None:
+        verdict = self._verdict
+        if verdict is None or not self._complete:
             return None
-        return CachedResponse(self._status, self._headers, b"".join(self._body))
+        value = self._stage.stored_form(self._status, self.headers, b"".join(self._body), verdict, self.names)
+        return value, _Verdict(self.names)
 
 
-def _storable(headers: tuple[tuple[bytes, bytes], ...], refuse: frozenset[str]) -> bool:
-    control = header_values(headers, _CACHE_CONTROL)
-    if control is not None and not refuse.isdisjoint(directives(control)):
-        return False
-    vary = header_values(headers, _VARY)
-    if vary is not None and b"*" in vary:
-        return False
-    # A shared entry must never hand one user's cookie to another.
-    return "private" not in refuse or header_values(headers, _SET_COOKIE) is None
+class _Verdict:
+    __slots__ = ("names",)
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names

@@ -1,22 +1,27 @@
 """Valkey cache store: value and eviction bookkeeping change together in one Lua script.
 
-A route's namespace is `prefix:cache:{label}`: entries `...:e:<digest>` (hash of value and store
-time, with the TTL), the eviction order `...:o` (zset), expiry times `...:x` (zset), a use counter
-`...:n`, and fill locks `...:l:<digest>`. They share the `{label}` hash tag, so one script touches
-one cluster slot. A miss looked up with `lead` also takes the fill lock in the same script, so
-processes sharing the server run the handler once per key (single flight across processes).
+A route's namespace is `prefix:cache:{label}`: entries `...:e:<digest>` (a hash: the Vary names and,
+per variant, the value and store time; with the namespace's storage TTL), the eviction order `...:o`
+(zset), expiry times `...:x` (zset), a use counter `...:n`, fill locks `...:l:<digest>` and purge tag
+sets `...:g:<tag>` (entry digests). They all share the `{label}` hash tag, so every script touches
+one cluster slot: a purge of one namespace is atomic on a cluster too. A purge across routes is one
+such script per namespace (each atomic; see `purge.py`). A miss looked up with `lead` also takes
+the fill lock in the same script, so processes sharing the server run the handler once per key.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asgi_guard.core.http import CachedResponse
+from asgi_guard.stages.cache.control import flat, secondary
 from asgi_guard.stages.cache.store import WAIT, Filling, Hit
 from asgi_guard.state.valkey import ScriptCall, ValkeyBackend, lua
 
-_GET = lua(__package__, "cache_get", retry_safe=True)  # read-only
-_SET = lua(__package__, "cache_set", retry_safe=True)  # writes the same entry again
+_GET = lua(__package__, "cache_get", retry_safe=True)  # reads; a lost reply's lock only makes the retry wait
+_SET = lua(__package__, "cache_set", retry_safe=True)  # writes the same variant and tags again
+_PURGE = lua(__package__, "cache_purge", retry_safe=True)  # deleting twice deletes the same entries
 
 
 class ValkeyCacheStore:
@@ -30,6 +35,7 @@ class ValkeyCacheStore:
         "_lock_prefix",
         "_order",
         "_seq",
+        "_tag_prefix",
         "_ttl_ms",
     )
 
@@ -46,45 +52,90 @@ class ValkeyCacheStore:
         base = backend.key("cache", namespace)
         self._entry_prefix = f"{base}:e:"
         self._lock_prefix = f"{base}:l:"
+        self._tag_prefix = f"{base}:g:"
         self._order = f"{base}:o"
         self._expiry = f"{base}:x"
         self._seq = f"{base}:n"
         self._algo = algo
         self._capacity = capacity
-        self._ttl_ms = int(ttl * 1000)
+        self._ttl_ms = max(1, int(ttl * 1000))
         self._lock_ms = max(1, int(fill_lock * 1000))
 
     def _keys(self, key: str) -> tuple[str, str, str, str, str]:
         return (self._entry_prefix + key, self._order, self._expiry, self._seq, self._lock_prefix + key)
 
-    async def get(self, key: str, lead: bool = False) -> Hit | Filling | None:
-        found = await self._backend.run(
-            _GET, self._keys(key), (key, self._algo, self._lock_ms if lead else 0)
-        )
-        if found == 0:
-            return WAIT
-        return self.decode(found)
+    def lookup_call(self, key: str, lead: bool, prints: Mapping[str, str] | None) -> ScriptCall:
+        """The lookup of `key` as one script call (for `run`, or to ride another stage's round trip)."""
+        args = (key, self._algo, self._lock_ms if lead else 0, self._backend.script_now())
+        return (_GET, self._keys(key), (*args, *flat(prints if prints is not None else {})))
 
-    def lookup_call(self, key: str) -> ScriptCall:
-        """The lookup of `key` as a script call for `ValkeyBackend.run_many` (the rate-limit stage
-        sends it with its own script). It never takes the fill lock; a hit counts as a use."""
-        return (_GET, self._keys(key), (key, self._algo, 0))
+    async def get(
+        self, key: str, lead: bool = False, prints: Mapping[str, str] | None = None
+    ) -> Hit | Filling | None:
+        return self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
 
     @staticmethod
-    def decode(found: Any) -> Hit | None:
-        """cache_get's answer to a lookup that did not lock: the hit, or None."""
+    def decode(found: Any) -> Hit | Filling | None:
+        """cache_get's answer: the hit, None (a miss; locked when asked to lead) or WAIT."""
+        if found == 0 and not isinstance(found, list):
+            return WAIT
         if not found:
             return None
         raw, age_ms, ttl_ms = found
         return CachedResponse.decode(raw), max(0, int(age_ms)) / 1000, max(0, int(ttl_ms)) / 1000
 
-    async def set(self, key: str, value: CachedResponse) -> list[str]:
+    async def set(
+        self,
+        key: str,
+        value: CachedResponse,
+        variant: str = "",
+        names: Sequence[str] = (),
+        tags: Sequence[str] = (),
+        max_variants: int = 16,
+    ) -> list[str]:
         evicted = await self._backend.run(
             _SET,
             self._keys(key),
-            (key, value.encode(), self._ttl_ms, self._capacity, self._algo, self._entry_prefix),
+            (
+                key,
+                value.encode(),
+                self._ttl_ms,
+                self._capacity,
+                self._algo,
+                self._entry_prefix,
+                variant or secondary(names, {}),
+                ",".join(names),
+                max_variants,
+                self._tag_prefix,
+                self._backend.script_now(),
+                *tags,
+            ),
         )
         return [v.decode() if isinstance(v, bytes) else str(v) for v in evicted or ()]
 
     async def unlock(self, key: str) -> None:
         await self._backend.call(self._backend.client.delete(self._lock_prefix + key))
+
+    @property
+    def backend(self) -> ValkeyBackend:
+        return self._backend
+
+    def purge_call(self, keys: Sequence[str], tags: Sequence[str]) -> ScriptCall:
+        """The purge of `keys` and of the entries tagged `tags`, as one script call (one slot)."""
+        return (
+            _PURGE,
+            (self._order, self._expiry),
+            (self._entry_prefix, self._tag_prefix, len(keys), *keys, *tags),
+        )
+
+    async def purge(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> int:
+        if not keys and not tags:
+            return 0
+        return int(await self._backend.run(*self.purge_call(keys, tags)))
+
+    async def clear(self) -> int:
+        return int(
+            await self._backend.run(
+                _PURGE, (self._order, self._expiry), (self._entry_prefix, self._tag_prefix, -1)
+            )
+        )

@@ -2,8 +2,8 @@
 
 Everything that depends only on the route (limits, key recipe, header bytes, metric children, the
 backend form) is prepared in `__init__`; a request costs a key build, one decision (a dict lookup in
-memory, one Lua round trip on Valkey) and a header append. On Valkey, when the route's cache stage
-offers its lookup (`asgi_guard.stages.cache.prefetch`), that lookup rides in the same round trip.
+memory, one Lua round trip on Valkey) and a header append. On Valkey, a script an inner stage
+registered for the route (`ValkeyBackend.riders`: the cache lookup) rides in the same round trip.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
-from asgi_guard.stages.cache.prefetch import CachePrefetch, prefetchers
 from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, rate_limiter, specs_from_config
 from asgi_guard.stages.rate_limit.headers import (
     POLICY,
@@ -32,6 +31,7 @@ from asgi_guard.stages.rate_limit.headers import (
 from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
 from asgi_guard.stages.rate_limit.spec import Decision
 from asgi_guard.state.keys import EVERYONE, NO_VALUE, fallback_identity, key_part
+from asgi_guard.state.valkey import Riders
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -107,13 +107,13 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         backend = self.backend  # bounded by the route's pooling.socket_timeout, if it has one
         self._memory: MemoryRateLimiter | None = None
         self._valkey: ValkeyRateLimiter | None = None
-        self._prefetch: CachePrefetch | None = None  # the route's cache lookup, found on first request
-        self._prefetch_resolved = False
+        self._riders: Riders | None = None  # inner stages' calls riding the limit's round trip
         store = rate_limiter(backend, specs)  # the backend is bounded by the route's pooling
         if isinstance(store, MemoryRateLimiter):  # the memory form answers without awaiting: hot path
             self._memory = store
         elif isinstance(store, ValkeyRateLimiter):  # may carry the cache lookup in its round trip
             self._valkey = store
+            self._riders = getattr(backend, "riders", None)
 
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers
@@ -168,15 +168,15 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         elif memory is not None:
             decisions = memory.check(identity)
         else:
-            if not self._prefetch_resolved:  # the cache stage, built before this one, registered it
-                self._prefetch = prefetchers(self.runtime).get(self.route)
-                self._prefetch_resolved = True
-            prefetch = self._prefetch
+            limiter, riders = self._valkey, self._riders
+            assert limiter is not None and riders is not None
             try:
-                if prefetch is None:
-                    decisions = await self._valkey.check(identity)  # type: ignore[union-attr]
-                else:
-                    decisions = await prefetch.check(self._valkey, identity, ctx, scope)  # type: ignore[arg-type]
+                decisions = await riders.carry(
+                    self.route,
+                    scope,
+                    lambda: limiter.check(identity),
+                    lambda call: limiter.check_with(identity, call),
+                )
             except BackendUnavailable:
                 self._m_fault.inc()
                 if not self.fail_open:
@@ -188,6 +188,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
         for decision in decisions:
             if not decision.allowed:
+                if self._riders is not None and not self.shadow:
+                    await self._riders.abandon(self.route, scope)
                 self._reject(ctx, decisions)
                 await self.app(scope, receive, send)  # shadow mode: counted, not enforced
                 return
