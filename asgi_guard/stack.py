@@ -18,6 +18,7 @@ import logging
 import os
 import traceback
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -190,7 +191,9 @@ class Guard:
         client = scope.get("client")
         return client[0] if client else "unknown"
 
-    def _context(self, route: CompiledRoute, scope: Scope, receive: Receive, request_id: bytes) -> GuardContext:
+    def _context(
+        self, route: CompiledRoute, scope: Scope, receive: Receive, request_id: bytes
+    ) -> GuardContext:
         config = route.config
         ctx = GuardContext(
             request_id.decode(),
@@ -246,8 +249,8 @@ class Guard:
             # would lack the request id: answer it here (unless the app shows its debug page or has
             # its own 500 handler), then re-raise so the server logs the error as usual.
             if ctx.status is None and not _app_handles_500(scope):
-                problem = Problem(500, "internal-error", "Internal Server Error", "the handler failed")
-                await send_problem(send_with_headers, problem, ctx.request_id)
+                failed = Problem(500, "internal-error", "Internal Server Error", "the handler failed")
+                await send_problem(send_with_headers, failed, ctx.request_id)
             raise
 
     async def run_websocket(
@@ -286,12 +289,11 @@ class Guard:
                 return None
         if "subprotocol" in sources:
             for proto in scope.get("subprotocols") or ():
-                if proto.startswith("bearer."):
+                if isinstance(proto, str) and proto.startswith("bearer."):
                     return proto[7:].encode("latin-1")
         if "query" in sources:
-            from urllib.parse import parse_qsl
-
-            for key, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+            query: bytes = scope.get("query_string", b"")
+            for key, value in parse_qsl(query.decode("latin-1")):
                 if key == "access_token":
                     return value.encode("latin-1")
         return None
@@ -444,7 +446,9 @@ class GuardMiddleware:
         """No Starlette router to bind to: the registry matcher on the path the app routes on."""
         path = route_path(scope)
         if _has_control(path):
-            problem = Problem(400, "bad-request-target", "Bad Request", "the request target has control characters")
+            problem = Problem(
+                400, "bad-request-target", "Bad Request", "the request target has control characters"
+            )
             await send_problem(send, problem, None)
             return
         found = self.registry.match(scope["method"], path)

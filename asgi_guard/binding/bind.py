@@ -106,7 +106,9 @@ class Planner:
         self._check_all_bound(bound, leaves)
         return list(plans.values())
 
-    def _plan_leaf(self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, set[str]]) -> Plan:
+    def _plan_leaf(
+        self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, set[str]]
+    ) -> Plan:
         plan = Plan(leaf)
         fmt = leaf.path_format
         entries = index.get(fmt, []) if fmt is not None else []
@@ -175,13 +177,14 @@ class Planner:
         missing: list[str] = []
         for entry in self.registry:
             got = bound[id(entry)]
-            if entry.any_method:
-                ok = "*" in got
-            else:
-                ok = (entry.methods - {"HEAD"} or entry.methods) <= got
+            ok = "*" in got if entry.any_method else (entry.methods - {"HEAD"} or entry.methods) <= got
             if not ok:
                 wanted = "every method" if entry.any_method else ",".join(sorted(entry.methods - got))
-                label = f"{entry.name!r} ({entry.template})" if entry.name != entry.template else repr(entry.template)
+                label = (
+                    f"{entry.name!r} ({entry.template})"
+                    if entry.name != entry.template
+                    else repr(entry.template)
+                )
                 missing.append(f"route {label} [{wanted}]")
         if missing:
             known = sorted({leaf.template for leaf in leaves if leaf.template is not None})

@@ -24,7 +24,7 @@ try:  # FastAPI is optional
 except ImportError:  # pragma: no cover - exercised only without FastAPI installed
     _fastapi_routing = None  # type: ignore[assignment]
 
-_INCLUDED = getattr(_fastapi_routing, "_IncludedRouter", None)
+_INCLUDED: type[Any] | None = getattr(_fastapi_routing, "_IncludedRouter", None)
 
 
 @dataclass(eq=False)
@@ -153,7 +153,7 @@ def _walk_included(
     _watch(original, watch, seen)
     defaults = _mark(original, defaults)
     for candidate in included.effective_candidates():
-        if isinstance(candidate, _INCLUDED):
+        if _INCLUDED is not None and isinstance(candidate, _INCLUDED):
             yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)
             continue
         route = candidate.original_route

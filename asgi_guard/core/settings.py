@@ -49,7 +49,7 @@ class GuardSettings(BaseSettings):
     )
     unregistered: Literal["allow", "deny"] = Field(
         default="allow",
-        description='"allow" (pass through untouched) or "deny" app routes that have no declared policy'
+        description='"allow" (pass through untouched) or "deny" app routes that have no declared policy',
     )
     unregistered_status: Literal[403, 404] = Field(
         default=404, description="status of a denied unregistered route"
@@ -58,7 +58,7 @@ class GuardSettings(BaseSettings):
         default=["header"],
         description=(
             "where a WebSocket handshake may carry its bearer token: the Authorization header, a "
-            '`Sec-WebSocket-Protocol: bearer.<jwt>` entry, or an `access_token` query parameter'
+            "`Sec-WebSocket-Protocol: bearer.<jwt>` entry, or an `access_token` query parameter"
         ),
     )
     metrics_path: str = Field(
