@@ -221,8 +221,28 @@ class Guard:
         built = self._pipelines.get(route)
         pipeline, needs_body = built if built is not None else self.pipeline(route)
         request_id = _request_id(scope)
-        ctx = self._context(route, scope, receive, request_id)
+        config = route.config
+        client = scope.get("client")
+        ctx = GuardContext(  # inlined (not self._context): this is the per-request hot path
+            request_id.decode(),
+            route,
+            scope.get("path_params") or {},
+            scope["method"],
+            scope["path"],
+            resolve_client_ip(scope, self._trusted, self._forwarded_header)
+            if self._trusted
+            else (client[0] if client else "unknown"),
+            self.runtime,
+            receive,
+            self._max_body if config.max_body_size is None else config.max_body_size,
+        )
+        scope[SCOPE_KEY] = ctx
         scope[HANDLE_KEY] = handle
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"guard": ctx}
+        else:
+            state["guard"] = ctx
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -236,7 +256,7 @@ class Guard:
             await send(message)
 
         try:
-            if route.config.resource_id_from_body:
+            if config.resource_id_from_body:
                 await ctx.resolve_resource_id()
             await pipeline(scope, ctx.receive if needs_body else receive, send_with_headers)
         except Problem as problem:
@@ -413,7 +433,9 @@ class GuardMiddleware:
         if not self._checked:
             await self._first_call()
         elif not self._fallback:
-            guard.rebind_if_changed()
+            watch = guard._watch
+            if watch is None or watch.changed():  # routes added while serving: bind them first
+                guard.bind()
         if kind == "http":
             if scope["path"] == self._metrics_path and self._metrics_app is not None:
                 await self._metrics_app(scope, receive, send)
