@@ -280,3 +280,26 @@ async def test_request_id_on_the_apps_own_500(_fresh: list[Any]) -> None:
         assert response.status_code == 500
         assert response.headers["x-request-id"] == "trace-500"
         assert response.json()["request_id"] == "trace-500"
+
+
+async def test_host_routes_are_bound(_fresh: list[Any]) -> None:
+    from starlette.routing import Host, Router
+
+    app = Starlette(routes=[Host("api.example", app=Router(routes=[Route("/jobs/{rid}", handler)]))])
+    install(app, reg(("/jobs/{rid}", None)), settings())
+    async with client(app) as c:
+        assert (await c.get("http://api.example/jobs/1")).status_code == 401
+        assert (await c.get("http://api.example/jobs/1", headers=bearer())).status_code == 200
+        assert RAN == ["/jobs/1"]
+
+
+async def test_fastapi_sub_app_mounted_with_its_own_guard(_fresh: list[Any]) -> None:
+    sub = fastapi_app()
+    install(sub, reg(*GUARDED), settings())
+    app = FastAPI()
+    app.mount("/v1", sub)
+    async with client(app) as c:
+        for _ in range(3):
+            assert (await c.get("/v1/jobs/1")).status_code == 401
+        assert RAN == []
+        assert (await c.get("/v1/jobs/1", headers=bearer())).status_code == 200

@@ -155,3 +155,25 @@ async def test_cors_preflight_and_headers_on_guard_rejections(order: str) -> Non
         assert "WWW-Authenticate" in rejected.headers["access-control-expose-headers"]
         ok = await c.delete("/api", headers={"Origin": "https://app.example", **bearer()})
         assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_websocket_in_an_included_router_with_a_router_default() -> None:
+    from fastapi import APIRouter
+
+    from asgi_guard import guard_router
+
+    app = FastAPI()
+    router = guard_router(APIRouter(prefix="/live"), JobConfig(**JWT))
+
+    @router.websocket("/feed")
+    async def feed(websocket: WebSocket) -> None:
+        await private(websocket)
+
+    app.include_router(router, prefix="/v1")
+    install(app, None, settings())
+    with TestClient(app) as tc:
+        with pytest.raises(WebSocketDenialResponse) as denied, tc.websocket_connect("/v1/live/feed"):
+            pass
+        assert denied.value.status_code == 401
+        with tc.websocket_connect("/v1/live/feed", headers=bearer()) as ws:
+            assert ws.receive_text() == "private answer"
