@@ -71,3 +71,32 @@ def test_config_error_stops_uvicorn_with_the_routes_name(app: str) -> None:
     assert code != 0, output
     assert ("job_status" if app == "typo" else "job_post") in output
     assert "Application startup failed" in output or "Error loading" in output or "ConfigError" in output
+
+
+def test_websocket_refused_then_accepted_under_uvicorn() -> None:
+    import asyncio
+
+    import jwt
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    proc, port = _start()
+    secret = "uvicorn-tests-secret-uvicorn-tests-secret"
+    token = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+
+    async def run() -> None:
+        url = f"ws://127.0.0.1:{port}/feed"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, open_timeout=5):
+                pass
+        assert refused.value.response.status_code == 401
+        assert b"missing-token" in refused.value.response.body
+        async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=5) as ws:
+            assert await ws.recv() == "private feed"
+
+    try:
+        _wait(port, proc)
+        asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(10)

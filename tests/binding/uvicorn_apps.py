@@ -7,7 +7,8 @@ import os
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
 
@@ -20,10 +21,17 @@ def _settings() -> GuardSettings:
     return GuardSettings(_env_file=None, jwt_secret="uvicorn-tests-secret-uvicorn-tests-secret")  # type: ignore[call-arg]
 
 
+async def feed(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("private feed")
+    await websocket.close()
+
+
 def _guarded(template: str) -> Starlette:
-    app = Starlette(routes=[Route("/jobs/{rid}", job)])
+    app = Starlette(routes=[Route("/jobs/{rid}", job), WebSocketRoute("/feed", feed)])
     registry = RouteRegistry()
     registry.register(template, JobConfig(security={"auth_type_required": "jwt"}), methods=["GET"], name="job_status")
+    registry.register("/feed", JobConfig(security={"auth_type_required": "jwt"}), name="feed")
     install(app, registry, _settings())
     return app
 
