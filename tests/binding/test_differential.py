@@ -14,6 +14,7 @@ from bindkit import charging, client, settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -42,11 +43,14 @@ target_spec = st.tuples(
 )
 
 
-def build(routes: list[Any]) -> tuple[Starlette, list[dict[str, Any]], list[int]]:
+def build(routes: list[Any], flavor: str = "starlette") -> tuple[Any, list[dict[str, Any]], list[int]]:
+    """A Starlette app (prefixes are Mounts) or a FastAPI app (prefixes are included APIRouters)."""
     ran: list[int] = []
     tops: list[Any] = []
     mounts: dict[str, list[Any]] = {}
+    routers: dict[str, Any] = {}
     table: list[dict[str, Any]] = []
+    fast = FastAPI() if flavor == "fastapi" else None
     for index, (prefix, segments, tail, methods, guarded) in enumerate(routes):
         named = [seg.replace("{x", f"{{x{j}").replace("{n", f"{{n{j}") for j, seg in enumerate(segments)]
         path = "/" + "/".join(named) + tail
@@ -63,6 +67,14 @@ def build(routes: list[Any]) -> tuple[Starlette, list[dict[str, Any]], list[int]
 
             return endpoint if methods is not None else AnyMethod()
 
+        if fast is not None:
+            router = fast.router if not prefix else routers.setdefault(prefix, APIRouter())
+            if methods is None:
+                router.add_route(path, make(index))
+            else:
+                router.add_api_route(path, make(index), methods=list(methods))
+            table.append({"template": prefix + path, "methods": methods, "guarded": guarded})
+            continue
         route = Route(path, make(index), methods=list(methods) if methods else None)
         if prefix:
             if prefix not in mounts:
@@ -85,7 +97,13 @@ def build(routes: list[Any]) -> tuple[Starlette, list[dict[str, Any]], list[int]
         taken |= keys
         registry.register(row["template"], JobConfig(endpoint_name=f"r{index}"), methods=row["methods"])
         row["label"] = f"r{index}"
-    app = Starlette(routes=tops)
+    app: Any
+    if fast is not None:
+        for prefix, router in routers.items():
+            fast.include_router(router, prefix=prefix)
+        app = fast
+    else:
+        app = Starlette(routes=tops)
     install(app, registry, settings())
     return app, table, ran
 
@@ -103,10 +121,14 @@ def expected_label(table: list[dict[str, Any]], index: int, method: str) -> str 
 
 
 @hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(route_spec, min_size=1, max_size=6), st.lists(target_spec, min_size=1, max_size=6))
-def test_policy_runs_iff_the_app_runs_the_handler(routes: list[Any], targets: list[Any]) -> None:
+@given(
+    st.sampled_from(["starlette", "fastapi"]),
+    st.lists(route_spec, min_size=1, max_size=6),
+    st.lists(target_spec, min_size=1, max_size=6),
+)
+def test_policy_runs_iff_the_app_runs_the_handler(flavor: str, routes: list[Any], targets: list[Any]) -> None:
     with charging() as charges:
-        app, table, ran = build(routes)
+        app, table, ran = build(routes, flavor)
 
         async def run() -> None:
             async with client(app) as c:
