@@ -82,7 +82,9 @@ async def test_router_defaults_inherited_and_overridden_per_route() -> None:
 
 
 async def test_mount_defaults_for_starlette() -> None:
-    mount = guard_router(Mount("/admin", routes=[Route("/users", show), Route("/stats", show)]), JobConfig(**JWT))
+    mount = guard_router(
+        Mount("/admin", routes=[Route("/users", show), Route("/stats", show)]), JobConfig(**JWT)
+    )
     app = Starlette(routes=[mount, Route("/public", show)])
     registry = RouteRegistry()
     registry.register("/admin/stats", JobConfig(endpoint_name="stats", required_credits=0), methods=["GET"])
@@ -90,7 +92,9 @@ async def test_mount_defaults_for_starlette() -> None:
     install(app, registry, settings())
     async with client(app) as c:
         assert (await c.get("/admin/users")).status_code == 401
-        assert (await c.get("/admin/stats")).status_code == 401  # registry entry merged over the mount's default
+        assert (
+            await c.get("/admin/stats")
+        ).status_code == 401  # registry entry merged over the mount's default
         assert (await c.get("/admin/stats", headers=bearer())).json()["label"] == "stats"
         assert (await c.get("/public")).json()["label"] == "public"
 

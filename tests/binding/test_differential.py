@@ -11,10 +11,10 @@ import asyncio
 from typing import Any
 
 from bindkit import charging, client, settings
+from fastapi import APIRouter, FastAPI
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse

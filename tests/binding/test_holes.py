@@ -101,8 +101,23 @@ async def test_root_path_by_app_setting(kind: str, _fresh: list[Any]) -> None:
         assert RAN == ["/api/jobs/1"] and len(_fresh) == 3
 
 
-@pytest.mark.parametrize("target", ["/admin%0A", "/admin%0D", "/jobs/1%0A", "/jobs/1%2F2", "//admin", "/files/", "/files", "/files/a/b", "/admin/"])
-async def test_odd_targets_never_reach_a_guarded_handler_unguarded(kind: str, target: str, _fresh: list[Any]) -> None:
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/admin%0A",
+        "/admin%0D",
+        "/jobs/1%0A",
+        "/jobs/1%2F2",
+        "//admin",
+        "/files/",
+        "/files",
+        "/files/a/b",
+        "/admin/",
+    ],
+)
+async def test_odd_targets_never_reach_a_guarded_handler_unguarded(
+    kind: str, target: str, _fresh: list[Any]
+) -> None:
     app = APPS[kind]()
     install(app, reg(*GUARDED), settings())
     async with client(app) as c:
@@ -257,7 +272,9 @@ async def test_routes_included_after_install_are_bound(_fresh: list[Any]) -> Non
         assert RAN == []
 
 
-async def test_deny_mode_denies_undeclared_routes_and_never_echoes_the_path(kind: str, _fresh: list[Any]) -> None:
+async def test_deny_mode_denies_undeclared_routes_and_never_echoes_the_path(
+    kind: str, _fresh: list[Any]
+) -> None:
     app = APPS[kind]()
     install(app, reg(*GUARDED), settings(unregistered="deny"))
     async with client(app) as c:

@@ -18,9 +18,23 @@ HERE = Path(__file__).parent
 
 def _start(*args: str, app: str = "") -> tuple[subprocess.Popen[str], int]:
     port = free_port()
-    env = {**os.environ, "BIND_APP": app, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "BIND_APP": app,
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "uvicorn_apps:app", "--host", "127.0.0.1", "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "uvicorn_apps:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *args,
+        ],
         env=env,
         cwd=HERE,
         stdout=subprocess.PIPE,
@@ -91,7 +105,9 @@ def test_websocket_refused_then_accepted_under_uvicorn() -> None:
                 pass
         assert refused.value.response.status_code == 401
         assert b"missing-token" in refused.value.response.body
-        async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=5) as ws:
+        async with connect(
+            url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=5
+        ) as ws:
             assert await ws.recv() == "private feed"
 
     try:

@@ -58,9 +58,12 @@ def ws_app(request: pytest.FixtureRequest) -> Any:
 
 
 def rejections(reason: str) -> float:
-    return REGISTRY.get_sample_value(
-        "asgi_guard_rejections_total", {"route": "ws_private", "stage": "security", "reason": reason}
-    ) or 0.0
+    return (
+        REGISTRY.get_sample_value(
+            "asgi_guard_rejections_total", {"route": "ws_private", "stage": "security", "reason": reason}
+        )
+        or 0.0
+    )
 
 
 def test_websocket_refused_without_token_accepted_with_one_then_limited(ws_app: Any) -> None:

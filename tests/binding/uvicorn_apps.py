@@ -30,7 +30,9 @@ async def feed(websocket: WebSocket) -> None:
 def _guarded(template: str) -> Starlette:
     app = Starlette(routes=[Route("/jobs/{rid}", job), WebSocketRoute("/feed", feed)])
     registry = RouteRegistry()
-    registry.register(template, JobConfig(security={"auth_type_required": "jwt"}), methods=["GET"], name="job_status")
+    registry.register(
+        template, JobConfig(security={"auth_type_required": "jwt"}), methods=["GET"], name="job_status"
+    )
     registry.register("/feed", JobConfig(security={"auth_type_required": "jwt"}), name="feed")
     install(app, registry, _settings())
     return app
@@ -43,7 +45,9 @@ elif os.environ.get("BIND_APP") == "middleware":
     from asgi_guard import GuardMiddleware
 
     registry = RouteRegistry()
-    registry.register("/jobs/{rid}", JobConfig(security={"auth_type_required": "jwt"}), methods=["POST"], name="job_post")
+    registry.register(
+        "/jobs/{rid}", JobConfig(security={"auth_type_required": "jwt"}), methods=["POST"], name="job_post"
+    )
     app.add_middleware(GuardMiddleware, registry=registry, settings=_settings())
 else:
     app = _guarded("/jobs/{rid}")
