@@ -154,7 +154,7 @@ class Guard:
             for route in (plan.any, *plan.by_method.values()):
                 if route is not None:
                     self.pipeline(route)
-                    if plan.leaf.kind in ("websocket", "mount"):
+                    if plan.leaf.protocol in ("websocket", "mount"):
                         self.ws_pipeline(route)
         apply(plans, self, self._deny)
         self.bindings = plans

@@ -115,7 +115,7 @@ class Planner:
         explicit: dict[str, CompiledRoute] = {}
         wildcard: CompiledRoute | None = None
         for entry in entries:
-            if leaf.kind == "websocket":
+            if leaf.protocol == "websocket":
                 if entry.any_method or "GET" in entry.methods:
                     wildcard = wildcard or entry
                     bound[id(entry)].update(entry.methods | {"*"})
@@ -219,7 +219,7 @@ def apply(plans: list[Plan], guard: Guard, deny: bool) -> None:
             bound.guard = guard
         else:
             bound = BoundHandle(route.handle, guard)
-        bound.methods = plan.leaf.methods if plan.leaf.kind == "http" else None
+        bound.methods = plan.leaf.methods if plan.leaf.protocol == "http" else None
         bound.by_method = dict(plan.by_method)
         bound.any = plan.any
         bound.deny = deny

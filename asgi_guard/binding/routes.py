@@ -33,7 +33,7 @@ class Leaf:
 
     route: BaseRoute  # the object whose `handle` the router calls
     template: str | None  # the full path template below the app's root (None: unknown route type)
-    kind: str  # "http", "websocket", "mount" (any scope type), "other"
+    protocol: str  # "http", "websocket", "mount" (any scope type), "other"
     methods: frozenset[str] | None  # what `handle` serves without a 405 (None: every method)
     defaults: tuple[JobConfig, ...]  # router-level defaults, outermost first
     declared: JobConfig | None  # the endpoint's own `@guard(...)`
