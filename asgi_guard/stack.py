@@ -520,7 +520,7 @@ class GuardMiddleware:
                     guard.bind()
                 except ConfigError as exc:
                     await failure(exc)
-                    return
+                    raise  # the app's lifespan ends too (ASGI: after startup.failed the app exits)
                 self._checked = True
             await send(message)
 

@@ -176,3 +176,41 @@ async def test_same_router_included_twice_same_policy_is_fine() -> None:
         async with client(app) as c:
             assert (await c.get("/v1/x")).status_code == 401
             assert (await c.get("/v2/x")).status_code == 401
+
+
+def test_routes_the_apps_lifespan_adds_are_bound_at_start_up() -> None:
+    from contextlib import asynccontextmanager
+
+    from starlette.testclient import TestClient
+
+    late = APIRouter()
+
+    @late.get("/late/{rid}")
+    async def late_job(rid: str) -> dict[str, str]:
+        return {"rid": rid}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        app.include_router(late, prefix="/v2")
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+    registry = RouteRegistry()
+    registry.register("/v2/late/{rid}", JobConfig(**JWT), methods=["GET"], name="late")
+    install(app, registry, settings())  # the route does not exist yet: no error before start-up
+    with TestClient(app) as tc:
+        assert tc.get("/v2/late/1").status_code == 401
+        assert tc.get("/v2/late/1", headers=bearer()).status_code == 200
+        assert tc.get("/metrics").status_code == 200  # the outer part still answers the metrics path
+
+
+def test_start_up_fails_when_a_template_matches_no_route() -> None:
+    from starlette.testclient import TestClient
+
+    app = Starlette(routes=[Route("/jobs/{rid}", show)])
+    registry = RouteRegistry()
+    registry.register("/jobz/{rid}", JobConfig(), name="typo")
+    install(app, registry, settings())
+    with pytest.raises(BaseException) as failed, TestClient(app):
+        pass
+    assert "typo" in str(failed.value)
