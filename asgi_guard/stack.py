@@ -127,7 +127,6 @@ class Guard:
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
-        self._bound_routes: list[CompiledRoute] = []
         self.bindings: list[Any] = []  # the last plans (OpenAPI reads them)
 
     def validate(self) -> None:
@@ -151,10 +150,12 @@ class Guard:
             planner = _Lenient(self.registry, planner)
         plans = planner.plan(leaves)
         for plan in plans:  # build first: a ConfigError leaves the previous binding in place
+            protocol = plan.leaf.protocol
             for route in (plan.any, *plan.by_method.values()):
                 if route is not None:
-                    self.pipeline(route)
-                    if plan.leaf.protocol in ("websocket", "mount"):
+                    if protocol != "websocket":
+                        self.pipeline(route)
+                    if protocol in ("websocket", "mount"):
                         self.ws_pipeline(route)
         apply(plans, self, self._deny)
         self.bindings = plans
@@ -310,7 +311,7 @@ class Guard:
         if "subprotocol" in sources:
             for proto in scope.get("subprotocols") or ():
                 if isinstance(proto, str) and proto.startswith("bearer."):
-                    return proto[7:].encode("latin-1")
+                    return proto[7:].encode("latin-1", "replace")  # not token68: a 401 later
         if "query" in sources:
             query: bytes = scope.get("query_string", b"")
             for key, value in parse_qsl(query.decode("latin-1")):
