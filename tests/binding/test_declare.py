@@ -214,3 +214,20 @@ def test_start_up_fails_when_a_template_matches_no_route() -> None:
     with pytest.raises(BaseException) as failed, TestClient(app):
         pass
     assert "typo" in str(failed.value)
+
+
+async def test_deny_mode_with_fastapi_docs_routes_registered() -> None:
+    app = FastAPI()
+
+    @app.get("/jobs/{rid}")
+    @guard(JobConfig(**JWT))
+    async def job(rid: str) -> dict[str, str]:
+        return {"rid": rid}
+
+    registry = RouteRegistry()
+    registry.register("/openapi.json", JobConfig(), methods=["GET"])
+    install(app, registry, settings(unregistered="deny"))
+    async with client(app) as c:
+        assert (await c.get("/openapi.json")).status_code == 200
+        assert (await c.get("/docs")).status_code == 404  # not declared: denied
+        assert (await c.get("/jobs/1")).status_code == 401
