@@ -26,12 +26,10 @@ from asgi_guard.binding.bind import BoundHandle, Planner, apply
 from asgi_guard.binding.routes import Watch, find_router, walk
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.metrics import get_metrics
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, answer_problem, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
-from asgi_guard.core.stage import Stage
-from asgi_guard.core.tracing import stage_probe
+from asgi_guard.core.stage import StageType, build_chain
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import load_stages
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
@@ -87,7 +85,7 @@ def _has_control(path: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
 
 
-STAGES: tuple[type[Stage], ...] | None = None  # None: the package's order (tests may substitute)
+STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
 async def _route_handle(scope: Scope, receive: Receive, send: Send) -> None:
@@ -98,17 +96,13 @@ async def _route_handle(scope: Scope, receive: Receive, send: Send) -> None:
 def build_pipeline(
     app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime, only: frozenset[str] | None = None
 ) -> tuple[ASGIApp, bool]:
-    """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
-    config = route.config
-    needs_body = config.resource_id_from_body
-    probe = stage_probe()  # None with the no-op tracer; else it wraps stages to time their child spans
-    for stage in reversed(STAGES or load_stages()):
-        if only is not None and stage.name not in only:
-            continue
-        if stage.enabled_for(config) and stage.enabled_in(config, runtime):
-            app = stage(app, route, runtime) if probe is None else probe(stage, app, route, runtime)
-            needs_body = needs_body or stage.needs_body(config)
-    return app, needs_body
+    """The route's chain of enabled stages around `app` (only those named in `only`, if given), and
+    whether any stage needs the body."""
+    stages = STAGES or load_stages()
+    if only is not None:
+        stages = tuple(stage for stage in stages if stage.name in only)
+    # the probe (None when nothing is traced) wraps stages to time their child spans
+    return build_chain(app, route, runtime, stages, runtime.tracing.stage_probe())
 
 
 class Guard:
@@ -263,8 +257,7 @@ class Guard:
         except Problem as problem:
             if ctx.status is not None:
                 raise
-            ctx.rejected_by = ctx.rejected_by or problem.slug
-            await send_problem(send_with_headers, problem, ctx.request_id)
+            await answer_problem(ctx, send_with_headers, problem)
         except Exception:
             # The app's own 500 is sent by ServerErrorMiddleware, outside every user middleware, so it
             # would lack the request id: answer it here (unless the app shows its debug page or has
@@ -286,15 +279,15 @@ class Guard:
         token = self._websocket_token(scope)
         if token is not None:
             scope["headers"] = [*scope["headers"], (b"authorization", b"Bearer " + token)]
-        metrics = get_metrics()
+        metrics = self.runtime.metrics
         try:
             await pipeline(scope, receive, send)
         except Problem as problem:
             if ctx.status is not None:
                 raise
-            stage = ctx.rejected_by or problem.slug
+            stage = ctx.rejected_by or problem.stage or "stack"
             said = ctx.decisions.get(stage)
-            reason = said.get("reason") if isinstance(said, dict) else None
+            reason = said.reason if said is not None else None
             metrics.rejections.labels(route.label, stage, reason or problem.slug).inc()
             metrics.requests.labels(route.label, "WEBSOCKET", str(problem.status)).inc()
             await refuse_websocket(scope, send, problem, ctx.request_id)

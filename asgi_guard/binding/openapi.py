@@ -84,7 +84,7 @@ def statuses(route: CompiledRoute) -> dict[int, list[str]]:
         out.setdefault(503, ["Retry-After"])
     if config.circuit_breaker.enabled:
         out[503] = ["Retry-After"]
-    if config.handler_timeout is not None and (config.required_credits or config.circuit_breaker.enabled):
+    if config.handler_timeout is not None:
         out[504] = []
     if config.encryption.enable_encryption or config.encryption.enable_decryption:
         out[400] = []

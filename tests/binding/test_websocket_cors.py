@@ -67,7 +67,7 @@ def rejections(reason: str) -> float:
 
 
 def test_websocket_refused_without_token_accepted_with_one_then_limited(ws_app: Any) -> None:
-    before = rejections("missing-token")
+    before = rejections("missing_token")
     with TestClient(ws_app()) as tc:
         for _ in range(3):
             with pytest.raises(WebSocketDenialResponse) as denied, tc.websocket_connect("/ws"):
@@ -75,7 +75,7 @@ def test_websocket_refused_without_token_accepted_with_one_then_limited(ws_app: 
             assert denied.value.status_code == 401
             assert denied.value.headers["content-type"] == "application/problem+json"
             assert "x-request-id" in denied.value.headers
-        assert rejections("missing-token") == before + 3
+        assert rejections("missing_token") == before + 3
         for _ in range(2):
             with tc.websocket_connect("/ws", headers=bearer()) as ws:
                 assert ws.receive_text() == "private answer"
