@@ -1,5 +1,6 @@
 """asgi-guard: ordered pure-ASGI middlewares that enforce per-route policies."""
 
+from asgi_guard.binding.declare import guard, guard_router
 from asgi_guard.config import JobConfig
 from asgi_guard.core.context import GuardContext, Principal, get_guard
 from asgi_guard.core.errors import BackendUnavailable, ConfigError
@@ -23,5 +24,7 @@ __all__ = [
     "Problem",
     "RouteRegistry",
     "get_guard",
+    "guard",
+    "guard_router",
     "install",
 ]

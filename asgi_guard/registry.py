@@ -1,7 +1,10 @@
 """RouteRegistry: route templates (Starlette syntax) mapped to JobConfig, with a compiled matcher.
 
-Matching walks a segment trie: static segments are dict lookups, so the cost depends on the depth of
-the path, not on the number of routes. Static segments win over dynamic ones at every level.
+For Starlette and FastAPI apps the registry is only a declaration: at start-up every entry is bound to
+the app's own route object with the same template (`asgi_guard.binding`), and the app's router picks
+the route. The matcher below serves `registry.resolve()` and the fallback for bare ASGI apps without a
+Starlette router: it walks a segment trie (static segments are dict lookups, so the cost depends on
+the depth of the path, not on the number of routes); static segments win over dynamic ones.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.convertors import CONVERTOR_TYPES, Convertor
+from starlette.routing import compile_path
 
 from asgi_guard.config import JobConfig
 from asgi_guard.core.errors import ConfigError
 
 ALL_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+ANY = "*"  # the slot of a route registered without `methods`: every method, QUERY and others included
 HOT_PATHS = 4096  # recently matched (method, path) pairs kept; cleared whole when full (bounded)
 _MISS = object()
 _PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
@@ -33,6 +38,7 @@ class CompiledRoute:
     methods: frozenset[str]
     config: JobConfig
     name: str
+    any_method: bool = False  # registered without `methods`: every method, not only ALL_METHODS
 
     @property
     def label(self) -> str:
@@ -106,7 +112,7 @@ class RouteRegistry:
             raise ConfigError(f"route {path!r}: a path template must start with '/'")
         route_name = name or path
         job = _validate(route_name, path, config)
-        route = CompiledRoute(path, _methods(methods), job, route_name)
+        route = CompiledRoute(path, _methods(methods), job, route_name, not methods)
         if "{" not in path:
             slot = self._static.setdefault(path, {})
             self._claim(slot, route)
@@ -117,7 +123,7 @@ class RouteRegistry:
         return route
 
     def _claim(self, slot: dict[str, CompiledRoute], route: CompiledRoute) -> None:
-        for method in route.methods:
+        for method in (ANY,) if route.any_method else route.methods:
             if method in slot and not (method == "HEAD" and slot[method].methods != route.methods):
                 raise ConfigError(f"route {route.template!r}: {method} is already registered")
             slot[method] = route
@@ -161,7 +167,7 @@ class RouteRegistry:
         """The route and converted path parameters for this request, or None."""
         static = self._static.get(path)
         if static is not None:
-            route = static.get(method)
+            route = static.get(method) or static.get(ANY)
             if route is not None:
                 return route, {}
         hot = self._hot.get((method, path), _MISS)
@@ -169,7 +175,7 @@ class RouteRegistry:
             return None if hot is None else (hot[0], dict(hot[1]))  # type: ignore[index]
         params: dict[str, Any] = {}
         node = _walk(self._root, path.strip("/").split("/"), 0, params)
-        route = node.routes.get(method) if node is not None else None
+        route = (node.routes.get(method) or node.routes.get(ANY)) if node is not None else None
         found = (route, params) if route is not None else None
         if len(self._hot) >= HOT_PATHS:
             self._hot.clear()
@@ -218,6 +224,11 @@ class RouteRegistry:
                 raise ConfigError(f"{source}: route {route_name!r}: field 'path' is required")
             registry.register(route_path, merged, route_methods, name=route_name)
         return registry
+
+
+def path_format(template: str) -> str:
+    """A template without its convertors (`/a/{x:int}` -> `/a/{x}`): how routes are compared."""
+    return compile_path(template)[1]
 
 
 def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> _Node | None:

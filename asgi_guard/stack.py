@@ -1,20 +1,31 @@
-"""install() / GuardMiddleware: resolve the route once, then run that route's prebuilt pipeline.
+"""install() / GuardMiddleware: bind each route's prebuilt pipeline to the app's own route objects.
 
-Stage 0 lives here: registry lookup, the request id, the GuardContext, body replay, and turning a
-raised Problem into an RFC 9457 response. Each registered route gets its own chain of only the stages
-it enables, built once; unregistered routes go straight to the app.
+Two parts (DESIGN.md, stage 0):
+- the outer middleware (`GuardMiddleware`): lifespan (start-up validation and binding), the metrics
+  endpoint, and, for a bare ASGI app without a Starlette router, the registry matcher fallback;
+- the route-bound part (`Guard.run_http` / `Guard.run_websocket`), called from a bound route's
+  `handle` once the app's router has chosen that route: request id, GuardContext, the route's chain
+  of enabled stages, problem+json for a rejection, and the deny answer for undeclared routes.
+The router does the matching, 404/405/redirects, `root_path` and mounts exactly as it serves them, so
+nothing reaches a guarded handler unguarded and nothing the app does not run is charged.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import logging
 import os
-from collections.abc import Callable
+import traceback
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asgi_guard.binding.bind import BoundHandle, Planner, apply
+from asgi_guard.binding.routes import Watch, find_router, walk
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
@@ -24,11 +35,15 @@ from asgi_guard.stages import load_stages
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
 from asgi_guard.state import Backend
 
+log = logging.getLogger("asgi_guard")
+
 _REQUEST_ID = b"x-request-id"
+HANDLE_KEY = "asgi_guard.handle"  # scope key: the route's own handle, innermost in its pipeline
 # Generated ids: 16 random hex digits per process, then a counter: unique, 32 characters, and far
 # cheaper than a fresh random draw per request (ids identify requests; they are not secrets).
 _ID_PREFIX = os.urandom(8).hex().encode()
 _ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+WEBSOCKET_STAGES = frozenset({"security", "rate_limit"})  # what runs before websocket.accept
 
 
 def _new_id_prefix() -> None:
@@ -55,97 +70,169 @@ def _request_id(scope: Scope) -> bytes:
     return b"%s%016x" % (_ID_PREFIX, next(_ID_COUNTER))
 
 
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: `path` without the `root_path` prefix (Starlette's get_route_path)."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    return path[len(root_path) :] if path[len(root_path)] == "/" else path
+
+
+def _has_control(path: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
+
+
 STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
-def build_pipeline(app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime) -> tuple[ASGIApp, bool]:
-    """The route's chain of enabled stages around `app`, and whether any stage needs the body."""
+async def _route_handle(scope: Scope, receive: Receive, send: Send) -> None:
+    """Innermost app of every pipeline: the handle of the route the router chose."""
+    await scope[HANDLE_KEY](scope, receive, send)
+
+
+def build_pipeline(
+    app: ASGIApp, route: CompiledRoute, runtime: GuardRuntime, only: frozenset[str] | None = None
+) -> tuple[ASGIApp, bool]:
+    """The route's chain of enabled stages around `app` (only those named in `only`, if given), and
+    whether any stage needs the body."""
+    stages = STAGES or load_stages()
+    if only is not None:
+        stages = tuple(stage for stage in stages if stage.name in only)
     # the probe (None when nothing is traced) wraps stages to time their child spans
-    return build_chain(app, route, runtime, STAGES or load_stages(), runtime.tracing.stage_probe())
+    return build_chain(app, route, runtime, stages, runtime.tracing.stage_probe())
 
 
-class GuardMiddleware:
-    """The whole asgi-guard stack as one ASGI middleware."""
+class Guard:
+    """One app's guard: the runtime, the pipelines (one per CompiledRoute) and the route binding."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        registry: RouteRegistry,
-        settings: GuardSettings | None = None,
-        *,
-        backend: Backend | None = None,
-        runtime: GuardRuntime | None = None,
-    ) -> None:
-        self.app = app
+    def __init__(self, registry: RouteRegistry, runtime: GuardRuntime, router: Any = None) -> None:
         self.registry = registry
-        self.runtime = runtime or GuardRuntime(settings, backend)
-        self.settings = self.runtime.settings
-        self._trusted = parse_networks(self.settings.trusted_proxies)
-        self._forwarded_header = self.settings.forwarded_header
+        self.runtime = runtime
+        self.settings = settings = runtime.settings
+        self.router = router
+        self._trusted = parse_networks(settings.trusted_proxies)
+        self._forwarded_header = settings.forwarded_header
+        self._deny = settings.unregistered == "deny"
+        self._max_body = settings.max_body_size
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
-        self._deny = self.settings.unregistered == "deny"
-        self._max_body = self.settings.max_body_size
-        self._metrics_path = self.settings.metrics_path or None
-        self._metrics_app: ASGIApp | None = None
-        for route in registry:
-            self._pipeline(route)
-        if self._metrics_path:
-            from asgi_guard.core.metrics import metrics_endpoint
+        self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
+        self._planner = Planner(registry)
+        self._watch: Watch | None = None
+        self.bindings: list[Any] = []  # the last plans (OpenAPI reads them)
 
-            self._metrics_app = metrics_endpoint(self.runtime)
+    def validate(self) -> None:
+        """Build every registry entry's pipeline now: config errors (a JWT route without a key, ...)
+        surface before anything is served."""
+        for route in self.registry:
+            self.pipeline(route)
 
-    def _pipeline(self, route: CompiledRoute) -> tuple[ASGIApp, bool]:
+    # -- binding --------------------------------------------------------------------------------
+    def bind(self, *, check: bool = True) -> None:
+        """Bind every policy to the router's current routes (ConfigError if one cannot be bound).
+
+        With `check=False` (at install(), when routes may still be added), registry entries that match
+        no route yet are not an error; they are at start-up.
+        """
+        if self.router is None:
+            return
+        leaves, watch = walk(self.router)
+        planner = self._planner
+        if not check:
+            planner = _Lenient(self.registry, planner)
+        plans = planner.plan(leaves)
+        for plan in plans:  # build first: a ConfigError leaves the previous binding in place
+            protocol = plan.leaf.protocol
+            for route in (plan.any, *plan.by_method.values()):
+                if route is not None:
+                    if protocol != "websocket":
+                        self.pipeline(route)
+                    if protocol in ("websocket", "mount"):
+                        self.ws_pipeline(route)
+        apply(plans, self, self._deny)
+        self.bindings = plans
+        self._watch = watch
+
+    def rebind_if_changed(self) -> None:
+        """Routes added after binding (include_router, add_route) are bound before they are served."""
+        watch = self._watch
+        if watch is None or watch.changed():
+            self.bind()
+
+    def pipeline(self, route: CompiledRoute) -> tuple[ASGIApp, bool]:
         built = self._pipelines.get(route)
         if built is None:
-            built = self._pipelines[route] = build_pipeline(self.app, route, self.runtime)
+            built = self._pipelines[route] = build_pipeline(_route_handle, route, self.runtime)
         return built
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http":
-            if kind == "lifespan":
-                await self.app(scope, self._lifespan_receive(receive, send), send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        runtime = self.runtime
-        if not runtime.started:
-            self.registry.freeze()
-            await runtime.startup()
-        path: str = scope["path"]
-        if path == self._metrics_path and self._metrics_app is not None:
-            await self._metrics_app(scope, receive, send)
-            return
-        found = self.registry.match(scope["method"], path)
-        if found is None:
-            if self._deny:
-                await self._deny_unregistered(scope, send)
-            else:
-                await self.app(scope, receive, send)
-            return
-        route, params = found
-        pipeline, needs_body = self._pipelines.get(route) or self._pipeline(route)
+    def ws_pipeline(self, route: CompiledRoute) -> ASGIApp:
+        built = self._ws_pipelines.get(route)
+        if built is None:
+            built = self._ws_pipelines[route] = build_pipeline(
+                _route_handle, route, self.runtime, WEBSOCKET_STAGES
+            )[0]
+        return built
 
-        request_id = _request_id(scope)
+    async def startup(self) -> None:
+        self.registry.freeze()
+        await self.runtime.startup()
+
+    # -- per request ----------------------------------------------------------------------------
+    def _client_ip(self, scope: Scope) -> str:
+        if self._trusted:
+            return resolve_client_ip(scope, self._trusted, self._forwarded_header)
         client = scope.get("client")
-        client_ip = (
-            resolve_client_ip(scope, self._trusted, self._forwarded_header)
-            if self._trusted
-            else (client[0] if client else "unknown")
-        )
+        return client[0] if client else "unknown"
+
+    def _context(
+        self, route: CompiledRoute, scope: Scope, receive: Receive, request_id: bytes
+    ) -> GuardContext:
         config = route.config
         ctx = GuardContext(
             request_id.decode(),
             route,
-            params,
-            scope["method"],
-            path,
-            client_ip,
-            runtime,
+            scope.get("path_params") or {},
+            scope.get("method", "GET"),
+            scope["path"],
+            self._client_ip(scope),
+            self.runtime,
             receive,
             self._max_body if config.max_body_size is None else config.max_body_size,
         )
         scope[SCOPE_KEY] = ctx
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"guard": ctx}
+        else:
+            state["guard"] = ctx
+        return ctx
+
+    async def run_http(
+        self, route: CompiledRoute, handle: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run `route`'s pipeline with the route's own `handle` innermost."""
+        built = self._pipelines.get(route)
+        pipeline, needs_body = built if built is not None else self.pipeline(route)
+        request_id = _request_id(scope)
+        config = route.config
+        client = scope.get("client")
+        ctx = GuardContext(  # inlined (not self._context): this is the per-request hot path
+            request_id.decode(),
+            route,
+            scope.get("path_params") or {},
+            scope["method"],
+            scope["path"],
+            resolve_client_ip(scope, self._trusted, self._forwarded_header)
+            if self._trusted
+            else (client[0] if client else "unknown"),
+            self.runtime,
+            receive,
+            self._max_body if config.max_body_size is None else config.max_body_size,
+        )
+        scope[SCOPE_KEY] = ctx
+        scope[HANDLE_KEY] = handle
         state = scope.get("state")
         if state is None:
             scope["state"] = {"guard": ctx}
@@ -171,53 +258,295 @@ class GuardMiddleware:
             if ctx.status is not None:
                 raise
             await answer_problem(ctx, send_with_headers, problem)
+        except Exception:
+            # The app's own 500 is sent by ServerErrorMiddleware, outside every user middleware, so it
+            # would lack the request id: answer it here (unless the app shows its debug page or has
+            # its own 500 handler), then re-raise so the server logs the error as usual.
+            if ctx.status is None and not _app_handles_500(scope):
+                failed = Problem(500, "internal-error", "Internal Server Error", "the handler failed")
+                await send_problem(send_with_headers, failed, ctx.request_id)
+            raise
 
-    async def _deny_unregistered(self, scope: Scope, send: Send) -> None:
-        status = self.settings.unregistered_status
-        problem = Problem(
-            status,
-            "route-not-registered",
-            "Not Found" if status == 404 else "Forbidden",
-            f"{scope['method']} {scope['path']} is not a registered route",
-        )
+    async def run_websocket(
+        self, route: CompiledRoute, handle: Any, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Security and rate limit before `websocket.accept`; a refusal never reaches the app."""
+        built = self._ws_pipelines.get(route)
+        pipeline = built if built is not None else self.ws_pipeline(route)
         request_id = _request_id(scope)
+        ctx = self._context(route, scope, receive, request_id)
+        scope[HANDLE_KEY] = handle
+        token = self._websocket_token(scope)
+        if token is not None:
+            scope["headers"] = [*scope["headers"], (b"authorization", b"Bearer " + token)]
+        metrics = self.runtime.metrics
+        try:
+            await pipeline(scope, receive, send)
+        except Problem as problem:
+            if ctx.status is not None:
+                raise
+            stage = ctx.rejected_by or problem.stage or "stack"
+            said = ctx.decisions.get(stage)
+            reason = said.reason if said is not None else None
+            metrics.rejections.labels(route.label, stage, reason or problem.slug).inc()
+            metrics.requests.labels(route.label, "WEBSOCKET", str(problem.status)).inc()
+            await refuse_websocket(scope, send, problem, ctx.request_id)
+
+    def _websocket_token(self, scope: Scope) -> bytes | None:
+        """A bearer token from `Sec-WebSocket-Protocol: bearer.<jwt>` or `?access_token=` when the
+        settings allow it and no Authorization header was sent (browsers cannot set one)."""
+        sources = self.settings.websocket_token
+        if sources == ["header"]:
+            return None
+        for name, _ in scope["headers"]:
+            if name == b"authorization":
+                return None
+        if "subprotocol" in sources:
+            for proto in scope.get("subprotocols") or ():
+                if isinstance(proto, str) and proto.startswith("bearer."):
+                    return proto[7:].encode("latin-1", "replace")  # not token68: a 401 later
+        if "query" in sources:
+            query: bytes = scope.get("query_string", b"")
+            for key, value in parse_qsl(query.decode("latin-1")):
+                if key == "access_token":
+                    return value.encode("latin-1")
+        return None
+
+    async def deny(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`unregistered = "deny"`: the route exists but no policy was declared for it."""
+        status = self.settings.unregistered_status
+        title = "Not Found" if status == 404 else "Forbidden"
+        problem = Problem(status, "route-not-registered", title, "no policy is declared for this route")
+        request_id = _request_id(scope)
+        if scope["type"] == "websocket":
+            await refuse_websocket(scope, send, problem, request_id.decode())
+            return
         problem.headers.append((_REQUEST_ID, request_id))
         await send_problem(send, problem, request_id.decode())
 
-    def _lifespan_receive(self, receive: Receive, send: Send) -> Callable[[], Any]:
-        runtime, registry = self.runtime, self.registry
+
+class _Lenient(Planner):
+    """At install(): bind what exists; unmatched registry entries wait for start-up."""
+
+    def __init__(self, registry: RouteRegistry, strict: Planner) -> None:
+        super().__init__(registry)
+        self._derived = strict._derived
+
+    def _check_all_bound(self, bound: Any, leaves: Any) -> None:
+        return None
+
+
+def _inside_middleware_stack(app: Any) -> bool:
+    """Whether `app` is the rest of a Starlette middleware stack (it reaches ExceptionMiddleware)."""
+    from starlette.middleware.exceptions import ExceptionMiddleware
+
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen:
+        seen.add(id(app))
+        if isinstance(app, ExceptionMiddleware):
+            return True
+        app = getattr(app, "app", None)
+    return False
+
+
+def _app_handles_500(scope: Scope) -> bool:
+    app = scope.get("app")
+    if app is None:
+        return False
+    if getattr(app, "debug", False):
+        return True
+    handlers = getattr(app, "exception_handlers", {})
+    return 500 in handlers or Exception in handlers
+
+
+async def refuse_websocket(scope: Scope, send: Send, problem: Problem, request_id: str) -> None:
+    """Refuse the handshake: the problem as an HTTP response (WebSocket Denial Response extension)
+    when the server supports it, else close code 1008 (policy violation) before accept."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = json.dumps(problem.body(request_id), separators=(",", ":")).encode()
+        headers = [
+            (b"content-type", b"application/problem+json"),
+            (b"content-length", str(len(body)).encode()),
+            (_REQUEST_ID, request_id.encode()),
+            *problem.headers,
+        ]
+        await send({"type": "websocket.http.response.start", "status": problem.status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": problem.slug})
+
+
+class GuardMiddleware:
+    """The whole asgi-guard stack as one ASGI middleware entry (the outer part; see module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: RouteRegistry,
+        settings: GuardSettings | None = None,
+        *,
+        backend: Backend | None = None,
+        runtime: GuardRuntime | None = None,
+        guard: Guard | None = None,
+    ) -> None:
+        self.app = app
+        self.registry = registry
+        self._error: ConfigError | None = None
+        if guard is None:
+            guard = Guard(registry, runtime or GuardRuntime(settings, backend), find_router(app))
+            try:
+                guard.validate()
+                guard.bind(check=False)
+            except ConfigError as exc:
+                if not _inside_middleware_stack(app):
+                    raise
+                # Built by Starlette's build_middleware_stack on the first (lifespan) call: raising
+                # here would be swallowed by uvicorn's lifespan=auto; report it as a failed start.
+                self._error = exc
+        elif guard.router is None:
+            guard.router = find_router(app)
+        self.guard = guard
+        self.runtime = guard.runtime
+        self.settings = self.runtime.settings
+        self._fallback = guard.router is None  # a bare ASGI app: match the registry on the path
+        self._deny = self.settings.unregistered == "deny"
+        self._metrics_path = self.settings.metrics_path or None
+        self._metrics_app: ASGIApp | None = None
+        self._checked = False
+        if self._metrics_path:
+            from asgi_guard.core.metrics import metrics_endpoint
+
+            self._metrics_app = metrics_endpoint(self.runtime)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        guard = self.guard
+        if not self._checked:
+            await self._first_call()
+        elif not self._fallback:
+            watch = guard._watch
+            if watch is None or watch.changed():  # routes added while serving: bind them first
+                guard.bind()
+        if kind == "http":
+            if scope["path"] == self._metrics_path and self._metrics_app is not None:
+                await self._metrics_app(scope, receive, send)
+                return
+            if self._fallback:
+                await self._fallback_http(scope, receive, send)
+                return
+        elif kind == "websocket" and self._fallback:
+            found = self.registry.match("GET", route_path(scope))
+            if found is not None:
+                scope["path_params"] = found[1]
+                await guard.run_websocket(found[0], self.app, scope, receive, send)
+                return
+            if self._deny:
+                await guard.deny(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _first_call(self) -> None:
+        """Without a lifespan (httpx ASGITransport, `--lifespan off`): start and bind on first use."""
+        if self._error is not None:
+            raise self._error
+        if not self.runtime.started:
+            await self.guard.startup()
+        if not self._fallback:
+            self.guard.bind()
+        self._checked = True
+
+    async def _fallback_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """No Starlette router to bind to: the registry matcher on the path the app routes on."""
+        path = route_path(scope)
+        if _has_control(path):
+            problem = Problem(
+                400, "bad-request-target", "Bad Request", "the request target has control characters"
+            )
+            await send_problem(send, problem, None)
+            return
+        found = self.registry.match(scope["method"], path)
+        if found is None:
+            if self._deny:
+                await self.guard.deny(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        route, params = found
+        scope["path_params"] = params
+        await self.guard.run_http(route, self.app, scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Start the runtime before the app's own start-up; bind once the app's start-up is done, so
+        routes it adds are bound too. Any failure is reported as `lifespan.startup.failed`, which
+        makes the server exit instead of serving (uvicorn's lifespan=auto would otherwise go on)."""
+        guard = self.guard
+        failed = False
+
+        async def failure(exc: BaseException) -> None:
+            nonlocal failed
+            failed = True
+            log.error("asgi-guard start-up failed: %s", exc)
+            text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            await send({"type": "lifespan.startup.failed", "message": text})
 
         async def lifespan_receive() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                registry.freeze()
                 try:
-                    await runtime.startup()
+                    if self._error is not None:
+                        raise self._error
+                    await guard.startup()
                 except Exception as exc:
-                    # Say so, or a server in lifespan "auto" mode takes the error for "no lifespan
-                    # support" and serves anyway (issue 13: a refused start must stop the worker).
-                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    await failure(exc)
                     raise
             elif message["type"] == "lifespan.shutdown":
-                await runtime.shutdown()
+                await self.runtime.shutdown()
             return message
 
-        return lifespan_receive
+        async def lifespan_send(message: Message) -> None:
+            if failed:
+                return
+            if message["type"] == "lifespan.startup.complete" and not self._fallback:
+                try:
+                    guard.bind()
+                except ConfigError as exc:
+                    await failure(exc)
+                    raise  # the app's lifespan ends too (ASGI: after startup.failed the app exits)
+                self._checked = True
+            await send(message)
+
+        await self.app(scope, lifespan_receive, lifespan_send)
 
 
 def install(
     app: Any,
-    registry: RouteRegistry,
+    registry: RouteRegistry | None = None,
     settings: GuardSettings | None = None,
     *,
     backend: Backend | None = None,
     runtime: GuardRuntime | None = None,
-) -> None:
-    """Add the ordered asgi-guard stack to a Starlette or FastAPI app (one middleware entry).
+) -> Guard:
+    """Bind asgi-guard to a Starlette or FastAPI app (one outer middleware entry, plus the routes).
 
-    Pass your own `runtime` to reach its backend and hooks from the app (e.g. to grant credits at
-    start-up); otherwise one is built from `settings`.
+    Validates now: an invalid config raises ConfigError at import time; a registry entry that matches
+    no app route raises at start-up (after routes declared later in the module, or added by the app's
+    lifespan, exist), and the server then exits instead of serving. Pass your own `runtime` to reach
+    its backend and hooks from the app (e.g. to grant credits at start-up); otherwise one is built
+    from `settings`. Returns the Guard (its `bind()` re-checks the binding on demand).
     """
-    app.add_middleware(
-        GuardMiddleware, registry=registry, settings=settings, backend=backend, runtime=runtime
-    )
+    registry = registry if registry is not None else RouteRegistry()
+    guard = Guard(registry, runtime or GuardRuntime(settings, backend), find_router(app))
+    guard.validate()
+    guard.bind(check=False)
+    app.add_middleware(GuardMiddleware, registry=registry, guard=guard)
+    if hasattr(app, "openapi") and hasattr(app, "openapi_schema"):
+        from asgi_guard.binding.openapi import document
+
+        document(app, guard)
+    return guard
+
+
+__all__ = ["BoundHandle", "Guard", "GuardMiddleware", "install"]

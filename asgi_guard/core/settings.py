@@ -48,10 +48,18 @@ class GuardSettings(BaseSettings):
         default="x-forwarded-for", description="the one header trusted proxies write the client into"
     )
     unregistered: Literal["allow", "deny"] = Field(
-        default="allow", description='"allow" (pass through untouched) or "deny" routes not in the registry'
+        default="allow",
+        description='"allow" (pass through untouched) or "deny" app routes that have no declared policy',
     )
     unregistered_status: Literal[403, 404] = Field(
         default=404, description="status of a denied unregistered route"
+    )
+    websocket_token: list[Literal["header", "subprotocol", "query"]] = Field(
+        default=["header"],
+        description=(
+            "where a WebSocket handshake may carry its bearer token: the Authorization header, a "
+            "`Sec-WebSocket-Protocol: bearer.<jwt>` entry, or an `access_token` query parameter"
+        ),
     )
     metrics_path: str = Field(
         default="/metrics", description="Prometheus exposition path; empty turns it off"

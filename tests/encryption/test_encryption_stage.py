@@ -381,7 +381,11 @@ async def test_fastapi_model_sees_ciphertext_and_caller_gets_plaintext(make_clie
         saved.append(payment)
         return payment
 
-    install(api, registry(), settings())
+    only = RouteRegistry()  # every registry entry must match an app route: this app has one
+    for entry in registry():
+        if entry.template == "/secrets/{id}":
+            only.register(entry.template, entry.config, ["POST"], name=entry.name)
+    install(api, only, settings())
     client = make_client(api)
     # The model declares number: str, so the caller sends a string (an int is now a 422, issue 13).
     sent = {"secret": "pw", "card": {"number": "4111", "brand": "visa"}}

@@ -169,6 +169,7 @@ async def test_offloaded_body_is_encrypted_like_the_handler_would_see_it(
     """Encryption (stage 10) is inside offload: the job carries ciphertext, never the plaintext."""
     from pydantic import SecretStr
     from starlette.applications import Starlette
+    from starlette.routing import Route
 
     from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
     from asgi_guard.config import EncryptionConfig, PulsarLabelingConfig
@@ -191,7 +192,14 @@ async def test_offloaded_body_is_encrypted_like_the_handler_would_see_it(
         encryption_keys={"k1": SecretStr(generate_key())},
         outbox_path=str(tmp_path / "outbox.db"),
     )
-    guard = GuardMiddleware(Starlette(), registry=registry, settings=settings)
+    async def never(request: object) -> None:
+        raise AssertionError("an offloaded job never reaches the handler")
+
+    guard = GuardMiddleware(
+        Starlette(routes=[Route("/cards/{resource_id}", never, methods=["POST"])]),
+        registry=registry,
+        settings=settings,
+    )
     client, consumer = await subscribe(pulsar_url, topic)
     try:
         response = await make_client(guard).post(

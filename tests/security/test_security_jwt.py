@@ -289,9 +289,21 @@ async def test_anonymous_route_and_unguarded_route(make_client: Any) -> None:
     assert response.json()["user_key"] == "127.0.0.1"
 
 
-def test_alg_none_in_settings_is_a_config_error() -> None:
+async def test_alg_none_in_settings_is_a_config_error() -> None:
+    # added with app.add_middleware, the error surfaces as a failed lifespan start-up (the server exits)
+    app = build_app(JWT_ROUTE, hs_settings(jwt_algorithms=["HS256", "none"]))
+    messages = [{"type": "lifespan.startup"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
     with pytest.raises(ConfigError, match="none"):
-        build_app(JWT_ROUTE, hs_settings(jwt_algorithms=["HS256", "none"])).build_middleware_stack()
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent[0]["type"] == "lifespan.startup.failed" and "none" in sent[0]["message"]
 
 
 def test_jwt_route_without_any_key_is_a_config_error() -> None:

@@ -1,0 +1,167 @@
+"""Walk an app's route tree the way its router dispatches, yielding each place a request is handed to.
+
+Starlette `Route`/`WebSocketRoute` (and FastAPI's `APIRoute`/`APIWebSocketRoute` subclasses) are
+leaves; `Mount` and `Host` are descended (a mount of something without routes, such as StaticFiles,
+is a leaf of its own). FastAPI >= 0.120 keeps `include_router` routers as live `_IncludedRouter`
+entries whose effective routes are built lazily: an `APIRoute` is dispatched through its original
+object's `handle`, while plain Starlette routes, WebSocket routes and mounts of an included router are
+dispatched through copies FastAPI makes per inclusion. Only this module knows those internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute, compile_path
+
+from asgi_guard.binding.declare import declared
+from asgi_guard.config import JobConfig
+
+try:  # FastAPI is optional
+    from fastapi import routing as _fastapi_routing
+except ImportError:  # pragma: no cover - exercised only without FastAPI installed
+    _fastapi_routing = None  # type: ignore[assignment]
+
+_INCLUDED: type[Any] | None = getattr(_fastapi_routing, "_IncludedRouter", None)
+
+
+@dataclass(eq=False)
+class Leaf:
+    """One route object the router hands requests to, and what the guard needs to know about it."""
+
+    route: BaseRoute  # the object whose `handle` the router calls
+    template: str | None  # the full path template below the app's root (None: unknown route type)
+    protocol: str  # "http", "websocket", "mount" (any scope type), "other"
+    methods: frozenset[str] | None  # what `handle` serves without a 405 (None: every method)
+    defaults: tuple[JobConfig, ...]  # router-level defaults, outermost first
+    declared: JobConfig | None  # the endpoint's own `@guard(...)`
+    in_schema: bool  # listed in this FastAPI app's OpenAPI document (not below a Mount/Host)
+
+    @property
+    def path_format(self) -> str | None:
+        return None if self.template is None else compile_path(self.template)[1]
+
+
+@dataclass
+class Watch:
+    """What the route tree looked like when bound; `changed()` is a few attribute reads."""
+
+    entries: list[tuple[Any, list[Any], int, int]]  # (router, its routes list, length, fastapi version)
+
+    def changed(self) -> bool:
+        for owner, routes, length, version in self.entries:
+            current = owner.routes
+            if current is not routes or len(current) != length:
+                return True
+            if version >= 0 and owner._routes_version != version:
+                return True
+        return False
+
+
+def find_router(app: Any) -> Any:
+    """The Starlette/FastAPI router an ASGI app (or middleware chain) dispatches through, or None."""
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen:
+        seen.add(id(app))
+        if isinstance(app, Router):
+            return app
+        router = getattr(app, "router", None)
+        if isinstance(router, Router):
+            return router
+        app = getattr(app, "app", None)
+    return None
+
+
+def walk(router: Any) -> tuple[list[Leaf], Watch]:
+    """Every leaf below `router`, in dispatch order, and a watch on the lists that hold them."""
+    watch = Watch([])
+    leaves = list(_walk_router(router, "", (), True, watch, set()))
+    return leaves, watch
+
+
+def _mark(owner: Any, defaults: tuple[JobConfig, ...]) -> tuple[JobConfig, ...]:
+    found = declared(owner)
+    return defaults if found is None else (*defaults, found)
+
+
+def _watch(router: Any, watch: Watch, seen: set[int]) -> bool:
+    if id(router) in seen:
+        return False
+    seen.add(id(router))
+    routes = router.routes
+    version = getattr(router, "_routes_version", -1)
+    watch.entries.append((router, routes, len(routes), version if isinstance(version, int) else -1))
+    return True
+
+
+def _walk_router(
+    router: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
+) -> Iterator[Leaf]:
+    if not _watch(router, watch, seen):
+        return
+    defaults = _mark(router, defaults)
+    for route in list(router.routes):
+        yield from _walk_route(route, prefix, defaults, schema, watch, seen)
+
+
+def _walk_route(
+    route: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
+) -> Iterator[Leaf]:
+    if _INCLUDED is not None and isinstance(route, _INCLUDED):
+        yield from _walk_included(route, prefix, defaults, schema, watch, seen)
+    elif isinstance(route, Route):
+        methods = frozenset(route.methods) if route.methods else None
+        yield Leaf(route, prefix + route.path, "http", methods, defaults, declared(route.endpoint), schema)
+    elif isinstance(route, WebSocketRoute):
+        yield Leaf(route, prefix + route.path, "websocket", None, defaults, declared(route.endpoint), False)
+    elif isinstance(route, Mount):
+        inner = getattr(route, "_base_app", route.app)
+        sub = getattr(inner, "router", inner)
+        mounted = _mark(route, defaults)
+        if inner is not sub:
+            mounted = _mark(inner, mounted)
+        if isinstance(sub, Router) and not _guards_itself(inner):
+            yield from _walk_router(sub, prefix + route.path, mounted, False, watch, seen)
+        elif not isinstance(sub, Router):
+            template = prefix + route.path + "/{path:path}"
+            yield Leaf(route, template, "mount", None, mounted, declared(inner), False)
+    elif isinstance(route, Host):
+        sub = getattr(route.app, "router", route.app)
+        hosted = _mark(route, defaults)
+        if isinstance(sub, Router) and not _guards_itself(route.app):
+            yield from _walk_router(sub, prefix, hosted, False, watch, seen)
+    elif isinstance(route, BaseRoute):
+        yield Leaf(route, None, "other", None, defaults, None, False)
+
+
+def _guards_itself(app: Any) -> bool:
+    """A mounted Starlette app with its own asgi-guard middleware binds its own routes."""
+    for entry in getattr(app, "user_middleware", ()):
+        cls = getattr(entry, "cls", None)
+        if getattr(cls, "__name__", "") == "GuardMiddleware":
+            return True
+    return False
+
+
+def _walk_included(
+    included: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
+) -> Iterator[Leaf]:
+    """An `_IncludedRouter`: its effective candidates carry the prefixed paths and the copies."""
+    original = included.original_router
+    _watch(original, watch, seen)
+    defaults = _mark(original, defaults)
+    for candidate in included.effective_candidates():
+        if _INCLUDED is not None and isinstance(candidate, _INCLUDED):
+            yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)
+            continue
+        route = candidate.original_route
+        copy = candidate.starlette_route
+        if isinstance(route, Route) and copy is None:  # an APIRoute: its own handle, prefixed path
+            methods = frozenset(candidate.methods) if candidate.methods else None
+            yield Leaf(
+                route, prefix + candidate.path, "http", methods, defaults, declared(route.endpoint), schema
+            )
+        elif copy is not None:
+            yield from _walk_route(copy, prefix, defaults, schema, watch, seen)
