@@ -417,6 +417,7 @@ class GuardMiddleware:
             from asgi_guard.core.metrics import metrics_endpoint
 
             self._metrics_app = metrics_endpoint(self.runtime)
+        self._console = _console(self.settings, self.runtime, registry)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -433,6 +434,9 @@ class GuardMiddleware:
         if kind == "http":
             if scope["path"] == self._metrics_path and self._metrics_app is not None:
                 await self._metrics_app(scope, receive, send)
+                return
+            if self._console is not None and (scope["path"] + "/").startswith(self._console[0] + "/"):
+                await self._console[1]({**scope, "root_path": self._console[0]}, receive, send)
                 return
             if self._fallback:
                 await self._fallback_http(scope, receive, send)
@@ -519,6 +523,17 @@ class GuardMiddleware:
             await send(message)
 
         await self.app(scope, lifespan_receive, lifespan_send)
+
+
+def _console(settings: GuardSettings, runtime: GuardRuntime, routes: Any) -> tuple[str, ASGIApp] | None:
+    """(mount path, app) of the operator console when `console_path` is set (asgi_guard.console)."""
+    if not settings.console_path:
+        return None
+    from asgi_guard.console import console_app
+
+    token = settings.console_token.get_secret_value() if settings.console_token else None
+    path = settings.console_path.rstrip("/")
+    return path, console_app(runtime, routes, token=token, allow=settings.console_allow)
 
 
 def install(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from asgi_guard.core.metrics import GuardMetrics, metrics_for
 from asgi_guard.core.redaction import Redactor
 from asgi_guard.core.settings import GuardSettings
+from asgi_guard.core.tally import DecisionTally
 from asgi_guard.core.tracing import GuardTracer
 from asgi_guard.state import Backend, backend_from_settings
 
@@ -60,6 +61,8 @@ class GuardRuntime:
         self.tracing = GuardTracer(tracer_provider)
         self.redactor = redactor or Redactor()
         self._services: dict[str, Any] = {}
+        # decision counts for the operator console: None (no per-request cost) unless it is on
+        self.tally: DecisionTally | None = DecisionTally() if self.settings.console_path else None
         self._startup: list[Hook] = []
         self._shutdown: list[Hook] = []
         self._started = False
@@ -72,6 +75,17 @@ class GuardRuntime:
         if found is None:
             found = self._services[key] = factory()
         return found
+
+    def existing_service(self, key: str) -> Any:
+        """The shared instance for `key` if something created it, else None (creates nothing)."""
+        return self._services.get(key)
+
+    def enable_tally(self) -> DecisionTally:
+        """Turn on the console's decision counts; call before the app serves (pipelines read it
+        when they are built)."""
+        if self.tally is None:
+            self.tally = DecisionTally()
+        return self.tally
 
     def backend_for(self, pooling: PoolingConfig | None) -> Backend:
         """The backend as a route with `pooling` sees it: each call bounded by its socket_timeout."""

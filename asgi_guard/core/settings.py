@@ -67,6 +67,15 @@ class GuardSettings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token the metrics endpoint requires"
     )
+    console_path: str = Field(
+        default="", description="operator console mount path (e.g. /_guard); empty turns it off"
+    )
+    console_token: SecretStr | None = Field(
+        default=None, description="token the console wants (Bearer, or its login form); 16+ characters"
+    )
+    console_allow: list[str] = Field(
+        default=[], description="CIDRs that may open the console (with a token set, both must pass)"
+    )
     max_body_size: int = Field(
         default=1_048_576, ge=0, description="bytes a buffered request body may have (413 past it)"
     )
@@ -83,6 +92,13 @@ class GuardSettings(BaseSettings):
         description="the embedded backend in a server with several worker processes (limits, credits "
         "and idempotency then hold per process): log a warning at start-up, or refuse to start",
     )
+
+    @field_validator("console_path")
+    @classmethod
+    def _console_path(cls, value: str) -> str:
+        if value and (not value.startswith("/") or not value.strip("/")):
+            raise ValueError('console_path is a path below the root, such as "/_guard" (or empty: off)')
+        return value.rstrip("/")
 
     @field_validator("unregistered", mode="before")
     @classmethod

@@ -55,6 +55,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         threshold = self.config.metrics.threshold_ms
         self._slow_after = threshold / 1000.0 if threshold is not None else None
         self._tracing = runtime.tracing
+        self._tally = runtime.tally  # the operator console's counts (None when it is off)
         self._active = runtime.tracing.active  # a bound check, one call per request
         self._traced = server_span_middleware(
             self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
@@ -70,11 +71,13 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
 
     @classmethod
     def enabled_in(cls, config: TelemetryConfig, runtime: GuardRuntime) -> bool:
-        """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), no
+        """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), the
+        operator console off, no
         OpenTelemetry SDK installed, the access logger silent when the stack is built, and no
         slow-request threshold on the route."""
         return bool(
             runtime.settings.metrics_path
+            or runtime.tally is not None
             or config.metrics.threshold_ms is not None
             or runtime.tracing.active()
             or access_log.isEnabledFor(_INFO)
@@ -152,6 +155,8 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
             child = self._request_children[key] = self._requests.labels(self.label, ctx.method, str(status))
         child.inc()
         self._latency.observe(elapsed)
+        if self._tally is not None:
+            self._tally.record(ctx, status)
         rejected = ctx.rejected_by is not None and status >= 400
         if rejected:
             stage = ctx.rejected_by or ""
