@@ -8,7 +8,7 @@ Routes, relative to where it is mounted (`root_path`):
 | `/api/summary` (GET) | JSON: decision counts, top limited keys, circuits, outbox, cache ratio |
 | `/api/policies` (GET) | JSON: each route's template, methods, stages and limit numbers |
 | `/api/credits?user=U&type=T` (GET) | JSON: one balance, read-only (`{"user", "type", "balance"}`) |
-| `/login` (GET form, POST `token=`) | sets the session cookie (a keyed digest of the token, never the token) |
+| `/login` (GET form, POST `token=`) | sets the session cookie (a keyed digest of the token, not the token) |
 
 Access (checked on every request, page and API alike): the client IP must be in `allow` when it is
 set (else 403), and a `token` must be presented when it is set, as `Authorization: Bearer` or the
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import html
 import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -53,8 +52,8 @@ _SECURITY_HEADERS = [
     # inline script and style only, same-origin fetches, nothing from anywhere else
     (
         b"content-security-policy",
-        b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-        b"connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        b"default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        b"img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     ),
 ]
 
@@ -92,7 +91,9 @@ def _cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+async def _send(
+    send: Send, status: int, body: bytes, content_type: bytes, extra: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
     headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     headers += _SECURITY_HEADERS
     headers += extra
@@ -154,7 +155,11 @@ class ConsoleApp:
             if scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._bearer):
                 return None
         cookie = _cookie(scope, COOKIE)
-        if cookie is not None and self._session is not None and hmac.compare_digest(cookie.encode(), self._session.encode()):
+        if (
+            cookie is not None
+            and self._session is not None
+            and hmac.compare_digest(cookie.encode(), self._session.encode())
+        ):
             return None
         challenge = b'Bearer realm="asgi-guard console"'
         if supplied is not None or cookie is not None:
@@ -193,8 +198,13 @@ class ConsoleApp:
         if method not in ("GET", "HEAD"):
             await send_problem(
                 send,
-                Problem(405, "method-not-allowed", "Method Not Allowed", f"{method} is not allowed here",
-                        headers=[(b"allow", b"GET, HEAD")]),
+                Problem(
+                    405,
+                    "method-not-allowed",
+                    "Method Not Allowed",
+                    f"{method} is not allowed here",
+                    headers=[(b"allow", b"GET, HEAD")],
+                ),
             )
             return
         if path == "/":
@@ -220,8 +230,12 @@ class ConsoleApp:
         if not user or len(user) > MAX_FIELD or len(kind) > MAX_FIELD:
             await send_problem(
                 send,
-                Problem(400, "bad-credits-lookup", "Bad Request",
-                        f"`user` is required; `user` and `type` have at most {MAX_FIELD} characters"),
+                Problem(
+                    400,
+                    "bad-credits-lookup",
+                    "Bad Request",
+                    f"`user` is required; `user` and `type` have at most {MAX_FIELD} characters",
+                ),
             )
             return
         if self._credits is None:
@@ -231,10 +245,17 @@ class ConsoleApp:
         except CreditError as exc:
             await send_problem(send, Problem(400, "bad-credits-lookup", "Bad Request", str(exc)))
             return
-        except Exception:
-            await send_problem(send, Problem(503, "backend-unavailable", "Service Unavailable",
-                                             "the credits backend is unavailable",
-                                             headers=[(b"retry-after", b"1")]))
+        except Exception:  # noqa: BLE001 - any store failure: a 503, never a 500 page
+            await send_problem(
+                send,
+                Problem(
+                    503,
+                    "backend-unavailable",
+                    "Service Unavailable",
+                    "the credits backend is unavailable",
+                    headers=[(b"retry-after", b"1")],
+                ),
+            )
             return
         await _json(send, {"user": user, "type": kind, "balance": balance})
 
@@ -253,24 +274,44 @@ class ConsoleApp:
             await _send(send, 200, render_login().encode(), page)
             return
         if method != "POST":
-            await send_problem(send, Problem(405, "method-not-allowed", "Method Not Allowed",
-                                             f"{method} is not allowed here",
-                                             headers=[(b"allow", b"GET, HEAD, POST")]))
+            await send_problem(
+                send,
+                Problem(
+                    405,
+                    "method-not-allowed",
+                    "Method Not Allowed",
+                    f"{method} is not allowed here",
+                    headers=[(b"allow", b"GET, HEAD, POST")],
+                ),
+            )
             return
         body = await _read_body(receive, MAX_FORM)
         if body is None:
-            await send_problem(send, Problem(413, "payload-too-large", "Payload Too Large",
-                                             f"the login form has at most {MAX_FORM} bytes"))
+            await send_problem(
+                send,
+                Problem(
+                    413,
+                    "payload-too-large",
+                    "Payload Too Large",
+                    f"the login form has at most {MAX_FORM} bytes",
+                ),
+            )
             return
         fields = parse_qs(body.decode("latin-1"), max_num_fields=4)
         supplied = (fields.get("token") or [""])[0]
         if not hmac.compare_digest(supplied.encode("utf-8", "replace"), self.token.encode()):
-            await _send(send, 401, render_login("That token is not the console's.").encode(), page,
-                        [(b"www-authenticate", b'Bearer realm="asgi-guard console", error="invalid_token"')])
+            await _send(
+                send,
+                401,
+                render_login("That token is not the console's.").encode(),
+                page,
+                [(b"www-authenticate", b'Bearer realm="asgi-guard console", error="invalid_token"')],
+            )
             return
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         root = scope.get("root_path", "") or "/"
-        cookie = f"{COOKIE}={self._session}; Path={html.escape(root, quote=True)}; HttpOnly; SameSite=Strict{secure}"
+        path = root if not any(c in root for c in ';,"\r\n') else "/"  # a cookie attribute value
+        cookie = f"{COOKIE}={self._session}; Path={path}; HttpOnly; SameSite=Strict{secure}"
         await _send(send, 303, b"", b"text/plain", [(b"location", b"./"), (b"set-cookie", cookie.encode())])
 
 

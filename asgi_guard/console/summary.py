@@ -42,8 +42,16 @@ def policies(routes: Iterable[CompiledRoute], runtime: GuardRuntime) -> list[dic
         }
         if config.rate_limit.enabled:
             row["limits"] = [
-                {"name": s.name, "algo": s.code, "quota": s.quota, "window_s": s.window, "summary": s.summary}
-                for s in specs_from_config(config.rate_limit)
+                {
+                    "name": s.name,
+                    "algo": section.algo.value,
+                    "quota": s.quota,
+                    "window_s": s.window,
+                    "summary": s.summary,
+                }
+                for section, s in zip(
+                    config.rate_limit.all_limits(), specs_from_config(config.rate_limit), strict=True
+                )
             ]
             row["shadow"] = config.rate_limit.shadow
         if config.cache.enabled:
@@ -85,7 +93,7 @@ async def outbox_stats(runtime: GuardRuntime) -> dict[str, Any] | None:
         return None
     try:
         depth, age = await publisher.outbox.stats()
-    except Exception as exc:  # a broken outbox file is shown, never fatal to the console
+    except Exception as exc:  # noqa: BLE001 - a broken outbox file is shown, never fatal to the console
         return {"error": f"{type(exc).__name__}: {exc}"}
     return {"depth": depth, "oldest_age_s": round(age, 3)}
 

@@ -86,7 +86,7 @@ class DecisionTally:
             elif len(counts) < self._max_keys:
                 counts[key] = 1
             else:
-                other = (OTHER, name, decision.outcome, OTHER)
+                other = (OTHER, name, decision.outcome, decision.reason or "")  # reasons: a fixed set
                 counts[other] = counts.get(other, 0) + 1
             if name == "cache":
                 pair = self.cache.get(label)
@@ -119,16 +119,12 @@ class DecisionTally:
                 for (s, o, r), c in sorted(by_stage.items(), key=lambda kv: (kv[0][0], -kv[1]))
             ],
             "rejected_by_route": _per_route_rejections(self.decisions),
-            "top_limited": [
-                {"key": k, "count": c, "error": e} for k, c, e in self.limited.top()
-            ],
+            "top_limited": [{"key": k, "count": c, "error": e} for k, c, e in self.limited.top()],
             "cache": {
                 "hits": hits,
                 "misses": misses,
                 "ratio": round(hits / (hits + misses), 4) if hits + misses else None,
-                "by_route": {
-                    label: {"hits": h, "misses": m} for label, (h, m) in sorted(self.cache.items())
-                },
+                "by_route": {label: {"hits": h, "misses": m} for label, (h, m) in sorted(self.cache.items())},
             },
         }
 
