@@ -40,6 +40,8 @@ def _limits(row: dict[str, Any]) -> str:
     if "circuit_breaker" in row:
         cb = row["circuit_breaker"]
         parts.append(f"breaker {cb['threshold']} fails / {cb['timeout_s']}s")
+    if "events" in row:
+        parts.append(f"events {escape(row['events']['mode'])} <code>{escape(row['events']['topic'])}</code>")
     if "auth" in row:
         parts.append(f"auth {escape(str(row['auth']))}")
     return "; ".join(parts) or '<span class="muted">-</span>'

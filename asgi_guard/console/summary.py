@@ -68,6 +68,9 @@ def policies(routes: Iterable[CompiledRoute], runtime: GuardRuntime) -> list[dic
                 "threshold": cb.circuit_breaker_threshold,
                 "timeout_s": cb.circuit_breaker_timeout,
             }
+        if config.pulsar_labeling.enabled:
+            events = config.pulsar_labeling
+            row["events"] = {"mode": events.mode, "topic": events.job_topic}
         if config.security.auth_type_required:
             row["auth"] = config.security.auth_type_required
         out.append(row)

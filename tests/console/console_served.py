@@ -1,7 +1,7 @@
 """A small guarded Starlette app with the operator console on, for the console's tests.
 
 Routes: a per-item fixed-window limit (429s, several limited keys), a cached route (hit ratio), a
-JWT route (401s), a route that charges credits, a route behind a circuit breaker that always fails
+JWT route (401s), a route that charges credits, a route that publishes events (no Pulsar: the outbox), a route behind a circuit breaker that always fails
 (the circuit opens). Served by tests/console/test_console_browser.py under a real uvicorn; the
 console's token comes from the environment (ASGI_GUARD_CONSOLE_TOKEN, as a user would set it).
 """
@@ -21,6 +21,7 @@ from asgi_guard.config import (
     CircuitBreakerConfig,
     DefaultCacheConfig,
     FixedWindowConfig,
+    PulsarLabelingConfig,
     RateLimitAlgo,
     RateLimitConfig,
     SecurityConfig,
@@ -33,12 +34,22 @@ ITEMS = JobConfig(
         enabled=True, algo=RateLimitAlgo.fixed_window, fixed_window=FixedWindowConfig(limit=5, window=3600)
     ),
 )
-CACHED = JobConfig(endpoint_name="catalog", cache=CacheConfig(enabled=True, default=DefaultCacheConfig(cache_ttl=2)))
+CACHED = JobConfig(
+    endpoint_name="catalog", cache=CacheConfig(enabled=True, default=DefaultCacheConfig(cache_ttl=2))
+)
 SECURE = JobConfig(endpoint_name="account", security=SecurityConfig(auth_type_required="jwt"))
 PAID = JobConfig(endpoint_name="report", required_credits=1)
+ORDERS = JobConfig(  # no pulsar_url: each event waits in the local outbox (depth and age grow)
+    endpoint_name="orders",
+    pulsar_labeling=PulsarLabelingConfig(
+        enabled=True, job_topic="persistent://public/default/console-orders"
+    ),
+)
 FLAKY = JobConfig(
     endpoint_name="flaky",
-    circuit_breaker=CircuitBreakerConfig(enabled=True, circuit_breaker_threshold=3, circuit_breaker_timeout=600),
+    circuit_breaker=CircuitBreakerConfig(
+        enabled=True, circuit_breaker_threshold=3, circuit_breaker_timeout=600
+    ),
 )
 
 
@@ -47,7 +58,9 @@ async def ok(request: Request) -> Response:
 
 
 async def catalog(request: Request) -> Response:
-    return JSONResponse({"page": request.query_params.get("page", "1")}, headers={"cache-control": "max-age=2"})
+    return JSONResponse(
+        {"page": request.query_params.get("page", "1")}, headers={"cache-control": "max-age=2"}
+    )
 
 
 async def broken(request: Request) -> Response:
@@ -61,6 +74,7 @@ def build(settings: GuardSettings | None = None) -> tuple[Starlette, GuardRuntim
     registry.register("/account", SECURE, methods=["GET"])
     registry.register("/report", PAID, methods=["GET"])
     registry.register("/flaky", FLAKY, methods=["GET"])
+    registry.register("/orders", ORDERS, methods=["POST"])
     app = Starlette(
         routes=[
             Route("/items/{resource_id}", ok),
@@ -68,6 +82,7 @@ def build(settings: GuardSettings | None = None) -> tuple[Starlette, GuardRuntim
             Route("/account", ok),
             Route("/report", ok),
             Route("/flaky", broken),
+            Route("/orders", ok, methods=["POST"]),
         ]
     )
     runtime = GuardRuntime(settings or GuardSettings(jwt_secret="x" * 32))

@@ -16,7 +16,7 @@
       const ratio = c.cache && c.cache.ratio; $('cache-ratio').textContent = ratio===null||ratio===undefined ? '-' : (100*ratio).toFixed(1)+'%';
       $('cache-detail').textContent = c.cache ? (fmt(c.cache.hits)+' hits / '+fmt(c.cache.misses)+' misses') : '';
       $('outbox-depth').textContent = s.outbox ? fmt(s.outbox.depth) : 'n/a';
-      $('outbox-age').textContent = s.outbox ? (s.outbox.error ? s.outbox.error : fmt(s.outbox.oldest_age_s)+' s') : 'no events stage';
+      $('outbox-age').textContent = s.outbox ? (s.outbox.error ? s.outbox.error : fmt(s.outbox.oldest_age_s)+' s') : '-';
       rows('decisions', c.decisions||[], (tr,d)=>{cell(tr,d.stage);cell(tr,d.outcome,d.outcome==='rejected'?'open':'');cell(tr,d.reason||'');cell(tr,fmt(d.count),'n');});
       rows('limited', c.top_limited||[], (tr,d)=>{cell(tr,d.key);cell(tr,fmt(d.count),'n');cell(tr,d.error?('\u00b1'+d.error):'','n muted');});
       rows('circuits', Object.entries(s.circuits||{}), (tr,[k,v])=>{cell(tr,k);cell(tr,v.replace('_','-'),v);});
