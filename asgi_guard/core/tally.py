@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 MAX_KEYS = 512
 OTHER = "__other__"
 _CACHE_HITS = frozenset({"hit", "coalesced"})
+_LIMITED = frozenset({"rate_limited", "shadow_rejected"})  # a rate-limit "no" (enforced or shadow)
 
 
 class SpaceSaving:
@@ -60,13 +61,13 @@ class SpaceSaving:
 class DecisionTally:
     """Counts of the requests the guard saw, their statuses and every stage's final decision."""
 
-    __slots__ = ("_max_keys", "cache", "decisions", "limited", "requests", "started", "statuses")
+    __slots__ = ("_classes", "_max_keys", "cache", "decisions", "limited", "requests", "started")
 
     def __init__(self, top_k: int = 16, max_keys: int = MAX_KEYS) -> None:
         self.started = time.time()
         self._max_keys = max_keys
         self.requests = 0
-        self.statuses: dict[str, int] = {}  # "2xx" .. "5xx"
+        self._classes = [0] * 10  # responses by status // 100
         # (route label, stage, outcome, reason or "") -> count
         self.decisions: dict[tuple[str, str, str, str], int] = {}
         self.cache: dict[str, list[int]] = {}  # route label -> [hits, misses]
@@ -75,32 +76,40 @@ class DecisionTally:
     def record(self, ctx: GuardContext, status: int) -> None:
         """Count one finished request (called once per request by the telemetry stage)."""
         self.requests += 1
-        klass = f"{status // 100}xx"
-        self.statuses[klass] = self.statuses.get(klass, 0) + 1
+        self._classes[min(status // 100, 9)] += 1
         label = ctx.route.label
         counts = self.decisions
         for name, decision in ctx.decisions.items():
             key = (label, name, decision.outcome, decision.reason or "")
-            if key in counts:
-                counts[key] += 1
+            found = counts.get(key)
+            if found is not None:
+                counts[key] = found + 1
             elif len(counts) < self._max_keys:
                 counts[key] = 1
-            else:
-                other = (OTHER, name, decision.outcome, decision.reason or "")  # reasons: a fixed set
+            else:  # reasons come from a fixed set in the stages' code: this stays bounded
+                other = (OTHER, name, decision.outcome, decision.reason or "")
                 counts[other] = counts.get(other, 0) + 1
             if name == "cache":
-                pair = self.cache.get(label)
-                if pair is None:
-                    if len(self.cache) >= self._max_keys:
-                        continue
-                    pair = self.cache[label] = [0, 0]
-                if decision.reason in _CACHE_HITS:
-                    pair[0] += 1
-                elif decision.reason == "miss":
-                    pair[1] += 1
-            elif name == "rate_limit" and decision.detail.get("allowed") is False:
+                self._cache(label, decision.reason)
+            elif decision.reason in _LIMITED and name == "rate_limit":
                 resource = ctx.resource_id
                 self.limited.add(f"{label} {ctx.user_key}" + (f" {resource}" if resource else ""))
+
+    def _cache(self, label: str, reason: str | None) -> None:
+        pair = self.cache.get(label)
+        if pair is None:
+            if len(self.cache) >= self._max_keys:
+                return
+            pair = self.cache[label] = [0, 0]
+        if reason in _CACHE_HITS:
+            pair[0] += 1
+        elif reason == "miss":
+            pair[1] += 1
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """Responses by status class: {"2xx": n, ...} (classes seen only)."""
+        return {f"{i}xx": n for i, n in enumerate(self._classes) if n}
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-ready copy: totals, decisions by stage and reason, top limited keys, cache."""
@@ -113,7 +122,7 @@ class DecisionTally:
         return {
             "since": self.started,
             "requests": self.requests,
-            "statuses": dict(sorted(self.statuses.items())),
+            "statuses": self.statuses,
             "decisions": [
                 {"stage": s, "outcome": o, "reason": r or None, "count": c}
                 for (s, o, r), c in sorted(by_stage.items(), key=lambda kv: (kv[0][0], -kv[1]))
