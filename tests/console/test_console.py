@@ -57,6 +57,24 @@ async def test_off_by_default_passes_through_and_keeps_no_tally() -> None:
     assert runtime.tally is None
 
 
+async def test_counts_with_metrics_tracing_and_logs_off() -> None:
+    """The telemetry stage feeds the console, so it stays on for it even with nothing else to do."""
+    client, _ = make(metrics_path="")
+    async with client:
+        await client.get("/items/1")
+        body = (await client.get("/_guard/api/summary", headers=BEARER)).json()
+    assert body["counts"]["requests"] == 1
+
+
+async def test_served_before_the_deny_mode_and_the_metrics_path_stays() -> None:
+    client, _ = make(unregistered="deny", metrics_path="/metrics")
+    async with client:
+        assert (await client.get("/_guard/api/summary", headers=BEARER)).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200
+        other = await client.get("/_guardian", headers=BEARER)  # not below /_guard: the deny mode's 404
+        assert other.status_code == 404 and other.json()["type"].endswith("route-not-registered")
+
+
 # -- access: attacks first -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "headers",

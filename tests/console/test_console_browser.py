@@ -1,8 +1,8 @@
 """The operator console in a real browser: headless Chromium (Debian's package, driven by Selenium
 through Debian's chromedriver) against the console app served by a real uvicorn under load.
 
-Skips when chromium, chromedriver or selenium is absent, except in CI (CI=true), where it fails:
-`.ci/run` installs them. The screenshot goes to tests/artifacts/console.png; with
+Skips when chromium, chromedriver or selenium is absent, except in CI (CI=true, or
+ASGI_GUARD_REQUIRE_BROWSER=1 as `.ci/run` sets), where it fails: `.ci/run` installs them. The screenshot goes to tests/artifacts/console.png; with
 ASGI_GUARD_UPDATE_DOCS_SCREENSHOT=1 it also replaces docs/assets/console.png (the docs' copy).
 """
 
@@ -50,7 +50,7 @@ def browser_ready() -> None:
     reason = _missing()
     if reason is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
+    if os.environ.get("CI", "").lower() == "true" or os.environ.get("ASGI_GUARD_REQUIRE_BROWSER") == "1":
         pytest.fail(f"the console's browser test must run in CI: {reason}")
     pytest.skip(reason)
 
