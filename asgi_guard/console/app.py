@@ -343,7 +343,8 @@ def console_app(
     - `routes`: the registry (or its routes) whose policies the page lists;
     - `token`: 16+ characters, wanted as `Authorization: Bearer` or through the login form;
     - `allow`: CIDRs of the clients that may open it (with `token` too, both must pass).
-    At least one of `token` and `allow` is required (ConfigError otherwise). Build it before the
-    app serves: it turns on the runtime's decision counts, which pipelines pick up when built.
+    At least one of `token` and `allow` is required (ConfigError otherwise). It turns on the
+    runtime's decision counts, fed by the telemetry stage: build it before `install()` so that the
+    telemetry stage is built even on an app with metrics, tracing and access logs all off.
     """
     return ConsoleApp(runtime, routes, token, allow)

@@ -81,8 +81,8 @@ class GuardRuntime:
         return self._services.get(key)
 
     def enable_tally(self) -> DecisionTally:
-        """Turn on the console's decision counts; call before the app serves (pipelines read it
-        when they are built)."""
+        """Turn on the console's decision counts; call before `install()` (the telemetry stage,
+        which feeds them, is left out of pipelines built while nothing needs it)."""
         if self.tally is None:
             self.tally = DecisionTally()
         return self.tally

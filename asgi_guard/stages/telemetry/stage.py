@@ -55,7 +55,6 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         threshold = self.config.metrics.threshold_ms
         self._slow_after = threshold / 1000.0 if threshold is not None else None
         self._tracing = runtime.tracing
-        self._tally = runtime.tally  # the operator console's counts (None when it is off)
         self._active = runtime.tracing.active  # a bound check, one call per request
         self._traced = server_span_middleware(
             self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
@@ -155,8 +154,9 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
             child = self._request_children[key] = self._requests.labels(self.label, ctx.method, str(status))
         child.inc()
         self._latency.observe(elapsed)
-        if self._tally is not None:
-            self._tally.record(ctx, status)
+        tally = self.runtime.tally  # the operator console's counts (None when it is off); read per
+        if tally is not None:  # request, so a console built after the pipelines still counts
+            tally.record(ctx, status)
         rejected = ctx.rejected_by is not None and status >= 400
         if rejected:
             stage = ctx.rejected_by or ""
