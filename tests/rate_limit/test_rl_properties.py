@@ -172,3 +172,78 @@ def test_valkey_matches_reference(
 @given(limits=st.lists(any_limit, min_size=2, max_size=3), t0=start, gaps=arrivals)
 def test_valkey_multi_limit_matches_reference(loop_and_valkey, limits, t0, gaps) -> None:  # type: ignore[no-untyped-def]
     run_valkey(loop_and_valkey, compile_specs(limits), t0, gaps)
+
+
+# -- cost per request: a weight of 0..6 units, taken all or nothing -----------------------------
+cost = st.one_of(st.just(1), st.integers(0, 6))
+weighted_arrivals = st.lists(st.tuples(gap, cost), min_size=1, max_size=30)
+
+
+def run_memory_weighted(specs: list[LimitSpec], t0: float, steps: list[tuple[float, int]]) -> None:
+    clock = FakeClock(t0)
+    backend = MemoryBackend(clock=clock)
+    memory = MemoryRateLimiter(backend.namespace("rate_limit"), clock, specs)
+    reference = ReferenceLimiter(specs)
+    for step, (delta, units) in enumerate(steps):
+        clock.now += delta
+        want = reference.check("who", clock.now, units)
+        got = memory.check("who", units)
+        assert same(got, want), (step, clock.now, units, got, want)
+
+
+def run_valkey_weighted(
+    loop_and_valkey: tuple[asyncio.AbstractEventLoop, ValkeyBackend],
+    specs: list[LimitSpec],
+    t0: float,
+    steps: list[tuple[float, int]],
+) -> None:
+    loop, backend = loop_and_valkey
+    limiter = ValkeyRateLimiter(backend, specs, gc_slack_ms=600_000)
+    reference = ReferenceLimiter(specs)
+    identity = uuid.uuid4().hex
+
+    async def drive() -> None:
+        now = t0
+        for step, (delta, units) in enumerate(steps):
+            now += delta
+            want = reference.check(identity, now, units)
+            got = await limiter.check(identity, now=now, cost=units)
+            assert same(got, want), (step, now, units, got, want)
+
+    loop.run_until_complete(drive())
+
+
+@MEMORY_EXAMPLES
+@given(limits=st.lists(any_limit, min_size=1, max_size=3), t0=start, steps=weighted_arrivals)
+def test_memory_weighted_matches_reference(
+    limits: list[dict[str, object]], t0: float, steps: list[tuple[float, int]]
+) -> None:
+    run_memory_weighted(compile_specs(limits), t0, steps)
+
+
+@pytest.mark.valkey
+@EXAMPLES
+@given(limits=st.lists(any_limit, min_size=1, max_size=3), t0=start, steps=weighted_arrivals)
+def test_valkey_weighted_matches_reference(loop_and_valkey, limits, t0, steps) -> None:  # type: ignore[no-untyped-def]
+    run_valkey_weighted(loop_and_valkey, compile_specs(limits), t0, steps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(limit=st.one_of(token_bucket, fixed_window, sliding_window), t0=start, steps=weighted_arrivals)
+def test_reference_cost_is_all_or_nothing(
+    limit: dict[str, object], t0: float, steps: list[tuple[float, int]]
+) -> None:
+    """A refused request leaves the state exactly as it was; an admitted one reports `remaining`
+    lowered by its cost (units are whole: nothing is partly taken)."""
+    (spec,) = compile_specs([limit])
+    reference = ReferenceLimiter([spec])
+    now = t0
+    for delta, units in steps:
+        now += delta
+        before = dict(reference.states)
+        (decision,) = reference.check("who", now, units)
+        if not decision.allowed:
+            assert reference.states == before
+            assert decision.remaining == 0
+        else:
+            assert decision.remaining <= spec.quota - units

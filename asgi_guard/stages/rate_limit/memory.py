@@ -21,23 +21,24 @@ GC_SLACK = 1.0  # seconds kept past the point where a state stops mattering
 
 
 class _Append:
-    """A deferred write: add `now` to the log only if every limit admits the request."""
+    """A deferred write: add `now` (`cost` times) to the log only if every limit admits the request."""
 
-    __slots__ = ("log", "now")
+    __slots__ = ("cost", "log", "now")
 
-    def __init__(self, log: deque[float], now: float) -> None:
-        self.log, self.now = log, now
+    def __init__(self, log: deque[float], now: float, cost: int) -> None:
+        self.log, self.now, self.cost = log, now, cost
 
     def apply(self) -> deque[float]:
         log, now = self.log, self.now
-        if not log or log[-1] <= now:
-            log.append(now)
-        else:  # the clock stepped back: keep the log sorted
-            insort(log, now)
+        for _ in range(self.cost):
+            if not log or log[-1] <= now:
+                log.append(now)
+            else:  # the clock stepped back: keep the log sorted
+                insort(log, now)
         return log
 
 
-def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float) -> Step:
+def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
     """The reference's exact sliding window over a deque pruned from the left (same answers)."""
     limit, window = spec.a, spec.b
     log: deque[float] = deque() if state is None else state
@@ -45,11 +46,17 @@ def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float) -> Step:
     while log and log[0] <= low:
         log.popleft()  # garbage only: these can never count again
     count = len(log)
-    if count < limit:
-        first = log[0] if log and log[0] < now else now
-        return Decision(True, int(limit - count - 1), first + window - now, 0.0), _Append(log, now), window
-    oldest, freeing = log[0], log[count - int(limit)]
-    return Decision(False, 0, oldest + window - now, freeing + window - now), None, window
+    if count + cost <= limit:
+        if cost:
+            first = log[0] if log and log[0] < now else now
+        else:
+            first = log[0] if log else now
+        remaining = int(limit - count - cost)
+        return Decision(True, remaining, first + window - now, 0.0), _Append(log, now, cost), window
+    oldest = log[0] if log else now
+    rank = count + cost - int(limit) - 1
+    retry = log[rank] + window - now if rank < count else window
+    return Decision(False, 0, oldest + window - now, retry), None, window
 
 
 class MemoryRateLimiter:
@@ -72,30 +79,30 @@ class MemoryRateLimiter:
         )
         self._single = len(self._plan) == 1
 
-    def check_one(self, identity: str) -> Decision:
+    def check_one(self, identity: str, cost: int = 1) -> Decision:
         """The common case, a route with one limit: no bookkeeping."""
         spec, step, suffix, _ = self._plan[0]
         store = self._store
         key = identity + suffix
-        decision, new, ttl = step(spec, store.get(key), self._clock())
+        decision, new, ttl = step(spec, store.get(key), self._clock(), cost)
         if new is not None:
             store.set(key, new.apply() if type(new) is _Append else new, ttl + GC_SLACK)
         return decision
 
-    async def decide(self, identity: str) -> list[Decision]:
+    async def decide(self, identity: str, cost: int = 1) -> list[Decision]:
         """`check`, as the store contract's coroutine."""
-        return self.check(identity)
+        return self.check(identity, cost)
 
-    def check(self, identity: str) -> list[Decision]:
+    def check(self, identity: str, cost: int = 1) -> list[Decision]:
         """Every limit: all must pass; a rejected request consumes none (debounce still records)."""
         if self._single:
-            return [self.check_one(identity)]
+            return [self.check_one(identity, cost)]
         store, now = self._store, self._clock()
         results = []
         admitted = True
         for spec, step, suffix, _ in self._plan:
             key = identity + suffix
-            result = step(spec, store.get(key), now)
+            result = step(spec, store.get(key), now, cost)
             admitted = admitted and result[0].allowed
             results.append((key, result))
         for (_, _, _, always), (key, (_, new, ttl)) in zip(self._plan, results, strict=True):

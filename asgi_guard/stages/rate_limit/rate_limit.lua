@@ -2,16 +2,18 @@
 --
 -- KEYS: one per limit, in order (sliding exact takes two: its log and its sequence counter);
 --       all share one hash tag, hence one cluster slot.
--- ARGV: [1] now in seconds, or "" to use the server clock (TIME); [2] garbage-collection slack (ms);
---       [3] number of limits; then per limit: code, a, b, c (see algorithms/rate_limit/reference.py,
---       whose arithmetic this mirrors step for step).
+-- ARGV: [1] now in seconds, or "" to use the server clock (TIME); [2] the request's cost (units, a
+--       whole number >= 0; throttle and debounce ignore it); [3] garbage-collection slack (ms);
+--       [4] number of limits; then per limit: code, a, b, c (see stages/rate_limit/reference.py,
+--       whose arithmetic this mirrors step for step). A cost is taken all or nothing.
 -- Phase 1 reads every state and decides; phase 2 writes only if all limits admit the request
 -- (a debounce limit records every attempt). Returns, per limit: allowed (1/0), remaining,
 -- reset and retry_after (seconds, as %.17g strings so no precision is lost).
 
 local now = script_now(ARGV[1])
-local slack = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
+local cost = tonumber(ARGV[2])
+local slack = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
 
 local function num(x)
   return string.format('%.17g', x)
@@ -27,7 +29,7 @@ local admitted = true
 local k = 1
 
 for i = 1, n do
-  local base = 3 + (i - 1) * 4
+  local base = 4 + (i - 1) * 4
   local code = ARGV[base + 1]
   local a = tonumber(ARGV[base + 2])
   local b = tonumber(ARGV[base + 3])
@@ -47,13 +49,13 @@ for i = 1, n do
     local elapsed = now - ts
     if elapsed < 0 then elapsed = 0 end
     tokens = math.min(a, tokens + elapsed * b)
-    if tokens >= 1 then
-      local left = tokens - 1
+    if tokens >= cost then
+      local left = tokens - cost
       remaining = math.floor(left)
       ok, reset = 1, (remaining + 1 - left) / b
       write = function() redis.call('HSET', key, 't', num(left), 'ts', num(now)); redis.call('PEXPIRE', key, ttl_ms(c)) end
     else
-      reset = (1 - tokens) / b
+      reset = (cost - tokens) / b
       retry = reset
     end
 
@@ -63,9 +65,9 @@ for i = 1, n do
     local count = 0
     if tonumber(st[1]) == idx then count = tonumber(st[2]) end
     reset = (idx + 1) * b - now
-    if count < a then
-      ok, remaining = 1, a - count - 1
-      write = function() redis.call('HSET', key, 'w', num(idx), 'n', count + 1); redis.call('PEXPIRE', key, ttl_ms(reset)) end
+    if count + cost <= a then
+      ok, remaining = 1, a - count - cost
+      write = function() redis.call('HSET', key, 'w', num(idx), 'n', count + cost); redis.call('PEXPIRE', key, ttl_ms(reset)) end
     else
       retry = reset
     end
@@ -79,19 +81,34 @@ for i = 1, n do
     if count > 0 then
       first = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
     end
-    if count < a then
-      ok, remaining = 1, a - count - 1
-      reset = math.min(first, now) + b - now
+    if count + cost <= a then
+      ok, remaining = 1, a - count - cost
+      if cost > 0 then
+        reset = math.min(first, now) + b - now
+      else
+        reset = first + b - now
+      end
       write = function()
-        local id = redis.call('INCR', seq)
-        redis.call('ZADD', key, num(now), num(now) .. ':' .. id)
+        if cost > 0 then
+          local last = redis.call('INCRBY', seq, cost)
+          local args = {}
+          for j = last - cost + 1, last do
+            args[#args + 1] = num(now)
+            args[#args + 1] = num(now) .. ':' .. j
+          end
+          redis.call('ZADD', key, unpack(args))
+        end
         redis.call('PEXPIRE', key, ttl_ms(b))
         redis.call('PEXPIRE', seq, ttl_ms(b))
       end
     else
-      local rank = count - a
+      local rank = count + cost - a - 1
       reset = first + b - now
-      retry = tonumber(redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')[2]) + b - now
+      if rank < count then
+        retry = tonumber(redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')[2]) + b - now
+      else
+        retry = b
+      end
     end
 
   elseif code == 'sa' then
@@ -110,16 +127,19 @@ for i = 1, n do
     local estimate = previous * (1 - frac) + current
     reset = (idx + 1) * b - now
     local keep = (idx + 2) * b - now
-    if estimate <= a - 1 then
-      ok, remaining = 1, math.floor(a - 1 - estimate)
+    local room = a - cost
+    if estimate <= room then
+      ok, remaining = 1, math.floor(room - estimate)
       write = function()
-        redis.call('HSET', key, 'w', num(idx), 'c', current + 1, 'p', previous)
+        redis.call('HSET', key, 'w', num(idx), 'c', current + cost, 'p', previous)
         redis.call('PEXPIRE', key, ttl_ms(keep))
       end
-    elseif current <= a - 1 then
-      retry = idx * b + (1 - (a - 1 - current) / previous) * b - now
+    elseif room < 0 then
+      retry = keep
+    elseif current <= room then
+      retry = idx * b + (1 - (room - current) / previous) * b - now
     else
-      retry = (idx + 1) * b + (1 - (a - 1) / current) * b - now
+      retry = (idx + 1) * b + (1 - room / current) * b - now
     end
 
   elseif code == 'th' or code == 'db' then

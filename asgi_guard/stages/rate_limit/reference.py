@@ -26,9 +26,13 @@ from asgi_guard.stages.rate_limit.spec import (
 
 Step = tuple[Decision, Any, float]
 
+# Every step takes the request's `cost` (a whole number of units, >= 0; 1 by default). Token bucket and
+# the windows take it all or nothing: a request whose cost exceeds what is left is refused and consumes
+# nothing. Throttle and debounce count requests, so they ignore it (their unit is "a request").
 
-def token_bucket(spec: LimitSpec, state: Any, now: float) -> Step:
-    """Capacity `a`, refill `b` tokens/s, starts full; one token per request."""
+
+def token_bucket(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
+    """Capacity `a`, refill `b` tokens/s, starts full; `cost` tokens per request."""
     cap, rate = spec.a, spec.b
     if state is None:
         tokens, ts = cap, now
@@ -38,39 +42,43 @@ def token_bucket(spec: LimitSpec, state: Any, now: float) -> Step:
     if elapsed < 0:
         elapsed = 0.0
     tokens = min(cap, tokens + elapsed * rate)
-    if tokens >= 1:
-        left = tokens - 1
+    if tokens >= cost:
+        left = tokens - cost
         remaining = math.floor(left)
         return Decision(True, remaining, (remaining + 1 - left) / rate, 0.0), (left, now), spec.c
-    wait = (1 - tokens) / rate
+    wait = (cost - tokens) / rate
     return Decision(False, 0, wait, wait), None, spec.c
 
 
-def fixed_window(spec: LimitSpec, state: Any, now: float) -> Step:
-    """At most `a` requests per `b`-second window aligned to multiples of `b` since the epoch."""
+def fixed_window(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
+    """At most `a` units per `b`-second window aligned to multiples of `b` since the epoch."""
     limit, window = spec.a, spec.b
     idx = math.floor(now / window)
     count = state[1] if state is not None and state[0] == idx else 0
     reset = (idx + 1) * window - now
-    if count < limit:
-        return Decision(True, int(limit - count - 1), reset, 0.0), (idx, count + 1), reset
+    if count + cost <= limit:
+        return Decision(True, int(limit - count - cost), reset, 0.0), (idx, count + cost), reset
     return Decision(False, 0, reset, reset), None, reset
 
 
-def sliding_exact(spec: LimitSpec, state: Any, now: float) -> Step:
-    """At most `a` requests in the `b` seconds ending now (a log of accepted timestamps)."""
+def sliding_exact(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
+    """At most `a` units in the `b` seconds ending now (a log of accepted timestamps, one per unit)."""
     limit, window = spec.a, spec.b
     low = now - window
     log = [t for t in state if t > low] if state else []
     count = len(log)
-    if count < limit:
-        insort(log, now)
-        return Decision(True, int(limit - count - 1), log[0] + window - now, 0.0), tuple(log), window
-    rank = count - int(limit)
-    return Decision(False, 0, log[0] + window - now, log[rank] + window - now), None, window
+    if count + cost <= limit:
+        for _ in range(cost):
+            insort(log, now)
+        first = log[0] if log else now
+        return Decision(True, int(limit - count - cost), first + window - now, 0.0), tuple(log), window
+    first = log[0] if log else now
+    rank = count + cost - int(limit) - 1  # the unit whose expiry makes room for `cost`
+    retry = log[rank] + window - now if rank < count else window  # cost > limit: never (a hint)
+    return Decision(False, 0, first + window - now, retry), None, window
 
 
-def sliding_approx(spec: LimitSpec, state: Any, now: float) -> Step:
+def sliding_approx(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
     """Two-window weighted counter: previous window's count weighted by the part still in range."""
     limit, window = spec.a, spec.b
     idx = math.floor(now / window)
@@ -85,17 +93,20 @@ def sliding_approx(spec: LimitSpec, state: Any, now: float) -> Step:
     estimate = previous * (1 - frac) + current
     reset = (idx + 1) * window - now
     keep = (idx + 2) * window - now
-    if estimate <= limit - 1:
-        remaining = math.floor(limit - 1 - estimate)
-        return Decision(True, remaining, reset, 0.0), (idx, current + 1, previous), keep
-    if current <= limit - 1:
-        retry = idx * window + (1 - (limit - 1 - current) / previous) * window - now
+    room = limit - cost
+    if estimate <= room:
+        remaining = math.floor(room - estimate)
+        return Decision(True, remaining, reset, 0.0), (idx, current + cost, previous), keep
+    if room < 0:  # cost > limit: never admitted (the retry is only a hint)
+        retry = keep
+    elif current <= room:
+        retry = idx * window + (1 - (room - current) / previous) * window - now
     else:
-        retry = (idx + 1) * window + (1 - (limit - 1) / current) * window - now
+        retry = (idx + 1) * window + (1 - room / current) * window - now
     return Decision(False, 0, reset, retry), None, keep
 
 
-def throttle(spec: LimitSpec, state: Any, now: float) -> Step:
+def throttle(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
     """At most one accepted request per `a` seconds, measured from the last accepted one."""
     interval = spec.a
     if state is None or now - state >= interval:
@@ -104,7 +115,7 @@ def throttle(spec: LimitSpec, state: Any, now: float) -> Step:
     return Decision(False, 0, wait, wait), None, interval
 
 
-def debounce(spec: LimitSpec, state: Any, now: float) -> Step:
+def debounce(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
     """Rejected while the previous attempt was under `a` seconds ago; every attempt restarts it."""
     interval = spec.a
     if state is None or now - state >= interval:
@@ -112,7 +123,7 @@ def debounce(spec: LimitSpec, state: Any, now: float) -> Step:
     return Decision(False, 0, interval, interval), now, interval
 
 
-STEPS: dict[str, Callable[[LimitSpec, Any, float], Step]] = {
+STEPS: dict[str, Callable[[LimitSpec, Any, float, int], Step]] = {
     TOKEN_BUCKET: token_bucket,
     FIXED_WINDOW: fixed_window,
     SLIDING_EXACT: sliding_exact,
@@ -131,9 +142,9 @@ class ReferenceLimiter:
         self.specs = tuple(specs)
         self.states: dict[Hashable, Any] = {}
 
-    def check(self, identity: str, now: float) -> list[Decision]:
+    def check(self, identity: str, now: float, cost: int = 1) -> list[Decision]:
         states = self.states
-        steps = [STEPS[s.code](s, states.get((identity, s.name)), now) for s in self.specs]
+        steps = [STEPS[s.code](s, states.get((identity, s.name)), now, cost) for s in self.specs]
         admitted = all(step[0].allowed for step in steps)
         for spec, (_, new, _) in zip(self.specs, steps, strict=True):
             if new is not None and (admitted or spec.code in ALWAYS_RECORDED):

@@ -47,22 +47,25 @@ class ValkeyRateLimiter:
         key = self._backend.key
         return [key("rl", identity, *suffix) for suffix in self._suffixes]
 
-    async def decide(self, identity: str) -> list[Decision]:
-        return await self.check(identity)
+    async def decide(self, identity: str, cost: int = 1) -> list[Decision]:
+        return await self.check(identity, cost=cost)
 
-    async def check(self, identity: str, now: float | None = None) -> list[Decision]:
-        """Decide; raises BackendUnavailable when Valkey fails or is slower than the bound."""
-        args = [self._backend.script_now() if now is None else repr(now), *self._tail]
+    async def check(self, identity: str, now: float | None = None, cost: int = 1) -> list[Decision]:
+        """Decide for a request of `cost` units (all or nothing); raises BackendUnavailable when
+        Valkey fails or is slower than the bound."""
+        args = [self._backend.script_now() if now is None else repr(now), str(cost), *self._tail]
         raw = await self._backend.run(SCRIPT, self.keys(identity), args, self._timeout)
         return _decisions(raw)
 
-    async def check_with(self, identity: str, call: ScriptCall) -> tuple[list[Decision], Any]:
+    async def check_with(
+        self, identity: str, call: ScriptCall, cost: int = 1
+    ) -> tuple[list[Decision], Any]:
         """Decide, and run another script of the request (`call`) in the same round trip.
 
         Returns the decisions and `call`'s answer, or a BackendUnavailable in its place when that
         call alone failed; raises BackendUnavailable when the limit itself got no answer.
         """
-        args = (self._backend.script_now(), *self._tail)
+        args = (self._backend.script_now(), str(cost), *self._tail)
         raw, other = await self._backend.run_many(((SCRIPT, self.keys(identity), args), call), self._timeout)
         if isinstance(raw, BackendUnavailable):
             raise raw
