@@ -7,6 +7,7 @@ from enum import StrEnum
 
 from pydantic import Field, field_validator, model_validator
 
+from asgi_guard.core.cost import CostConfig
 from asgi_guard.core.model import GuardModel
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
@@ -94,6 +95,15 @@ class RateLimitConfig(_AlgoSections):
     )
     limits: list[LimitConfig] = Field(default=[], description="extra limits; a request must pass all")
     headers: bool = Field(default=True, description="send RateLimit-Policy / RateLimit on responses")
+    cost: CostConfig = Field(
+        default=CostConfig(),
+        description="units a request takes from token bucket and window limits (default 1; see docs/policies.md)",
+    )
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_shorthand(cls, value: object) -> object:
+        return CostConfig.coerce(value)
 
     @field_validator("key_by")
     @classmethod

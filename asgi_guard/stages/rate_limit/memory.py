@@ -56,7 +56,7 @@ def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float, cost: int = 1
     oldest = log[0] if log else now
     rank = count + cost - int(limit) - 1
     retry = log[rank] + window - now if rank < count else window
-    return Decision(False, 0, oldest + window - now, retry), None, window
+    return Decision(False, max(0, int(limit) - count), oldest + window - now, retry), None, window
 
 
 class MemoryRateLimiter:

@@ -55,6 +55,7 @@ for i = 1, n do
       ok, reset = 1, (remaining + 1 - left) / b
       write = function() redis.call('HSET', key, 't', num(left), 'ts', num(now)); redis.call('PEXPIRE', key, ttl_ms(c)) end
     else
+      remaining = math.floor(tokens)
       reset = (cost - tokens) / b
       retry = reset
     end
@@ -69,6 +70,7 @@ for i = 1, n do
       ok, remaining = 1, a - count - cost
       write = function() redis.call('HSET', key, 'w', num(idx), 'n', count + cost); redis.call('PEXPIRE', key, ttl_ms(reset)) end
     else
+      remaining = a - count
       retry = reset
     end
 
@@ -103,6 +105,7 @@ for i = 1, n do
       end
     else
       local rank = count + cost - a - 1
+      remaining = math.max(0, a - count)
       reset = first + b - now
       if rank < count then
         retry = tonumber(redis.call('ZRANGE', key, rank, rank, 'WITHSCORES')[2]) + b - now
@@ -134,6 +137,10 @@ for i = 1, n do
         redis.call('HSET', key, 'w', num(idx), 'c', current + cost, 'p', previous)
         redis.call('PEXPIRE', key, ttl_ms(keep))
       end
+    else
+      remaining = math.max(0, math.floor(a - estimate))
+    end
+    if ok == 1 then
     elseif room < 0 then
       retry = keep
     elseif current <= room then

@@ -28,7 +28,8 @@ Step = tuple[Decision, Any, float]
 
 # Every step takes the request's `cost` (a whole number of units, >= 0; 1 by default). Token bucket and
 # the windows take it all or nothing: a request whose cost exceeds what is left is refused and consumes
-# nothing. Throttle and debounce count requests, so they ignore it (their unit is "a request").
+# nothing, and its decision's `remaining` says what is left (so a cheaper request may still pass).
+# Throttle and debounce count requests, so they ignore it (their unit is "a request").
 
 
 def token_bucket(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
@@ -47,7 +48,7 @@ def token_bucket(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step
         remaining = math.floor(left)
         return Decision(True, remaining, (remaining + 1 - left) / rate, 0.0), (left, now), spec.c
     wait = (cost - tokens) / rate
-    return Decision(False, 0, wait, wait), None, spec.c
+    return Decision(False, math.floor(tokens), wait, wait), None, spec.c
 
 
 def fixed_window(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
@@ -58,7 +59,7 @@ def fixed_window(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step
     reset = (idx + 1) * window - now
     if count + cost <= limit:
         return Decision(True, int(limit - count - cost), reset, 0.0), (idx, count + cost), reset
-    return Decision(False, 0, reset, reset), None, reset
+    return Decision(False, int(limit - count), reset, reset), None, reset
 
 
 def sliding_exact(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
@@ -75,7 +76,7 @@ def sliding_exact(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Ste
     first = log[0] if log else now
     rank = count + cost - int(limit) - 1  # the unit whose expiry makes room for `cost`
     retry = log[rank] + window - now if rank < count else window  # cost > limit: never (a hint)
-    return Decision(False, 0, first + window - now, retry), None, window
+    return Decision(False, max(0, int(limit) - count), first + window - now, retry), None, window
 
 
 def sliding_approx(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
@@ -103,7 +104,7 @@ def sliding_approx(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> St
         retry = idx * window + (1 - (room - current) / previous) * window - now
     else:
         retry = (idx + 1) * window + (1 - room / current) * window - now
-    return Decision(False, 0, reset, retry), None, keep
+    return Decision(False, max(0, math.floor(limit - estimate)), reset, retry), None, keep
 
 
 def throttle(spec: LimitSpec, state: Any, now: float, cost: int = 1) -> Step:
@@ -132,6 +133,7 @@ STEPS: dict[str, Callable[[LimitSpec, Any, float, int], Step]] = {
     DEBOUNCE: debounce,
 }
 ALWAYS_RECORDED = frozenset({DEBOUNCE})
+WEIGHTED = frozenset({TOKEN_BUCKET, FIXED_WINDOW, SLIDING_EXACT, SLIDING_APPROX})  # take a cost
 
 
 class ReferenceLimiter:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.cost import CostSource
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
@@ -28,7 +29,7 @@ from asgi_guard.stages.rate_limit.headers import (
     ratelimit_value,
     retry_after_seconds,
 )
-from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED
+from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED, WEIGHTED
 from asgi_guard.stages.rate_limit.spec import Decision
 from asgi_guard.state.keys import EVERYONE, NO_VALUE, fallback_identity, key_part
 from asgi_guard.state.valkey import Riders
@@ -102,6 +103,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         self._default_key = tuple(rl.key_by) == ("route", "user", "resource")
         self._uses_resource = "resource" in rl.key_by
         self._resource_from_body = self._uses_resource and route.resource_id_from_body
+        self._cost = CostSource(rl.cost, runtime.settings.trusted_proxies)
+        self._fixed_cost = self._cost.fixed
 
         # -- the backend form, chosen once ----------------------------------------------------
         backend = self.backend  # bounded by the route's pooling.socket_timeout, if it has one
@@ -133,6 +136,10 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
     def enabled_for(cls, config: RateLimitConfig) -> bool:
         return config.enabled
 
+    @classmethod
+    def needs_body(cls, config: RateLimitConfig) -> bool:
+        return config.cost.source == "body"  # the route's resource id from the body is the stack's
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
         if self._resource_from_body:
@@ -144,10 +151,13 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             identity = f"{self._label}:{key_part(ctx.user_key)}:{res}"
         else:
             identity = ":".join([part(ctx, scope, resource) for part in self._parts])
+        cost = self._fixed_cost
+        if cost is None:
+            cost = await self._cost(ctx, scope)
 
         memory = self._memory
         if memory is not None and self._single:  # the hot path: one limit, embedded store
-            decision = memory.check_one(identity)
+            decision = memory.check_one(identity, cost)
             if decision.allowed:
                 if self._count_allowed:
                     self._m_allowed.inc()
@@ -166,7 +176,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                 return
             decisions = [decision]
         elif memory is not None:
-            decisions = memory.check(identity)
+            decisions = memory.check(identity, cost)
         else:
             limiter, riders = self._valkey, self._riders
             assert limiter is not None and riders is not None
@@ -174,8 +184,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                 decisions = await riders.carry(
                     self.route,
                     scope,
-                    lambda: limiter.check(identity),
-                    lambda call: limiter.check_with(identity, call),
+                    lambda: limiter.check(identity, cost=cost),
+                    lambda call: limiter.check_with(identity, call, cost),
                 )
             except BackendUnavailable:
                 self._m_fault.inc()
@@ -190,7 +200,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             if not decision.allowed:
                 if self._riders is not None and not self.shadow:
                     await self._riders.abandon(self.route, scope)
-                self._reject(ctx, decisions)
+                self._reject(ctx, decisions, cost)
                 await self.app(scope, receive, send)  # shadow mode: counted, not enforced
                 return
         if self._count_allowed:
@@ -209,21 +219,23 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         )
         await self.app(scope, receive, send)
 
-    def _unconsumed(self, decisions: list[Decision]) -> list[Decision]:
-        """A rejected request consumed nothing: limits that would have admitted it keep their unit."""
+    def _unconsumed(self, decisions: list[Decision], cost: int) -> list[Decision]:
+        """A rejected request consumed nothing: limits that would have admitted it keep its units."""
         return [
-            d._replace(remaining=d.remaining + 1) if d.allowed and spec.code not in ALWAYS_RECORDED else d
+            d._replace(remaining=d.remaining + (cost if spec.code in WEIGHTED else 1))
+            if d.allowed and spec.code not in ALWAYS_RECORDED
+            else d
             for spec, d in zip(self.specs, decisions, strict=True)
         ]
 
-    def _reject(self, ctx: GuardContext, decisions: list[Decision]) -> None:
+    def _reject(self, ctx: GuardContext, decisions: list[Decision], cost: int = 1) -> None:
         """Count the rejection; raise the 429 unless the route is in shadow mode."""
         index = next(i for i, d in enumerate(decisions) if not d.allowed)
         spec = self.specs[index]
         seconds = retry_after_seconds(max(d.retry_after for d in decisions if not d.allowed))
         self._m_rejected[spec.name].inc()
         if self._headers:
-            shown = self._unconsumed(decisions) if len(decisions) > 1 else decisions
+            shown = self._unconsumed(decisions, cost) if len(decisions) > 1 else decisions
             ctx.response_headers.append(self._policy_header)
             ctx.response_headers.append((RATELIMIT, ratelimit_value(self._prefixes, shown)))
         ctx.decide(
