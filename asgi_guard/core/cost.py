@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import ipaddress
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
 
@@ -131,7 +131,7 @@ class CostSource:
         self._hook = config.hook if callable(config.hook) else None
         self._trusted = tuple(ipaddress.ip_network(c, strict=False) for c in trusted_proxies)
 
-    async def __call__(self, ctx: GuardContext, scope: dict[str, Any]) -> int:
+    async def __call__(self, ctx: GuardContext, scope: MutableMapping[str, Any]) -> int:
         if self.fixed is not None:
             return self.fixed
         config = self._config
@@ -151,7 +151,7 @@ class CostSource:
             return config.default
         return _whole(value, what, config.max)
 
-    async def _raw(self, ctx: GuardContext, scope: dict[str, Any]) -> object:
+    async def _raw(self, ctx: GuardContext, scope: MutableMapping[str, Any]) -> object:
         source, name = self._config.source, self._config.name or ""
         if source == "path":
             return ctx.path_params.get(name)
@@ -172,7 +172,7 @@ class CostSource:
             document = document.get(part)
         return document
 
-    def _from_trusted(self, scope: dict[str, Any]) -> bool:
+    def _from_trusted(self, scope: MutableMapping[str, Any]) -> bool:
         client = scope.get("client")
         if not client or not self._trusted:
             return False

@@ -97,7 +97,7 @@ class RateLimitConfig(_AlgoSections):
     headers: bool = Field(default=True, description="send RateLimit-Policy / RateLimit on responses")
     cost: CostConfig = Field(
         default=CostConfig(),
-        description="units a request takes from token bucket and window limits (default 1; see docs/policies.md)",
+        description="units a request takes from token bucket and window limits (default 1; docs/policies.md)",
     )
 
     @field_validator("cost", mode="before")

@@ -47,10 +47,8 @@ def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float, cost: int = 1
         log.popleft()  # garbage only: these can never count again
     count = len(log)
     if count + cost <= limit:
-        if cost:
-            first = log[0] if log and log[0] < now else now
-        else:
-            first = log[0] if log else now
+        # the oldest unit after this request: `now` joins the log unless the cost is 0
+        first = log[0] if log and (log[0] < now or not cost) else now
         remaining = int(limit - count - cost)
         return Decision(True, remaining, first + window - now, 0.0), _Append(log, now, cost), window
     oldest = log[0] if log else now

@@ -57,9 +57,7 @@ class ValkeyRateLimiter:
         raw = await self._backend.run(SCRIPT, self.keys(identity), args, self._timeout)
         return _decisions(raw)
 
-    async def check_with(
-        self, identity: str, call: ScriptCall, cost: int = 1
-    ) -> tuple[list[Decision], Any]:
+    async def check_with(self, identity: str, call: ScriptCall, cost: int = 1) -> tuple[list[Decision], Any]:
         """Decide, and run another script of the request (`call`) in the same round trip.
 
         Returns the decisions and `call`'s answer, or a BackendUnavailable in its place when that
