@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from asgi_guard.core.cost import CostConfig
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.stages.cache.config import CacheConfig
@@ -36,6 +37,13 @@ class JobConfig(GuardModel):
         default=0, ge=0, description="credits reserved before the handler, committed on success (0 = off)"
     )
     credit_type: str = Field(default="default", description="which balance the credits come from")
+    credits_price: CostConfig | None = Field(
+        default=None,
+        description=(
+            "the price from the request (body field, parameter, upstream header, hook) instead of"
+            " required_credits; it is the reservation, the most a request can be charged (docs/policies.md)"
+        ),
+    )
     charge_cache_hits: bool = Field(
         default=False,
         description="also charge credits when the cache answers (credits then run before the cache)",
@@ -92,6 +100,7 @@ class JobConfig(GuardModel):
             required_credits=self.required_credits,
             credit_type=self.credit_type,
             charge_cache_hits=self.charge_cache_hits,
+            price=self.credits_price,
         )
 
     @property
@@ -100,3 +109,8 @@ class JobConfig(GuardModel):
         return TelemetryConfig(
             tracing=self.tracing, metrics=self.metrics, redact_fields=tuple(self.redact_fields)
         )
+
+    @field_validator("credits_price", mode="before")
+    @classmethod
+    def _price_shorthand(cls, value: object) -> object:
+        return CostConfig.coerce(value)

@@ -92,6 +92,7 @@ class GuardContext:
         "route",
         "runtime",
         "status",
+        "usage",
     )
 
     def __init__(
@@ -127,6 +128,7 @@ class GuardContext:
         self._json: Any = _NO_JSON
         self._resource_id: str | None = None
         self._resource_resolved = False
+        self.usage: int | None = None
 
     def __repr__(self) -> str:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
@@ -140,6 +142,17 @@ class GuardContext:
         if outcome == "rejected":
             self.rejected_by = stage
         return decision
+
+    def report_usage(self, units: int) -> None:
+        """The handler's actual usage (say, tokens processed), `request.state.guard.report_usage(n)`.
+
+        On a route with credits the commit keeps `units` of the reservation and refunds the rest; it
+        never charges more than was reserved (the price declared up front is the maximum). The last
+        report wins. Raises ValueError for anything but a whole number >= 0.
+        """
+        if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+            raise ValueError(f"usage is a whole number >= 0, got {units!r}")
+        self.usage = units
 
     @property
     def user_key(self) -> str:

@@ -23,7 +23,7 @@ __all__ = ["scripted"]
 gap = st.one_of(st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5]), st.floats(0.0, 3.0))  # deadlines land exactly on "now"
 op = st.tuples(
     gap,
-    st.sampled_from(["reserve", "reserve", "commit", "refund", "grant", "set", "balance"]),
+    st.sampled_from(["reserve", "reserve", "commit", "commit_part", "refund", "grant", "set", "balance"]),
     st.integers(0, 1),  # user
     st.sampled_from(["default", "default", "gpu"]),
     st.integers(-3, 6),  # amount (negative only used by grant)
@@ -46,6 +46,9 @@ async def drive(store: CreditStore, plan: list[Any], clock: Clock, users: tuple[
             amount = abs(amount)
             want = ledger.reserve(user, amount, rid, ttl, now, ctype)
             got = await store.reserve(user, amount, rid, ttl, ctype)
+        elif name == "commit_part":  # the handler reported using `amount` (kept up to the reservation)
+            want = ledger.settle(user, rid, False, now, ctype, abs(amount))
+            got = await store.commit(user, rid, ctype, abs(amount))
         elif name in ("commit", "refund"):
             want = ledger.settle(user, rid, name == "refund", now, ctype)
             got = await (store.refund if name == "refund" else store.commit)(user, rid, ctype)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from asgi_guard.core.cost import CostConfig
 from asgi_guard.core.model import GuardModel
 
 
 class CreditsConfig(GuardModel):
     """What the credits stage reads: `JobConfig.credits` builds it from `required_credits`,
-    `credit_type` and `charge_cache_hits` (declare those on the JobConfig, as before)."""
+    `credit_type`, `charge_cache_hits` and `credits_price` (declare those on the JobConfig, as before)."""
 
     required_credits: int = Field(
         default=0, ge=0, description="credits reserved before the handler, committed on success (0 = off)"
@@ -21,4 +22,7 @@ class CreditsConfig(GuardModel):
             "charge a response the cache answers too: the credits stage then runs before the cache,"
             " so a hit is reserved and committed like a handler response (default: hits are free)"
         ),
+    )
+    price: CostConfig | None = Field(
+        default=None, description="JobConfig.credits_price: the price read from the request (the reservation)"
     )

@@ -7,6 +7,8 @@
 -- Reply: {code, balance}. reserve: 1 reserved, 0 short, 2 id already pending.
 -- grant (a negative amount debits): 0 when it would go below zero.
 -- commit/refund: 1 done, 0 nothing pending under that id (already settled or expired and refunded).
+-- commit with ARGV[2] a number keeps at most that much of the reservation and refunds the rest
+-- ("" keeps all of it): a commit never charges more than was reserved.
 -- Every op first refunds expired reservations (bounded), so a reservation whose process died is
 -- refunded by whoever touches this balance next: never lost, never settled twice.
 local balance_key, pending_key, deadline_key = KEYS[1], KEYS[2], KEYS[3]
@@ -40,7 +42,12 @@ elseif op == 'commit' or op == 'refund' then
   if not amount then return {0, balance} end
   redis.call('HDEL', pending_key, rid)
   redis.call('ZREM', deadline_key, rid)
-  if op == 'refund' then balance = redis.call('INCRBY', balance_key, tonumber(amount)) end
+  local keep = tonumber(ARGV[2])
+  if op == 'refund' then
+    balance = redis.call('INCRBY', balance_key, tonumber(amount))
+  elseif keep ~= nil and keep < tonumber(amount) then
+    balance = redis.call('INCRBY', balance_key, tonumber(amount) - keep)
+  end
   return {1, balance}
 elseif op == 'grant' then
   local amount = tonumber(ARGV[2])

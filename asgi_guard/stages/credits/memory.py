@@ -7,7 +7,7 @@ clock, as the rate limiter's memory form runs the reference steps: one logic, no
 from __future__ import annotations
 
 from asgi_guard.stages.credits.reference import ReferenceLedger
-from asgi_guard.stages.credits.store import DEFAULT_TYPE, Reservation, Settlement
+from asgi_guard.stages.credits.store import DEFAULT_TYPE, Reservation, Settlement, check_amount
 from asgi_guard.state.memory import MemoryBackend
 
 _LEDGER_KEY = "__ledger__"
@@ -33,8 +33,11 @@ class MemoryCreditStore:
     ) -> Reservation:
         return self._ledger.reserve(user, amount, reservation_id, ttl, self._clock(), credit_type)
 
-    async def commit(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
-        return self._ledger.settle(user, reservation_id, False, self._clock(), credit_type)
+    async def commit(
+        self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
+    ) -> Settlement:
+        keep = None if amount is None else check_amount(amount)
+        return self._ledger.settle(user, reservation_id, False, self._clock(), credit_type, keep)
 
     async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
         return self._ledger.settle(user, reservation_id, True, self._clock(), credit_type)

@@ -57,8 +57,15 @@ class ReferenceLedger:
         return Reservation(ReserveStatus.RESERVED, balance - amount)
 
     def settle(
-        self, user: str, rid: str, refund: bool, now: float, credit_type: str = DEFAULT_TYPE
+        self,
+        user: str,
+        rid: str,
+        refund: bool,
+        now: float,
+        credit_type: str = DEFAULT_TYPE,
+        keep: int | None = None,
     ) -> Settlement:
+        """Refund, or commit: all of the reservation, or at most `keep` of it (the rest goes back)."""
         account = (credit_type, user)
         balance = self._sweep(account, now)
         pending = self.pending.get(account)
@@ -69,6 +76,8 @@ class ReferenceLedger:
             del self.pending[account]
         if refund:
             balance = self.balances[account] = balance + found[0]
+        elif keep is not None and keep < found[0]:
+            balance = self.balances[account] = balance + found[0] - max(0, keep)
         return Settlement(True, balance)
 
     def grant(self, user: str, amount: int, now: float, credit_type: str = DEFAULT_TYPE) -> int:

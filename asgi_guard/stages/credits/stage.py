@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.cost import CostSource
 from asgi_guard.core.disconnect import ClientWatch
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.problems import Problem, backend_unavailable
@@ -55,6 +56,12 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
         config = self.config
         self.store = credit_store(self.backend)
         self.amount: int = config.required_credits
+        # a price read from the request (the reservation: the most it can be charged), else the fixed one
+        self.price = (
+            None
+            if config.price is None
+            else CostSource(config.price, runtime.settings.trusted_proxies)
+        )
         self.credit_type: str = config.credit_type
         self.ttl = reservation_ttl(route.handler_timeout)
         metrics = runtime.metrics
@@ -67,18 +74,23 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
 
     @classmethod
     def enabled_for(cls, config: CreditsConfig) -> bool:
-        return config.required_credits > 0
+        return config.required_credits > 0 or config.price is not None
 
     @classmethod
     def runs_before(cls, config: CreditsConfig) -> str | None:
         """A route that charges cache hits decides credits before the cache can answer."""
         return "cache" if config.charge_cache_hits else None
 
+    @classmethod
+    def needs_body(cls, config: CreditsConfig) -> bool:
+        return config.price is not None and config.price.source == "body"
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
         user, rid = ctx.user_key, ctx.request_id
+        amount = self.amount if self.price is None else await self.price(ctx, scope)
         try:
-            reservation = await self.store.reserve(user, self.amount, rid, self.ttl, self.credit_type)
+            reservation = await self.store.reserve(user, amount, rid, self.ttl, self.credit_type)
         except BackendUnavailable as exc:
             self._faults.inc()
             log.warning("credits backend unavailable: %s", exc)
@@ -88,17 +100,22 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
         ctx.response_headers.append(header)
         decision: dict[str, str | int] = {
             "credit_type": self.credit_type,
-            "required": self.amount,
+            "required": amount,
             "balance": reservation.balance,
         }
         if reservation.status is not ReserveStatus.RESERVED:
-            raise self._reject(ctx, reservation.status, reservation.balance, decision)
+            raise self._reject(ctx, reservation.status, reservation.balance, decision, amount)
         ctx.decide(self.name, "allowed", "reserved", **decision)
         self._reserved.inc()
         await _Charge(self, ctx, header, decision).run(scope, receive, send)
 
     def _reject(
-        self, ctx: GuardContext, status: ReserveStatus, balance: int, decision: dict[str, str | int]
+        self,
+        ctx: GuardContext,
+        status: ReserveStatus,
+        balance: int,
+        decision: dict[str, str | int],
+        amount: int,
     ) -> Problem:
         if status is ReserveStatus.DUPLICATE:
             ctx.decide(self.name, "rejected", "duplicate_request_id", **decision)
@@ -114,8 +131,8 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
             402,
             "insufficient-credits",
             "Payment Required",
-            f"this request costs {self.amount} {self.credit_type} credits; the balance is {balance}",
-            extra={"balance": balance, "required": self.amount, "credit_type": self.credit_type},
+            f"this request costs {amount} {self.credit_type} credits; the balance is {balance}",
+            extra={"balance": balance, "required": amount, "credit_type": self.credit_type},
         )
 
 
@@ -201,7 +218,10 @@ class _Charge:
         stage, ctx = self.stage, self.ctx
         try:
             if commit:
-                result: Settlement = await stage.store.commit(ctx.user_key, ctx.request_id, stage.credit_type)
+                keep = self._usage()
+                result: Settlement = await stage.store.commit(
+                    ctx.user_key, ctx.request_id, stage.credit_type, keep
+                )
             else:
                 result = await stage.store.refund(ctx.user_key, ctx.request_id, stage.credit_type)
         except BackendUnavailable as exc:
@@ -230,6 +250,26 @@ class _Charge:
         if balance is not None:
             self.decision["balance"] = balance
         self.ctx.decide(self.stage.name, "allowed", settled, **self.decision)
+
+    def _usage(self) -> int | None:
+        """What the handler reported using (`ctx.report_usage`), capped at the reservation; None
+        when it reported nothing (the whole reservation is kept)."""
+        usage = self.ctx.usage
+        if usage is None:
+            return None
+        reserved = int(self.decision["required"])
+        self.decision["used"] = usage
+        if usage > reserved:
+            self.decision["over_reservation"] = usage - reserved
+            log.warning(
+                "request %s reported using %d credits but reserved %d; charged %d",
+                self.ctx.request_id,
+                usage,
+                reserved,
+                reserved,
+            )
+            return reserved
+        return usage
 
     def _show_balance(self, balance: int) -> None:
         """Swap the remaining-balance header (stage 0 adds it when the response starts)."""

@@ -51,8 +51,11 @@ class CreditStore(Protocol):
     ) -> Reservation:
         """Take `amount` now, pending settlement; refunded automatically `ttl` seconds from now."""
 
-    async def commit(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
-        """Keep the reserved amount."""
+    async def commit(
+        self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
+    ) -> Settlement:
+        """Keep the reserved amount, or at most `amount` of it (the rest is refunded at once): a
+        commit never charges more than was reserved."""
 
     async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
         """Give the reserved amount back."""

@@ -36,7 +36,7 @@ class ValkeyCreditStore:
         )
 
     async def _run(
-        self, op: str, user: str, credit_type: str, amount: int = 0, rid: str = "", ttl: float = 0
+        self, op: str, user: str, credit_type: str, amount: int | str = 0, rid: str = "", ttl: float = 0
     ) -> tuple[int, int]:
         args = [op, amount, rid, repr(float(ttl)), self._backend.script_now()]
         reply = await self._backend.run(
@@ -51,8 +51,11 @@ class ValkeyCreditStore:
         code, balance = await self._run("reserve", user, credit_type, amount, reservation_id, ttl)
         return Reservation(ReserveStatus(code), balance)
 
-    async def commit(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
-        code, balance = await self._run("commit", user, credit_type, rid=reservation_id)
+    async def commit(
+        self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
+    ) -> Settlement:
+        keep: int | str = "" if amount is None else check_amount(amount)
+        code, balance = await self._run("commit", user, credit_type, keep, rid=reservation_id)
         return Settlement(code == 1, balance)
 
     async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
