@@ -7,6 +7,7 @@ from pydantic import Field, field_validator, model_validator
 from asgi_guard.core.cost import CostConfig
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.pooling import PoolingConfig
+from asgi_guard.core.tiers import TierConfig
 from asgi_guard.stages.cache.config import CacheConfig
 from asgi_guard.stages.circuit_breaker.config import CircuitBreakerConfig
 from asgi_guard.stages.credits.config import CreditsConfig
@@ -37,6 +38,10 @@ class JobConfig(GuardModel):
         default=0, ge=0, description="credits reserved before the handler, committed on success (0 = off)"
     )
     credit_type: str = Field(default="default", description="which balance the credits come from")
+    tier: TierConfig | None = Field(
+        default=None,
+        description="how requests are sorted into tiers: claim, role, scope, API key, hook (docs/policies.md)",
+    )
     credits_price: CostConfig | None = Field(
         default=None,
         description=(
@@ -109,6 +114,15 @@ class JobConfig(GuardModel):
         return TelemetryConfig(
             tracing=self.tracing, metrics=self.metrics, redact_fields=tuple(self.redact_fields)
         )
+
+    @model_validator(mode="after")
+    def _tiers_need_a_selector(self) -> JobConfig:
+        tiered = self.rate_limit.tiers or (
+            self.credits_price is not None and self.credits_price.source == "tier"
+        )
+        if tiered and self.tier is None:
+            raise ValueError("tiers need the route's tier selector: tier = {by = ..., default = ...}")
+        return self
 
     @field_validator("credits_price", mode="before")
     @classmethod

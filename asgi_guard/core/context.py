@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -92,6 +92,7 @@ class GuardContext:
         "route",
         "runtime",
         "status",
+        "tier",
         "usage",
     )
 
@@ -129,6 +130,7 @@ class GuardContext:
         self._resource_id: str | None = None
         self._resource_resolved = False
         self.usage: int | None = None
+        self.tier: str | None = None  # set by resolve_tier()
 
     def __repr__(self) -> str:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
@@ -153,6 +155,21 @@ class GuardContext:
         if isinstance(units, bool) or not isinstance(units, int) or units < 0:
             raise ValueError(f"usage is a whole number >= 0, got {units!r}")
         self.usage = units
+
+    async def resolve_tier(self, scope: Scope, known: Collection[str] = ()) -> str | None:
+        """The request's tier by the route's `tier` selector (asgi_guard.core.tiers), chosen once;
+        None when the route has no tiers. A stage passes the tiers it lists as `known`: a tier it
+        does not list is answered as the selector's default. Call after authentication."""
+        config = self.route.config.tier
+        if config is None:
+            return None
+        if self.tier is None:
+            from asgi_guard.core.tiers import selector_for
+
+            self.tier = await selector_for(config)(self, scope)
+        if known and self.tier not in known:
+            return config.default
+        return self.tier
 
     @property
     def user_key(self) -> str:

@@ -11,7 +11,9 @@ Sources (`CostConfig.source`):
 - `body`: the JSON body field `name` (dots walk into objects: `"usage.max_tokens"`);
 - `header`: header `name`, believed only from a direct peer in `GuardSettings.trusted_proxies`
   (an upstream that sets it); from anyone else it is ignored, as if absent;
-- `hook`: `hook(ctx) -> int` (or an awaitable of one), a callable in code or `"module:function"` in TOML.
+- `hook`: `hook(ctx) -> int` (or an awaitable of one), a callable in code or `"module:function"` in TOML;
+- `tier`: `tiers[the request's tier]` (the route's `tier` selector, asgi_guard.core.tiers), else
+  `default`, else `value`: `credits_price = {source = "tier", tiers = {free = 2, pro = 1}}`.
 
 A cost is a whole number from 0 to `max`. A value that is not one is the client's fault: a 400
 problem (`invalid-cost`), never a 500. An absent value is `default`, or a 400 (`missing-cost`) when the
@@ -59,9 +61,10 @@ def import_hook(spec: str) -> Callable[..., Any]:
 class CostConfig(GuardModel):
     """Where a request's cost comes from (see the module docstring for each source)."""
 
-    source: Literal["fixed", "path", "query", "body", "header", "hook"] = Field(
-        default="fixed", description="fixed, path, query, body, header (trusted upstream) or hook"
+    source: Literal["fixed", "path", "query", "body", "header", "hook", "tier"] = Field(
+        default="fixed", description="fixed, path, query, body, header (trusted upstream), hook or tier"
     )
+    tiers: dict[str, int] = Field(default={}, description="source tier: tier name -> cost")
     value: int = Field(default=1, ge=0, le=MAX_COST, description="the cost when source is fixed")
     name: str | None = Field(
         default=None, pattern=_NAME, description="the parameter, body field (dotted) or header to read"
@@ -83,6 +86,10 @@ class CostConfig(GuardModel):
     def _complete(self) -> CostConfig:
         if self.source in ("path", "query", "body", "header") and not self.name:
             raise ValueError(f"cost source {self.source!r} needs a name")
+        if self.source == "tier" and not self.tiers:
+            raise ValueError("cost source 'tier' needs tiers = {name = cost}")
+        if any(not 0 <= v <= self.max for v in self.tiers.values()):
+            raise ValueError(f"cost tiers must be between 0 and max ({self.max})")
         if self.source == "hook" and self.hook is None:
             raise ValueError("cost source 'hook' needs hook = 'module:function' (or a callable)")
         return self
@@ -137,6 +144,12 @@ class CostSource:
         config = self._config
         source = config.source
         what = f"{source} {config.name!r}" if config.name else source
+        if source == "tier":
+            tier = await ctx.resolve_tier(scope, config.tiers)
+            found = config.tiers.get(tier) if tier is not None else None
+            if found is not None:
+                return found
+            return config.value if config.default is None else config.default
         if source == "hook":
             result = self._hook(ctx)  # type: ignore[misc]
             if inspect.isawaitable(result):

@@ -85,6 +85,12 @@ class LimitConfig(_AlgoSections):
     """One more limit on the same route (say 1,000 a day beside 10 a second); all must pass."""
 
 
+class TierLimits(_AlgoSections):
+    """A tier's full limit set (the route's shape): the primary limit and extra ones."""
+
+    limits: list[LimitConfig] = Field(default=[], description="extra limits of this tier")
+
+
 class RateLimitConfig(_AlgoSections):
     enabled: bool = Field(default=False, description="turn stage 3 on for the route")
     shadow: bool = Field(default=False, description="decide, count and add headers, but never reject")
@@ -95,6 +101,16 @@ class RateLimitConfig(_AlgoSections):
     )
     limits: list[LimitConfig] = Field(default=[], description="extra limits; a request must pass all")
     headers: bool = Field(default=True, description="send RateLimit-Policy / RateLimit on responses")
+    tiers: dict[str, str | TierLimits] = Field(
+        default={},
+        description=(
+            'limits per tier, "60/min" or a full limit set; the tier comes from the route\'s `tier`'
+            " selector, and a tier not listed gets the limits above (docs/policies.md)"
+        ),
+    )
+    legacy_headers: bool = Field(
+        default=False, description="also send X-RateLimit-Limit/Remaining/Reset (slowapi/Kong style)"
+    )
     cost: CostConfig = Field(
         default=CostConfig(),
         description="units a request takes from token bucket and window limits (default 1; docs/policies.md)",
@@ -132,6 +148,25 @@ class RateLimitConfig(_AlgoSections):
         if dupes:
             raise ValueError(f"rate_limit: policy names must be unique per route, repeated: {dupes}")
         return self
+
+    @model_validator(mode="after")
+    def _check_tiers(self) -> RateLimitConfig:
+        for tier in self.tiers:
+            if not re.match(r"^[A-Za-z0-9_\-]{1,32}$", tier):
+                raise ValueError(f"rate_limit.tiers: {tier!r} is not a tier name (letters, digits, _ -)")
+            names = [s.policy_name for s in self.tier_limits(tier)]
+            if len(set(names)) != len(names):
+                raise ValueError(f"rate_limit.tiers.{tier}: policy names must be unique")
+        return self
+
+    def tier_limits(self, tier: str) -> list[LimitConfig]:
+        """A listed tier's limits, named into the tier (rate_limit/tiers.py explains the names)."""
+        from asgi_guard.stages.rate_limit.tiers import full_sections, shorthand_section
+
+        value = self.tiers[tier]
+        if isinstance(value, str):
+            return [shorthand_section(tier, value, self.algo)]
+        return full_sections(tier, value, value.limits)
 
     def all_limits(self) -> list[_AlgoSections]:
         """The primary limit, then the extra ones."""

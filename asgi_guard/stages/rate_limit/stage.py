@@ -19,7 +19,13 @@ from asgi_guard.core.cost import CostSource
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
-from asgi_guard.stages.rate_limit import MemoryRateLimiter, ValkeyRateLimiter, rate_limiter, specs_from_config
+from asgi_guard.stages.rate_limit import (
+    MemoryRateLimiter,
+    ValkeyRateLimiter,
+    rate_limiter,
+    spec_from_sections,
+    specs_from_config,
+)
 from asgi_guard.stages.rate_limit.headers import (
     POLICY,
     RATELIMIT,
@@ -75,10 +81,27 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
     name = "rate_limit"
     section = "rate_limit"
 
-    def __init__(self, app: ASGIApp, route: RouteInfo[RateLimitConfig], runtime: GuardRuntime) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        route: RouteInfo[RateLimitConfig],
+        runtime: GuardRuntime,
+        *,
+        tier: str | None = None,
+    ) -> None:
         super().__init__(app, route, runtime)
         rl = self.config
-        self.specs = specs = specs_from_config(rl)
+        if tier is None:
+            self.specs = specs = specs_from_config(rl)
+        else:  # one tier's limits (the route's stage dispatches to it: see _tiers)
+            self.specs = specs = tuple(spec_from_sections(s) for s in rl.tier_limits(tier))
+        # a route with tiers runs one such stage per tier, chosen per request by the route's tier
+        # selector (JobConfig insists on one when rate_limit.tiers is set)
+        self._tiers = (
+            {t: RateLimitMiddleware(app, route, runtime, tier=t) for t in rl.tiers}
+            if tier is None and rl.tiers
+            else None
+        )
         self.shadow = rl.shadow
         self.fail_open = rl.fail_open
         label = route.trace_label  # the DESIGN's `{trace_label}:{user}:{resource_id}`
@@ -142,6 +165,12 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
+        if self._tiers is not None:
+            tier = await ctx.resolve_tier(scope, self._tiers)
+            chosen = self._tiers.get(tier) if tier is not None else None
+            if chosen is not None:
+                await chosen(scope, receive, send)
+                return
         if self._resource_from_body:
             resource = await ctx.resolve_resource_id()
         else:
