@@ -40,7 +40,7 @@ class JobConfig(GuardModel):
     credit_type: str = Field(default="default", description="which balance the credits come from")
     tier: TierConfig | None = Field(
         default=None,
-        description="how requests are sorted into tiers: claim, role, scope, API key, hook (docs/policies.md)",
+        description="sorts requests into tiers: claim, role, scope, API key, hook (docs/policies.md)",
     )
     credits_price: CostConfig | None = Field(
         default=None,
