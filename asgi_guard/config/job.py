@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from asgi_guard.core.cost import CostConfig
+from asgi_guard.core.exemptions import ExemptConfig
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.core.tiers import TierConfig
@@ -41,6 +42,9 @@ class JobConfig(GuardModel):
     tier: TierConfig | None = Field(
         default=None,
         description="sorts requests into tiers: claim, role, scope, API key, hook (docs/policies.md)",
+    )
+    exempt: ExemptConfig | None = Field(
+        default=None, description="who skips rate limiting and/or credits on this route (docs/policies.md)"
     )
     credits_price: CostConfig | None = Field(
         default=None,

@@ -74,6 +74,7 @@ class GuardContext:
 
     __slots__ = (
         "_body",
+        "_exempt",
         "_json",
         "_replayed",
         "_resource_id",
@@ -131,6 +132,7 @@ class GuardContext:
         self._resource_resolved = False
         self.usage: int | None = None
         self.tier: str | None = None  # set by resolve_tier()
+        self._exempt: frozenset[str] | None = None
 
     def __repr__(self) -> str:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"
@@ -170,6 +172,18 @@ class GuardContext:
         if known and self.tier not in known:
             return config.default
         return self.tier
+
+    async def exempt_from(self, stage: str, scope: Scope) -> bool:
+        """Whether the global or the route's exemption (asgi_guard.core.exemptions) lets this request
+        skip `stage` ("rate_limit" or "credits"); decided once per request, after authentication."""
+        if self._exempt is None:
+            if self.runtime.settings.exempt is None and self.route.config.exempt is None:
+                self._exempt = frozenset()
+            else:
+                from asgi_guard.core.exemptions import exempt_stages
+
+                self._exempt = await exempt_stages(self, scope)
+        return stage in self._exempt
 
     @property
     def user_key(self) -> str:

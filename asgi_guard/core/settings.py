@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from asgi_guard.core.exemptions import ExemptConfig
 from asgi_guard.core.pooling import PoolingConfig
 
 
@@ -91,6 +92,9 @@ class GuardSettings(BaseSettings):
         default="warn",
         description="the embedded backend in a server with several worker processes (limits, credits "
         "and idempotency then hold per process): log a warning at start-up, or refuse to start",
+    )
+    exempt: ExemptConfig | None = Field(
+        default=None, description="who skips rate limiting and/or credits on every route (env: JSON)"
     )
 
     @field_validator("console_path")

@@ -55,6 +55,7 @@ class RouteInfo(Generic[C]):
     handler_timeout: float | None = field(default=None, compare=False)  # seconds (None: unbounded)
     pooling: PoolingConfig | None = field(default=None, compare=False)  # the route's own time-outs
     stages: frozenset[str] = field(default=frozenset(), compare=False)  # stages this route runs
+    exempt: frozenset[str] = field(default=frozenset(), compare=False)  # stages its `exempt` may skip
     config: C = field(default=None, compare=False)  # type: ignore[assignment]  # this stage's section
     # Builds the stages *inside* this one around another terminal app (the events stage's offload
     # mode wraps them around its job enqueuer instead of the handler).
@@ -124,6 +125,7 @@ def route_info(route: CompiledRoute, stages: frozenset[str] = frozenset()) -> Ro
         handler_timeout=config.handler_timeout,
         pooling=config.pooling,
         stages=stages,
+        exempt=frozenset(config.exempt.stages) if config.exempt is not None else frozenset(),
     )
 
 

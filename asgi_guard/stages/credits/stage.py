@@ -26,6 +26,7 @@ from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.cost import CostSource
 from asgi_guard.core.disconnect import ClientWatch
 from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.exemptions import may_exempt
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.credits import ReserveStatus, Settlement, credit_store
@@ -71,6 +72,8 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
         self._refunded = metrics.credits.labels(label, self.credit_type, "refunded")
         self._insufficient = metrics.credits.labels(label, self.credit_type, "insufficient")
         self._faults = metrics.backend_faults.labels(label, self.name)
+        self._exempt = metrics.credits.labels(label, self.credit_type, "exempt")
+        self._exemptible = self.name in route.exempt or may_exempt(self.name, runtime.settings.exempt)
 
     @classmethod
     def enabled_for(cls, config: CreditsConfig) -> bool:
@@ -87,6 +90,11 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
+        if self._exemptible and await ctx.exempt_from(self.name, scope):
+            self._exempt.inc()
+            ctx.decide(self.name, "allowed", "exempt", credit_type=self.credit_type)
+            await self.app(scope, receive, send)
+            return
         user, rid = ctx.user_key, ctx.request_id
         amount = self.amount if self.price is None else await self.price(ctx, scope)
         try:

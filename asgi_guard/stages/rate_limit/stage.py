@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.cost import CostSource
 from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.exemptions import may_exempt
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.rate_limit import (
@@ -97,6 +98,9 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             self.specs = specs = tuple(spec_from_sections(s) for s in rl.tier_limits(tier))
         # a route with tiers runs one such stage per tier, chosen per request by the route's tier
         # selector (JobConfig insists on one when rate_limit.tiers is set)
+        self._exemptible = tier is None and (
+            self.name in route.exempt or may_exempt(self.name, runtime.settings.exempt)
+        )
         self._tiers = (
             {t: RateLimitMiddleware(app, route, runtime, tier=t) for t in rl.tiers}
             if tier is None and rl.tiers
@@ -154,6 +158,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         verdict = "shadow_rejected" if rl.shadow else "rejected"
         self._m_rejected = {s.name: metrics.rate_limit.labels(route.label, s.name, verdict) for s in specs}
         self._m_fault = metrics.backend_faults.labels(route.label, self.name)
+        self._m_exempt = metrics.rate_limit.labels(route.label, "-", "exempt")  # policy: none applied
 
     @classmethod
     def enabled_for(cls, config: RateLimitConfig) -> bool:
@@ -165,6 +170,11 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
+        if self._exemptible and await ctx.exempt_from(self.name, scope):
+            self._m_exempt.inc()
+            ctx.decide(self.name, "allowed", "exempt", allowed=True)
+            await self.app(scope, receive, send)
+            return
         if self._tiers is not None:
             tier = await ctx.resolve_tier(scope, self._tiers)
             chosen = self._tiers.get(tier) if tier is not None else None
