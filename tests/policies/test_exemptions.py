@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from asgi_guard import GuardSettings
 from asgi_guard.stages.credits import credit_store
-from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
+from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 ONE = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1, "window": 1_000_000}}
 

@@ -36,3 +36,21 @@ def ratelimit_value(prefixes: Sequence[str], decisions: Sequence[Decision]) -> b
 def retry_after_seconds(seconds: float) -> int:
     """Whole seconds, at least 1 (Retry-After is an integer; 0 would invite a hot loop)."""
     return max(1, math.ceil(seconds))
+
+
+LEGACY_LIMIT = b"x-ratelimit-limit"
+LEGACY_REMAINING = b"x-ratelimit-remaining"
+LEGACY_RESET = b"x-ratelimit-reset"
+
+
+def legacy_headers(specs: Sequence[LimitSpec], decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
+    """`X-RateLimit-Limit/Remaining/Reset` (slowapi/Kong style, opt-in `legacy_headers`) for the limit
+    nearest exhaustion (the least remaining; the first on a tie): its quota, the units left and the
+    seconds until it resets (delta seconds, as the IETF `t`, not an epoch time)."""
+    index = min(range(len(decisions)), key=lambda i: decisions[i].remaining)
+    spec, decision = specs[index], decisions[index]
+    return [
+        (LEGACY_LIMIT, str(spec.quota).encode()),
+        (LEGACY_REMAINING, str(decision.remaining).encode()),
+        (LEGACY_RESET, str(math.ceil(decision.reset)).encode()),
+    ]

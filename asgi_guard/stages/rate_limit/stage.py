@@ -32,6 +32,7 @@ from asgi_guard.stages.rate_limit.headers import (
     RATELIMIT,
     RETRY_AFTER,
     item_prefixes,
+    legacy_headers,
     policy_value,
     ratelimit_value,
     retry_after_seconds,
@@ -147,6 +148,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers
+        self._legacy = rl.legacy_headers
         self._single = len(specs) == 1
         self._primary = specs[0].name
         self._policy_header = (POLICY, policy_value(specs))
@@ -208,6 +210,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                             f"{self._prefixes[0]}{decision.remaining};t={ceil(decision.reset)}".encode(),
                         ),
                     )
+                if self._legacy:
+                    ctx.response_headers += legacy_headers(self.specs, (decision,))
                 ctx.decide(
                     self.name, "allowed", allowed=True, policy=self._primary, remaining=decision.remaining
                 )
@@ -249,6 +253,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                 self._policy_header,
                 (RATELIMIT, ratelimit_value(self._prefixes, decisions)),
             )
+        if self._legacy:
+            ctx.response_headers += legacy_headers(self.specs, decisions)
         ctx.decide(
             self.name,
             "allowed",
@@ -277,6 +283,9 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             shown = self._unconsumed(decisions, cost) if len(decisions) > 1 else decisions
             ctx.response_headers.append(self._policy_header)
             ctx.response_headers.append((RATELIMIT, ratelimit_value(self._prefixes, shown)))
+        if self._legacy:
+            shown = self._unconsumed(decisions, cost) if len(decisions) > 1 else decisions
+            ctx.response_headers += legacy_headers(self.specs, shown)
         ctx.decide(
             self.name,
             "allowed" if self.shadow else "rejected",
