@@ -129,6 +129,23 @@ class Guard:
         for route in self.registry:
             self.pipeline(route)
 
+    def swap_registry(self, registry: RouteRegistry) -> None:
+        """Serve `registry` from now on (asgi_guard.reload). Every pipeline is built and every policy
+        planned against the app's routes first; on any error (ConfigError, a route that matches
+        nothing) the old registry, pipelines and binding stay and the error is raised. Nothing awaits
+        in between, so requests see the old routes or the new ones, never a mix; a request already
+        running keeps the pipeline it started with. The runtime (backend, counters) is the same."""
+        saved = (self.registry, self._planner, self._pipelines, self._ws_pipelines)
+        self.registry, self._planner = registry, Planner(registry)
+        self._pipelines, self._ws_pipelines = {}, {}
+        try:
+            self.validate()
+            self.bind()  # plans and builds before it patches a route: an error changes nothing
+        except BaseException:
+            self.registry, self._planner, self._pipelines, self._ws_pipelines = saved
+            raise
+        registry.freeze()
+
     # -- binding --------------------------------------------------------------------------------
     def bind(self, *, check: bool = True) -> None:
         """Bind every policy to the router's current routes (ConfigError if one cannot be bound).
@@ -418,6 +435,11 @@ class GuardMiddleware:
 
             self._metrics_app = metrics_endpoint(self.runtime)
         self._console = _console(self.settings, self.runtime, registry)
+
+    def swap_registry(self, registry: RouteRegistry) -> None:
+        """Serve `registry` from now on (asgi_guard.reload; see `Guard.swap_registry`)."""
+        self.guard.swap_registry(registry)
+        self.registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
