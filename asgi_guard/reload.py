@@ -72,6 +72,7 @@ class RouteReloader:
         load: Callable[[Path], RouteRegistry] = RouteRegistry.from_file,
     ) -> None:
         self.path = Path(path).resolve()
+        self._name = str(self.path)
         self.target = target
         self.watch = watch
         self.sighup = sighup
@@ -88,9 +89,9 @@ class RouteReloader:
             if self.target is None:
                 raise RuntimeError("RouteReloader has no target: install_reload() after install()")
             try:
-                registry = self._load(self.path)
-                self.target.swap_registry(registry)
-            except Exception as exc:  # every way a new config can be wrong: keep the old one
+                registry = await asyncio.to_thread(self._load, self.path)  # file I/O off the loop
+                self.target.swap_registry(registry)  # on the loop: the swap is one step
+            except Exception as exc:  # noqa: BLE001 - any fault of a new config (hooks too) keeps the old one
                 self.failures += 1
                 message = _describe(exc)
                 log.error(
@@ -136,7 +137,7 @@ class RouteReloader:
             return
         # the directory, not the file: editors and deploy tools replace files by renaming
         async for changes in awatch(self.path.parent, debounce=DEBOUNCE_MS, step=25, recursive=False):
-            if any(Path(changed).resolve() == self.path for _, changed in changes):
+            if any(os.path.abspath(changed) == self._name for _, changed in changes):
                 await self.reload("file changed")
 
     async def _poll(self) -> None:

@@ -112,7 +112,7 @@ async def test_a_bad_reload_is_rejected_and_the_old_config_serves(
 
 
 async def test_admin_endpoint_needs_the_token_and_post(tmp_path: Path) -> None:
-    app, reloader, file = build(tmp_path, 10)
+    app, _, file = build(tmp_path, 10)
     async with client(app) as http:
         assert (await http.post("/_guard/reload")).status_code == 401
         assert (
