@@ -137,7 +137,7 @@ class RouteReloader:
             return
         # the directory, not the file: editors and deploy tools replace files by renaming
         async for changes in awatch(self.path.parent, debounce=DEBOUNCE_MS, step=25, recursive=False):
-            if any(os.path.abspath(changed) == self._name for _, changed in changes):
+            if any(changed == self._name for _, changed in changes):  # absolute, under the resolved dir
                 await self.reload("file changed")
 
     async def _poll(self) -> None:
