@@ -92,4 +92,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
 
 
 if __name__ == "__main__":
-    serve(os.environ.get("ASGI_GUARD_DEMO_HOST", "127.0.0.1"), int(os.environ.get("ASGI_GUARD_DEMO_PORT", "8000")))
+    serve(
+        os.environ.get("ASGI_GUARD_DEMO_HOST", "127.0.0.1"),
+        int(os.environ.get("ASGI_GUARD_DEMO_PORT", "8000")),
+    )
