@@ -298,11 +298,22 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         )
         if self.shadow:
             return
+        detail = f"rate limit policy '{spec.name}' ({spec.summary}) exceeded; retry after {seconds} s"
+        extra: dict[str, object] = {"policy": spec.name, "retry_after": seconds}
+        if cost != 1:
+            extra["cost"] = cost
+            if spec.code in WEIGHTED and cost > spec.quota:
+                detail = (
+                    f"this request costs {cost} units, more than policy '{spec.name}' ({spec.summary})"
+                    " ever allows at once"
+                )
+            else:
+                detail = f"this request costs {cost} units; {detail}"
         raise Problem(
             429,
             "rate-limited",
             "Too Many Requests",
-            f"rate limit policy '{spec.name}' ({spec.summary}) exceeded; retry after {seconds} s",
+            detail,
             headers=[(RETRY_AFTER, str(seconds).encode())],
-            extra={"policy": spec.name, "retry_after": seconds},
+            extra=extra,
         )
