@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.stages.rate_limit import (
     Decision,
     LimitSpec,
@@ -116,7 +117,9 @@ def loop_and_valkey(
 ) -> Iterator[tuple[asyncio.AbstractEventLoop, ValkeyBackend]]:
     loop = asyncio.new_event_loop()
     url = request.getfixturevalue(request.param)
-    backend = ValkeyBackend(url, key_prefix="prop" + uuid.uuid4().hex[:8])
+    # a generous time-out: these tests are about answers, and the shared machine may be busy
+    pooling = PoolingConfig(socket_timeout=5.0)
+    backend = ValkeyBackend(url, pooling, key_prefix="prop" + uuid.uuid4().hex[:8])
     yield loop, backend
     loop.run_until_complete(backend.close())
     loop.close()
