@@ -59,9 +59,7 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
         self.amount: int = config.required_credits
         # a price read from the request (the reservation: the most it can be charged), else the fixed one
         self.price = (
-            None
-            if config.price is None
-            else CostSource(config.price, runtime.settings.trusted_proxies)
+            None if config.price is None else CostSource(config.price, runtime.settings.trusted_proxies)
         )
         self.credit_type: str = config.credit_type
         self.ttl = reservation_ttl(route.handler_timeout)
