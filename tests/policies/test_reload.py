@@ -89,6 +89,7 @@ async def test_reload_changes_the_limit_and_counters_carry_over(tmp_path: Path) 
         (routes(0), "greater than or equal to 1"),
         (routes(5).replace("fixed_window = {", "fixed_windw = {"), "fixed_windw"),
         (routes(5, 'security = { auth_type_required = "jwt" }'), "jwt"),  # a pipeline that cannot be built
+        (routes(5).replace('path = "/items"', 'path = "/nowhere"'), "match no app route"),  # unbindable
     ],
 )
 async def test_a_bad_reload_is_rejected_and_the_old_config_serves(
