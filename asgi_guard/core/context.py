@@ -168,7 +168,7 @@ class GuardContext:
         if self.tier is None:
             from asgi_guard.core.tiers import selector_for
 
-            self.tier = await selector_for(config)(self, scope)
+            self.tier = await selector_for(config, self.route)(self, scope)
         if known and self.tier not in known:
             return config.default
         return self.tier

@@ -22,6 +22,7 @@ import hmac
 import inspect
 import ipaddress
 import re
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -131,23 +132,25 @@ def may_exempt(stage: str, *configs: ExemptConfig | None) -> bool:
     return any(config is not None and stage in config.stages for config in configs)
 
 
-_COMPILED: dict[int, tuple[ExemptConfig, Exemption]] = {}
+# per owner (the route, or the runtime for the global one), weakly: reloads leave nothing behind
+_COMPILED: weakref.WeakKeyDictionary[Any, tuple[ExemptConfig, Exemption]] = weakref.WeakKeyDictionary()
 
 
-def exemption_for(config: ExemptConfig) -> Exemption:
-    """The compiled form of an ExemptConfig (built once per config object)."""
-    found = _COMPILED.get(id(config))
+def exemption_for(config: ExemptConfig, owner: Any) -> Exemption:
+    """The compiled form of `owner`'s ExemptConfig (built once per owner)."""
+    found = _COMPILED.get(owner)
     if found is None or found[0] is not config:
-        found = _COMPILED[id(config)] = (config, Exemption(config))
+        found = _COMPILED[owner] = (config, Exemption(config))
     return found[1]
 
 
 async def exempt_stages(ctx: GuardContext, scope: Any) -> frozenset[str]:
     """The stages this request is exempt from, by the global and the route's exemptions."""
     out: frozenset[str] = frozenset()
-    for config in (ctx.runtime.settings.exempt, ctx.route.config.exempt):
+    runtime, route = ctx.runtime, ctx.route
+    for config, owner in ((runtime.settings.exempt, runtime), (route.config.exempt, route)):
         if config is not None:
-            exemption = exemption_for(config)
+            exemption = exemption_for(config, owner)
             if not exemption.stages <= out and await exemption.matches(ctx, scope):
                 out |= exemption.stages
     return out

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import inspect
 import re
+import weakref
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -148,12 +149,13 @@ class TierSelector:
         return self._config.default
 
 
-_SELECTORS: dict[int, tuple[TierConfig, TierSelector]] = {}
+# per owner (the route that holds the config), weakly: a route dropped by a reload takes its selector
+_SELECTORS: weakref.WeakKeyDictionary[Any, TierSelector] = weakref.WeakKeyDictionary()
 
 
-def selector_for(config: TierConfig) -> TierSelector:
-    """The compiled selector of a route's TierConfig (built once per config object)."""
-    found = _SELECTORS.get(id(config))
-    if found is None or found[0] is not config:
-        found = _SELECTORS[id(config)] = (config, TierSelector(config))
-    return found[1]
+def selector_for(config: TierConfig, owner: Any) -> TierSelector:
+    """The compiled selector of `owner`'s TierConfig (built once per owner, usually a route)."""
+    found = _SELECTORS.get(owner)
+    if found is None or found._config is not config:
+        found = _SELECTORS[owner] = TierSelector(config)
+    return found
