@@ -493,7 +493,8 @@ class GuardMiddleware:
             )
             await send_problem(send, problem, None)
             return
-        found = self.registry.match(scope["method"], path)
+        # the app may treat `post` as POST (Werkzeug, Django upper-case it): match it as POST
+        found = self.registry.match(scope["method"].upper(), path)
         if found is None:
             if self._deny:
                 await self.guard.deny(scope, receive, send)

@@ -48,7 +48,10 @@ class BoundHandle:
             if methods is not None and method not in methods:  # the route answers its own 405
                 await self.original(scope, receive, send)
                 return
-            route = self.by_method.get(method, self.any) if self.by_method else self.any
+            route = self.any
+            if self.by_method:  # a route serving every method may hand `post` on as POST (Werkzeug
+                # upper-cases it; servers pass the token as sent): its policy is POST's
+                route = self.by_method.get(method) or self.by_method.get(method.upper(), self.any)
             if route is not None:
                 await self.guard.run_http(route, self.original, scope, receive, send)
             elif self.deny:

@@ -118,31 +118,58 @@ def _walk_route(
         yield Leaf(route, prefix + route.path, "websocket", None, defaults, declared(route.endpoint), False)
     elif isinstance(route, Mount):
         inner = getattr(route, "_base_app", route.app)
-        sub = getattr(inner, "router", inner)
+        sub, chain, own = _descend(inner)
         mounted = _mark(route, defaults)
-        if inner is not sub:
-            mounted = _mark(inner, mounted)
-        if isinstance(sub, Router) and not _guards_itself(inner):
+        for app in chain:
+            mounted = _mark(app, mounted)
+        if sub is not None and not own:
             yield from _walk_router(sub, prefix + route.path, mounted, False, watch, seen)
-        elif not isinstance(sub, Router):
+        elif sub is None:
             template = prefix + route.path + "/{path:path}"
             yield Leaf(route, template, "mount", None, mounted, declared(inner), False)
     elif isinstance(route, Host):
-        sub = getattr(route.app, "router", route.app)
+        sub, chain, own = _descend(route.app)
         hosted = _mark(route, defaults)
-        if isinstance(sub, Router) and not _guards_itself(route.app):
+        for app in chain:
+            hosted = _mark(app, hosted)
+        if sub is not None and not own:
             yield from _walk_router(sub, prefix, hosted, False, watch, seen)
+        elif sub is None:  # a bare app behind a Host: one leaf, so deny mode and defaults reach it
+            yield Leaf(route, None, "mount", None, hosted, declared(route.app), False)
     elif isinstance(route, BaseRoute):
         yield Leaf(route, None, "other", None, defaults, None, False)
 
 
 def _guards_itself(app: Any) -> bool:
     """A mounted Starlette app with its own asgi-guard middleware binds its own routes."""
+    if type(app).__name__ == "GuardMiddleware":
+        return True
     for entry in getattr(app, "user_middleware", ()):
         cls = getattr(entry, "cls", None)
         if getattr(cls, "__name__", "") == "GuardMiddleware":
             return True
     return False
+
+
+def _descend(app: Any) -> tuple[Any, list[Any], bool]:
+    """The router a mounted app dispatches through, looking through middleware wrappers (`.app`
+    chains, e.g. `Mount("/v2", CORSMiddleware(sub_app))`), the apps on the way (outermost first, for
+    their `guard_router` defaults), and whether one of them guards itself. (None, ..) for an app
+    without a router: the mount is then a leaf of its own."""
+    chain: list[Any] = []
+    own = False
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen:
+        seen.add(id(app))
+        own = own or _guards_itself(app)
+        if isinstance(app, Router):
+            return app, chain, own
+        chain.append(app)
+        router = getattr(app, "router", None)
+        if isinstance(router, Router):
+            return router, chain, own
+        app = getattr(app, "app", None)
+    return None, chain, own
 
 
 def _walk_included(

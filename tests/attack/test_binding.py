@@ -1,0 +1,132 @@
+"""Attacks on the route binding: requests that reached a guarded handler without its policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from binding.bindkit import JWT, bearer, client, settings
+from fastapi import FastAPI
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.routing import Host, Mount
+
+from asgi_guard import GuardMiddleware, JobConfig, RouteRegistry, guard, install
+
+RAN: list[str] = []
+
+
+async def upper_casing_app(scope: Any, receive: Any, send: Any) -> None:
+    """What WSGI bridges to Flask/Werkzeug (`REQUEST_METHOD.upper()`) and Django do: `post` is POST."""
+    if scope["type"] != "http":
+        return
+    RAN.append(scope["method"].upper())
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"money moved"})
+
+
+async def raw(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    """One request with the method exactly as sent on the wire (h11/httptools pass `post` through)."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))
+
+
+def post_only() -> RouteRegistry:
+    registry = RouteRegistry()
+    registry.register("/transfer", JobConfig(**JWT), methods=["POST"])
+    return registry
+
+
+@pytest.mark.parametrize("method", ["post", "Post"])
+async def test_lowercase_method_skips_the_fallback_policy(method: str) -> None:
+    RAN.clear()
+    app = GuardMiddleware(upper_casing_app, registry=post_only(), settings=settings())
+    assert await raw(app, "POST", "/transfer") == 401
+    assert await raw(app, method, "/transfer") == 401
+    assert RAN == []
+
+
+@pytest.mark.parametrize("method", ["post", "Post"])
+async def test_lowercase_method_skips_a_mounted_apps_policy(method: str) -> None:
+    RAN.clear()
+    registry = RouteRegistry()
+    registry.register("/legacy/{path:path}", JobConfig(**JWT), methods=["POST"])
+    app = Starlette(routes=[Mount("/legacy", upper_casing_app)])
+    install(app, registry, settings())
+    assert await raw(app, "POST", "/legacy/transfer") == 401
+    assert await raw(app, method, "/legacy/transfer") == 401
+    assert RAN == []
+
+
+def guarded_sub_app() -> FastAPI:
+    sub = FastAPI()
+
+    @sub.get("/secret")
+    @guard(JobConfig(**JWT))
+    async def secret() -> dict[str, int]:
+        RAN.append("secret")
+        return {"secret": 1}
+
+    return sub
+
+
+WRAPPERS = {
+    "cors": lambda app: CORSMiddleware(app, allow_origins=["*"]),
+    "gzip": lambda app: GZipMiddleware(app),
+}
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+async def test_guard_declared_inside_a_middleware_wrapped_mount(wrapper: str) -> None:
+    RAN.clear()
+    app = FastAPI()
+    app.mount("/v2", WRAPPERS[wrapper](guarded_sub_app()))
+    install(app, None, settings())
+    async with client(app) as c:
+        assert (await c.get("/v2/secret")).status_code == 401
+        assert RAN == []
+        assert (await c.get("/v2/secret", headers=bearer())).status_code == 200
+
+
+@pytest.mark.parametrize("wrapper", sorted(WRAPPERS))
+async def test_guard_declared_inside_a_middleware_wrapped_host(wrapper: str) -> None:
+    RAN.clear()
+    app = Starlette(routes=[Host("api.example", WRAPPERS[wrapper](guarded_sub_app()))])
+    install(app, None, settings())
+    async with client(app) as c:
+        assert (await c.get("http://api.example/secret")).status_code == 401
+        assert RAN == []
+        assert (await c.get("http://api.example/secret", headers=bearer())).status_code == 200
+
+
+async def test_deny_mode_covers_a_host_serving_a_bare_app() -> None:
+    RAN.clear()
+    app = Starlette(routes=[Host("legacy.example", upper_casing_app)])
+    install(app, None, settings(unregistered="deny"))
+    async with client(app) as c:
+        assert (await c.get("http://legacy.example/anything")).status_code == 404
+    assert RAN == []
