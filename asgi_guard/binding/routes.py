@@ -11,7 +11,7 @@ dispatched through copies FastAPI makes per inclusion. Only this module knows th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute, compile_path
@@ -49,6 +49,7 @@ class Watch:
     """What the route tree looked like when bound; `changed()` is a few attribute reads."""
 
     entries: list[tuple[Any, list[Any], int, int]]  # (router, its routes list, length, fastapi version)
+    active: set[int] = field(default_factory=set)  # while walking: the routers being descended
 
     def changed(self) -> bool:
         for owner, routes, length, version in self.entries:
@@ -86,24 +87,30 @@ def _mark(owner: Any, defaults: tuple[JobConfig, ...]) -> tuple[JobConfig, ...]:
     return defaults if found is None else (*defaults, found)
 
 
-def _watch(router: Any, watch: Watch, seen: set[int]) -> bool:
+def _watch(router: Any, watch: Watch, seen: set[int]) -> None:
     if id(router) in seen:
-        return False
+        return
     seen.add(id(router))
     routes = router.routes
     version = getattr(router, "_routes_version", -1)
     watch.entries.append((router, routes, len(routes), version if isinstance(version, int) else -1))
-    return True
 
 
 def _walk_router(
     router: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
 ) -> Iterator[Leaf]:
-    if not _watch(router, watch, seen):
+    # A router reached twice (one app mounted at two prefixes) is walked each time: its routes are
+    # then leaves under both paths, and the planner refuses different policies for one route object.
+    if id(router) in watch.active:  # mounted inside itself
         return
+    _watch(router, watch, seen)
     defaults = _mark(router, defaults)
-    for route in list(router.routes):
-        yield from _walk_route(route, prefix, defaults, schema, watch, seen)
+    watch.active.add(id(router))
+    try:
+        for route in list(router.routes):
+            yield from _walk_route(route, prefix, defaults, schema, watch, seen)
+    finally:
+        watch.active.discard(id(router))
 
 
 def _walk_route(

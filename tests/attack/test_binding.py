@@ -130,3 +130,22 @@ async def test_deny_mode_covers_a_host_serving_a_bare_app() -> None:
     async with client(app) as c:
         assert (await c.get("http://legacy.example/anything")).status_code == 404
     assert RAN == []
+
+
+async def test_one_app_mounted_twice_with_a_policy_on_one_prefix() -> None:
+    """`guard_router` on `/admin` must not be dropped because `/public` mounts the same app first."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from asgi_guard import guard_router
+    from asgi_guard.core.errors import ConfigError
+
+    async def data(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("data")
+
+    sub = Starlette(routes=[Route("/data", data)])
+    app = Starlette(routes=[Mount("/public", sub), guard_router(Mount("/admin", sub), JobConfig(**JWT))])
+    # one route object cannot carry two policies: refused at start-up, never served unguarded
+    with pytest.raises(ConfigError, match="two paths with different policies"):
+        install(app, None, settings())
