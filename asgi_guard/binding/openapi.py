@@ -28,6 +28,7 @@ _TITLES = {
     429: "Too Many Requests (rate limit exceeded)",
     500: "Internal Server Error",
     503: "Service Unavailable (open circuit, or a backend that cannot be reached)",
+    408: "Request Timeout (the request body did not arrive within the handler time-out)",
     504: "Gateway Timeout (the handler did not answer in time)",
 }
 _HEADERS: dict[str, dict[str, Any]] = {
@@ -85,6 +86,7 @@ def statuses(route: CompiledRoute) -> dict[int, list[str]]:
     if config.circuit_breaker.enabled:
         out[503] = ["Retry-After"]
     if config.handler_timeout is not None:
+        out[408] = []
         out[504] = []
     if config.encryption.enable_encryption or config.encryption.enable_decryption:
         out[400] = []

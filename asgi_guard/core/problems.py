@@ -98,6 +98,18 @@ def backend_unavailable(stage: str, retry_after: int = 1) -> Problem:
 HANDLER_TIMEOUT = "handler-timeout"
 
 
+def request_timeout(seconds: float) -> Problem:
+    """408: the route's `handler_timeout` passed while the app waited for the client's body
+    (RFC 9110 §15.5.9); the client's doing, so the breaker does not count it."""
+    return Problem(
+        408,
+        "request-timeout",
+        "Request Timeout",
+        f"the request body did not arrive within {seconds}s",
+        headers=[(b"connection", b"close")],
+    )
+
+
 def handler_timeout(seconds: float) -> Problem:
     """504: the handler gave no complete response within the route's `handler_timeout`.
 

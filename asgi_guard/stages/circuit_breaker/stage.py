@@ -1,12 +1,14 @@
 """Stage 7: a per-route circuit breaker around the handler, with retries only where they are safe.
 
-Closed: calls run; `circuit_breaker_threshold` consecutive failures of the handler (an exception, a
-5xx response, the handler time-out) open the circuit. Only the handler's outcome counts: an inner
-stage's rejection of the client's input (a 4xx Problem, such as a body the encryption stage cannot
-process) is not a failure, and neither is an exception from background work after a complete
-response. Open: 503 problem with Retry-After, the handler is not called (the credits stage outside
-refunds). After `circuit_breaker_timeout` one trial call runs (half-open):
-success closes, failure re-opens. With Valkey the state is shared by every process.
+Closed: calls run; `circuit_breaker_threshold` consecutive failures of the handler (an exception, a 5xx
+response, the handler time-out) open the circuit. Only the handler's outcome counts: an inner stage's
+rejection of the client's input (a 4xx Problem, such as a body the encryption stage cannot process) is
+not a failure, nor is anything after the client disconnected mid-request (the handler's
+`ClientDisconnect`), so one client cannot open the circuit for everyone by hanging up, and neither is an
+exception from background work after a complete response. Open: 503 problem with Retry-After, the
+handler is not called (the credits stage outside refunds). After `circuit_breaker_timeout` one trial
+call runs (half-open): success closes, failure re-opens. With Valkey the state is shared by every
+process.
 """
 
 from __future__ import annotations
@@ -74,13 +76,22 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
             raise self._open(ctx, admission)
         ctx.decide(self.name, "allowed", state=admission.state, attempts=0)
         attempt = 0
+        gone = False  # the client left before the response completed: no outcome is the handler's
+
+        async def watched() -> Message:
+            nonlocal gone
+            message = await receive()
+            if message["type"] == "http.disconnect" and not out.complete:
+                gone = True
+            return message
+
         while True:
             attempt += 1
             out = Attempt(send, hold=attempt <= retries)
             error: BaseException | None = None
             failed: bool | None  # None: not the handler's outcome (a guard stage's rejection)
             try:
-                await self.app(scope, receive, out)
+                await self.app(scope, watched, out)
             except asyncio.CancelledError:
                 await asyncio.shield(self._release(admission, ctx))
                 raise
@@ -99,6 +110,8 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
                     failed = True if ctx.rejected_by is None else None
                 else:
                     failed = False
+            if gone:  # e.g. Starlette's ClientDisconnect: the client's doing, whoever raised
+                failed = None
             if failed is None:
                 await self._release(admission, ctx)
             else:

@@ -4,10 +4,12 @@ The time-out covers the handler until its response is complete (`http.response.b
 `more_body=False`). Work after that (a Starlette `BackgroundTask`) is never cancelled: by then the
 client has its answer, credits are settled and the breaker has its outcome.
 
-No response started in time: the handler is cancelled and a 504 `handler-timeout` problem is raised
-(the outer stages refund credits and count a breaker failure). A response started but not finished in
-time: the handler is cancelled and the same problem is raised; stage 0 cannot answer any more, so the
-server closes the connection.
+No response started in time: the handler is cancelled and a 504 `handler-timeout` problem is raised (the
+outer stages refund credits and count a breaker failure). If the app was then waiting for the client's
+next body chunk, the client is the slow one: a 408 `request-timeout` (RFC 9110 §15.5.9), a 4xx the
+breaker does not count, so a client trickling its body cannot open the circuit for everyone. A response
+started but not finished in time: the handler is cancelled and the same problem is raised; stage 0
+cannot answer any more, so the server closes the connection.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from asgi_guard.core.problems import handler_timeout
+from asgi_guard.core.problems import handler_timeout, request_timeout
 from asgi_guard.core.stage import RouteInfo, Stage
 
 if TYPE_CHECKING:
@@ -40,6 +42,18 @@ class HandlerTimeoutMiddleware(Stage["float | None"]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         complete = False
+        waiting = False  # the app is blocked on the client's next body chunk
+        body_done = scope["type"] != "http"
+
+        async def timed_receive() -> Message:
+            nonlocal waiting, body_done
+            waiting = not body_done
+            message = await receive()  # cancelled by the deadline: `waiting` stays True
+            waiting = False
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
         try:
             async with asyncio.timeout(self.timeout) as deadline:
 
@@ -50,8 +64,10 @@ class HandlerTimeoutMiddleware(Stage["float | None"]):
                         complete = True
                         deadline.reschedule(None)  # the answer is out: what follows is not timed
 
-                await self.app(scope, receive, timed_send)
+                await self.app(scope, timed_receive, timed_send)
         except TimeoutError:
             if complete or not deadline.expired():
                 raise
+            if waiting:  # a client trickling its body is not a failing handler (nor the breaker's)
+                raise request_timeout(self.timeout) from None
             raise handler_timeout(self.timeout) from None
