@@ -100,6 +100,13 @@ class RateLimitConfig(_AlgoSections):
         description="what the limit counts by: user, ip, route, global, resource, header:NAME",
     )
     limits: list[LimitConfig] = Field(default=[], description="extra limits; a request must pass all")
+    ipv6_prefix: int = Field(
+        default=64,
+        ge=1,
+        le=128,
+        description="an anonymous IPv6 client counts by this prefix (a /64 is one subscriber, RFC 6177;"
+        " rotating addresses inside it gets no fresh budget); 128: by the exact address",
+    )
     headers: bool = Field(default=True, description="send RateLimit-Policy / RateLimit on responses")
     tiers: dict[str, str | TierLimits] = Field(
         default={},

@@ -8,6 +8,8 @@ registered for the route (`ValkeyBackend.riders`: the cache lookup) rides in the
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Callable
 from math import ceil
 from typing import TYPE_CHECKING
@@ -50,13 +52,33 @@ _NO_RESOURCE = NO_VALUE
 Part = Callable[[GuardContext, Scope, "str | None"], str]
 
 
-def _header_part(name: bytes) -> Part:
+@functools.lru_cache(maxsize=4096)
+def _block(address: str, prefix: int) -> str:
+    """An IPv6 client address as its `/prefix` network (an IPv4-mapped one as the IPv4 address)."""
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, prefix), strict=False))
+
+
+def client_block(address: str, prefix: int) -> str:
+    """What an anonymous client counts as: its IPv4 address, or its IPv6 `/prefix` (one subscriber
+    holds a whole /64, RFC 6177: keying by the address would give it 2**64 budgets)."""
+    if prefix == 128 or ":" not in address:
+        return address
+    return _block(address, prefix)
+
+
+def _header_part(name: bytes, prefix: int) -> Part:
     def part(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
         for key, value in scope["headers"]:
             if key == name:
                 return key_part(value.decode("latin-1"))
         # No header: fall back to the client IP (as Kong does), marked so no header value can equal it.
-        return fallback_identity(ctx.client_ip)
+        return fallback_identity(client_block(ctx.client_ip, prefix))
 
     return part
 
@@ -65,12 +87,18 @@ def _constant(value: str) -> Part:
     return lambda ctx, scope, resource: value
 
 
-def _user(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
-    return key_part(ctx.user_key)
+def _user_part(prefix: int) -> Part:
+    def part(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+        principal = ctx.principal
+        if principal is not None:
+            return key_part(principal.subject)
+        return key_part(client_block(ctx.client_ip, prefix))
+
+    return part
 
 
-def _ip(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
-    return key_part(ctx.client_ip)
+def _ip_part(prefix: int) -> Part:
+    return lambda ctx, scope, resource: key_part(client_block(ctx.client_ip, prefix))
 
 
 def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
@@ -119,15 +147,16 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             elif part == "global":
                 parts.append(_constant(EVERYONE))
             elif part == "user":
-                parts.append(_user)
+                parts.append(_user_part(rl.ipv6_prefix))
             elif part == "ip":
-                parts.append(_ip)
+                parts.append(_ip_part(rl.ipv6_prefix))
             elif part == "resource":
                 parts.append(_resource)
             else:
-                parts.append(_header_part(part[7:].encode("latin-1")))
+                parts.append(_header_part(part[7:].encode("latin-1"), rl.ipv6_prefix))
         self._parts = tuple(parts)
         self._label = key_part(label)
+        self._v6 = rl.ipv6_prefix
         self._default_key = tuple(rl.key_by) == ("route", "user", "resource")
         self._uses_resource = "resource" in rl.key_by
         self._resource_from_body = self._uses_resource and route.resource_id_from_body
@@ -189,7 +218,9 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             resource = ctx.resource_id if self._uses_resource else None
         if self._default_key:
             res = _NO_RESOURCE if resource is None else key_part(resource)
-            identity = f"{self._label}:{key_part(ctx.user_key)}:{res}"
+            principal = ctx.principal
+            user = principal.subject if principal is not None else client_block(ctx.client_ip, self._v6)
+            identity = f"{self._label}:{key_part(user)}:{res}"
         else:
             identity = ":".join([part(ctx, scope, resource) for part in self._parts])
         cost = self._fixed_cost
