@@ -85,6 +85,12 @@ def _has_control(path: str) -> bool:
     return any(ord(c) < 0x20 or ord(c) == 0x7F for c in path)
 
 
+def _has_dot_segment(path: str) -> bool:
+    """A `.` or `..` segment (RFC 3986 §5.2.4; clients remove them, `%2e%2e` arrives decoded): an app
+    that normalises its path would serve another route than the one the matcher saw."""
+    return "/." in path and any(part in (".", "..") for part in path.split("/"))
+
+
 STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
@@ -487,9 +493,12 @@ class GuardMiddleware:
     async def _fallback_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """No Starlette router to bind to: the registry matcher on the path the app routes on."""
         path = route_path(scope)
-        if _has_control(path):
+        if _has_control(path) or _has_dot_segment(path):
             problem = Problem(
-                400, "bad-request-target", "Bad Request", "the request target has control characters"
+                400,
+                "bad-request-target",
+                "Bad Request",
+                "the request target has control characters or dot segments",
             )
             await send_problem(send, problem, None)
             return

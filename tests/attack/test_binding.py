@@ -149,3 +149,25 @@ async def test_one_app_mounted_twice_with_a_policy_on_one_prefix() -> None:
     # one route object cannot carry two policies: refused at start-up, never served unguarded
     with pytest.raises(ConfigError, match="two paths with different policies"):
         install(app, None, settings())
+
+
+@pytest.mark.parametrize("path", ["/files/./secret/a", "/files/x/../secret/a", "/files/secret/a/.."])
+async def test_dot_segments_skip_a_narrower_fallback_policy(path: str) -> None:
+    """The bare app serves `/files/{p:path}` and normalises the path (Werkzeug's safe_join, os.path):
+    a target with dot segments (`curl --path-as-is`, or `%2e%2e`, which the server decodes) must not
+    dodge the policy of `/files/secret/{p:path}`."""
+    RAN.clear()
+
+    async def files(scope: Any, receive: Any, send: Any) -> None:
+        import posixpath
+
+        RAN.append(posixpath.normpath(scope["path"]))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"file"})
+
+    registry = RouteRegistry()
+    registry.register("/files/secret/{p:path}", JobConfig(**JWT))
+    app = GuardMiddleware(files, registry=registry, settings=settings())
+    assert await raw(app, "GET", "/files/secret/a") == 401
+    assert await raw(app, "GET", path) in (400, 401)
+    assert RAN == []
