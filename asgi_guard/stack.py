@@ -331,8 +331,8 @@ class Guard:
         if "query" in sources:
             query: bytes = scope.get("query_string", b"")
             for key, value in parse_qsl(query.decode("latin-1")):
-                if key == "access_token":
-                    return value.encode("latin-1")
+                if key == "access_token":  # percent-decoded as UTF-8: not token68 is a 401 later
+                    return value.encode("latin-1", "replace")
         return None
 
     async def deny(self, scope: Scope, receive: Receive, send: Send) -> None:
