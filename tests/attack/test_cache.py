@@ -51,3 +51,16 @@ async def test_stale_while_revalidate_refreshes_on_a_route_with_credits() -> Non
         assert "stale-while-revalidate" in stale.headers["cache-status"]
         await asyncio.sleep(0.3)  # the background refresh
         assert (await c.get("/page", headers=bearer())).json() == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    "body", [b"[" * 30000 + b"]" * 30000, b'{"tags": ' + b"[" * 30000 + b"]" * 30000 + b"}"]
+)
+async def test_deeply_nested_purge_body_is_a_400(body: bytes) -> None:
+    from asgi_guard.stages.cache import purge_endpoint
+
+    endpoint = purge_endpoint(GuardRuntime(settings(), MemoryBackend()), "purge-token")
+    transport = httpx.ASGITransport(app=endpoint, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://api") as c:
+        response = await c.post("/", content=body, headers={"authorization": "Bearer purge-token"})
+    assert response.status_code == 400

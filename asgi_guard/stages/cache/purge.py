@@ -142,7 +142,7 @@ class PurgeEndpoint:
                 for f in _FIELDS
             ):
                 raise ValueError("an object whose fields are lists of strings")
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deep nesting
             await _problem(send, 400, "Bad Request", f"body: {exc}")
             return
         try:
