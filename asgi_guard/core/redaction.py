@@ -152,7 +152,7 @@ class Redactor:
         if stripped[:1] in ("{", "[") and len(text) < 1_000_000:
             try:
                 document = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # deep nesting: redacted as text below
                 pass
             else:
                 if isinstance(document, dict | list):
@@ -206,7 +206,7 @@ class Redactor:
         if body and body.lstrip()[:1] in (b"{", b"["):
             try:
                 document = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 document = None
             found.update(self._secret_leaves(document, False, 0))
         return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True))
@@ -248,6 +248,22 @@ class RedactionFilter(logging.Filter):
         return found or self.redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Redact the record in place; never raises (a failure would drop the record and escape
+        into the code that logged): if redaction itself fails, the record keeps only a notice."""
+        try:
+            return self._redact(record)
+        except Exception:  # noqa: BLE001 - fail closed: nothing unredacted leaves
+            record.msg = "[asgi-guard: record withheld, redaction failed]"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.stack_info = None
+            for key in list(record.__dict__):
+                if key not in _STANDARD:
+                    record.__dict__[key] = REDACTED
+            return True
+
+    def _redact(self, record: logging.LogRecord) -> bool:
         scope = current_scope.get()
         redactor = self.rules_for(scope)
         secrets = redactor.request_secrets(scope)
