@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,13 +22,16 @@ async def reads_body(request: Request) -> JSONResponse:
     return JSONResponse({"size": len(await request.body())})
 
 
-def app(**extra: Any) -> Starlette:
+def app(settings: GuardSettings | None = None, **extra: Any) -> Starlette:
     registry = RouteRegistry()
     registry.register(
         "/job", JobConfig(endpoint_name="job", circuit_breaker=BREAKER, **extra), methods=["POST"]
     )
     application = Starlette(routes=[Route("/job", reads_body, methods=["POST"])])
-    install(application, registry, GuardSettings(_env_file=None), backend=MemoryBackend())  # type: ignore[call-arg]
+    if settings is None:
+        install(application, registry, GuardSettings(_env_file=None), backend=MemoryBackend())  # type: ignore[call-arg]
+    else:
+        install(application, registry, settings)
     return application
 
 
@@ -104,3 +108,16 @@ async def test_a_stalled_handler_is_still_a_504_and_counts() -> None:
     install(application, registry, GuardSettings(_env_file=None), backend=MemoryBackend())  # type: ignore[call-arg]
     statuses = [await post(application, INNOCENT) for _ in range(4)]
     assert statuses == [504, 504, 504, 503]
+
+
+@pytest.mark.valkey
+async def test_hanging_up_on_one_worker_does_not_open_the_shared_circuit(
+    valkey_url: str, key_prefix: str
+) -> None:
+    """Two workers sharing one Valkey: the attacker leaves mid-body on one, a client of the other is served."""
+    shared = GuardSettings(_env_file=None, valkey_url=valkey_url, key_prefix=key_prefix)  # type: ignore[call-arg]
+    attacked, other = app(shared), app(shared)
+    leaving = [{"type": "http.request", "body": b"x" * 10, "more_body": True}, {"type": "http.disconnect"}]
+    for _ in range(4):
+        await post(attacked, leaving)
+    assert await post(other, INNOCENT) == 200
