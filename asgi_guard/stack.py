@@ -91,6 +91,12 @@ def _has_dot_segment(path: str) -> bool:
     return "/." in path and any(part in (".", "..") for part in path.split("/"))
 
 
+def _bad_target() -> Problem:
+    return Problem(
+        400, "bad-request-target", "Bad Request", "the request target has control characters or dot segments"
+    )
+
+
 STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
@@ -470,7 +476,11 @@ class GuardMiddleware:
                 await self._fallback_http(scope, receive, send)
                 return
         elif kind == "websocket" and self._fallback:
-            found = self.registry.match("GET", route_path(scope))
+            path = route_path(scope)
+            if _has_control(path) or _has_dot_segment(path):
+                await refuse_websocket(scope, send, _bad_target(), _request_id(scope).decode())
+                return
+            found = self.registry.match("GET", path)
             if found is not None:
                 scope["path_params"] = found[1]
                 await guard.run_websocket(found[0], self.app, scope, receive, send)
@@ -494,13 +504,7 @@ class GuardMiddleware:
         """No Starlette router to bind to: the registry matcher on the path the app routes on."""
         path = route_path(scope)
         if _has_control(path) or _has_dot_segment(path):
-            problem = Problem(
-                400,
-                "bad-request-target",
-                "Bad Request",
-                "the request target has control characters or dot segments",
-            )
-            await send_problem(send, problem, None)
+            await send_problem(send, _bad_target(), None)
             return
         # the app may treat `post` as POST (Werkzeug, Django upper-case it): match it as POST
         found = self.registry.match(scope["method"].upper(), path)

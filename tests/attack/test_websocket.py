@@ -70,3 +70,54 @@ async def test_garbage_bearer_subprotocol_is_refused(proto: str) -> None:
 async def test_a_valid_query_token_still_connects() -> None:
     sent = await handshake(app(), b"access_token=" + token().encode())
     assert sent[0] == ("websocket.accept", None)
+
+
+@pytest.mark.parametrize("path", ["/x/../feed", "/feed\n", "/./feed"])
+async def test_fallback_websocket_with_odd_targets_is_refused(path: str) -> None:
+    """A bare ASGI app that normalises its path would accept these as `/feed`: refuse them like HTTP."""
+    import posixpath
+
+    from asgi_guard import GuardMiddleware
+
+    accepted: list[str] = []
+
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "websocket" and posixpath.normpath(scope["path"].strip()) == "/feed":
+            await receive()
+            accepted.append(scope["path"])
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": 1000})
+
+    registry = RouteRegistry()
+    registry.register("/feed", JobConfig(**JWT))
+    guarded = GuardMiddleware(bare, registry=registry, settings=settings())
+    scope_path = path
+    sent = await handshake_at(guarded, scope_path)
+    assert accepted == [] and sent[0] == ("websocket.close", 1008)
+
+
+async def handshake_at(app: Any, path: str) -> list[Any]:
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"api")],
+        "client": ("127.0.0.1", 4000),
+        "server": ("api", 80),
+        "subprotocols": [],
+    }
+    pending = [{"type": "websocket.connect"}]
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0) if pending else {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append((message["type"], message.get("code")))
+
+    await app(scope, receive, send)
+    return sent
