@@ -171,3 +171,19 @@ async def test_dot_segments_skip_a_narrower_fallback_policy(path: str) -> None:
     assert await raw(app, "GET", "/files/secret/a") == 401
     assert await raw(app, "GET", path) in (400, 401)
     assert RAN == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="deny mode binds route objects only: a Router's `default` app (a legacy fallback) serves "
+    "every unmatched path without a policy and is never denied",
+)
+async def test_deny_mode_covers_a_routers_default_app() -> None:
+    from starlette.routing import Router
+
+    RAN.clear()
+    app = Starlette(routes=[Mount("/", app=Router(routes=[], default=upper_casing_app))])
+    install(app, None, settings(unregistered="deny"))
+    async with client(app) as c:
+        response = await c.post("/transfer")
+    assert RAN == [] and response.status_code == 404
