@@ -224,7 +224,11 @@ class ConsoleApp:
         return self._policies
 
     async def _credits_lookup(self, scope: Scope, send: Send) -> None:
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), max_num_fields=8)
+        try:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"), max_num_fields=8)
+        except ValueError:  # more fields than that: the client's garbage, not our 500
+            await send_problem(send, _too_many_fields(8))
+            return
         user = (query.get("user") or [""])[0]
         kind = (query.get("type") or ["default"])[0] or "default"
         if not user or len(user) > MAX_FIELD or len(kind) > MAX_FIELD:
@@ -297,7 +301,11 @@ class ConsoleApp:
                 ),
             )
             return
-        fields = parse_qs(body.decode("latin-1"), max_num_fields=4)
+        try:
+            fields = parse_qs(body.decode("latin-1"), max_num_fields=4)
+        except ValueError:
+            await send_problem(send, _too_many_fields(4))
+            return
         supplied = (fields.get("token") or [""])[0]
         if not hmac.compare_digest(supplied.encode("utf-8", "replace"), self.token.encode()):
             await _send(
@@ -313,6 +321,10 @@ class ConsoleApp:
         path = root if not any(c in root for c in ';,"\r\n') else "/"  # a cookie attribute value
         cookie = f"{COOKIE}={self._session}; Path={path}; HttpOnly; SameSite=Strict{secure}"
         await _send(send, 303, b"", b"text/plain", [(b"location", b"./"), (b"set-cookie", cookie.encode())])
+
+
+def _too_many_fields(limit: int) -> Problem:
+    return Problem(400, "bad-request", "Bad Request", f"at most {limit} form or query fields")
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
