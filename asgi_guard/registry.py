@@ -207,28 +207,60 @@ class RouteRegistry:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], source: str = "<mapping>") -> RouteRegistry:
+        """Build from parsed TOML; the first broken route raises ConfigError."""
+        return cls._load(data, source, None)
+
+    @classmethod
+    def _load(
+        cls, data: Mapping[str, Any], source: str, errors: list[tuple[str | None, str]] | None
+    ) -> RouteRegistry:
+        """Register every route; with `errors`, record each broken route there and go on."""
         bases: dict[str, Any] = dict(data.get("bases", {}))
         routes: dict[str, Any] = dict(data.get("routes", {}))
+        registry = cls()
         unknown = set(data) - {"bases", "routes"}
         if unknown:
-            raise ConfigError(f"{source}: unknown top-level tables {sorted(unknown)}")
-        registry = cls()
+            problem = ConfigError(f"{source}: unknown top-level tables {sorted(unknown)}")
+            if errors is None:
+                raise problem
+            errors.append((None, str(problem)))
         for route_name, table in routes.items():
-            if not isinstance(table, Mapping):
-                raise ConfigError(f"{source}: route {route_name!r} must be a table")
-            merged = _flatten_extends(route_name, bases, routes, source, ())
-            merged = {k: v for k, v in merged.items() if k not in ("extends", "abstract")}
-            route_path = merged.pop("path", None)
-            route_methods = merged.pop("methods", None)
-            if not isinstance(route_path, str):
-                raise ConfigError(f"{source}: route {route_name!r}: field 'path' is required")
-            registry.register(route_path, merged, route_methods, name=route_name)
+            try:
+                if not isinstance(table, Mapping):
+                    raise ConfigError(f"{source}: route {route_name!r} must be a table")
+                merged = _flatten_extends(route_name, bases, routes, source, ())
+                merged = {k: v for k, v in merged.items() if k not in ("extends", "abstract")}
+                route_path = merged.pop("path", None)
+                route_methods = merged.pop("methods", None)
+                if not isinstance(route_path, str):
+                    raise ConfigError(f"{source}: route {route_name!r}: field 'path' is required")
+                registry.register(route_path, merged, route_methods, name=route_name)
+            except ConfigError as exc:
+                if errors is None:
+                    raise
+                errors.append((route_name, str(exc)))
         return registry
 
 
 def path_format(template: str) -> str:
     """A template without its convertors (`/a/{x:int}` -> `/a/{x}`): how routes are compared."""
     return compile_path(template)[1]
+
+
+def collect_errors(path: str | Path) -> tuple[RouteRegistry, list[tuple[str | None, str]]]:
+    """Load a routes TOML file like `RouteRegistry.from_file`, but report every broken route.
+
+    Returns the registry of the routes that loaded and a list of `(route name or None, message)`;
+    an unreadable or unparsable file is one error with no route. Used by `asgi-guard check`.
+    """
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        return RouteRegistry(), [(None, f"{file}: {exc}")]
+    errors: list[tuple[str | None, str]] = []
+    registry = RouteRegistry._load(data, str(file), errors)
+    return registry, errors
 
 
 def _walk(node: _Node, segments: list[str], index: int, params: dict[str, Any]) -> _Node | None:

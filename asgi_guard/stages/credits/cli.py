@@ -1,7 +1,9 @@
 """`asgi-guard credits grant|set|show USER [N] [--type T]` on the backend named by ASGI_GUARD_VALKEY_URL.
 
 Each command prints the resulting balance as a plain number, so scripts can read it. With no Valkey
-configured the embedded memory backend is used, which lives only as long as the command.
+configured (unset or memory://) the command refuses (exit 2): the in-process store would forget the
+balance when the command exits, while the app runs in another process. `--memory` runs it anyway and
+says so on stderr.
 
 The lead wires it in with `add_parser(subparsers)`; `python -m asgi_guard.stages.credits.cli ...` also works.
 """
@@ -19,6 +21,21 @@ from asgi_guard.core.settings import GuardSettings
 from asgi_guard.stages.credits import credit_store
 from asgi_guard.stages.credits.store import DEFAULT_TYPE, CreditError
 from asgi_guard.state import Backend, backend_from_settings
+
+MEMORY_REFUSAL = (
+    "asgi-guard credits: no ASGI_GUARD_VALKEY_URL is set, so this would act on an in-process store that "
+    "the app does not share and that is gone when this command exits. Set ASGI_GUARD_VALKEY_URL to the "
+    "app's Valkey, or pass --memory to do it anyway."
+)
+MEMORY_NOTE = (
+    "asgi-guard credits: --memory: the balance below lives only in this process; "
+    "it is gone when the command exits."
+)
+
+
+def is_in_process(settings: GuardSettings) -> bool:
+    url = settings.valkey_url
+    return not url or url.startswith("memory:")
 
 
 def _non_negative(text: str) -> int:
@@ -51,6 +68,11 @@ def _fill(parser: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--type", dest="credit_type", default=DEFAULT_TYPE, help="credit type (default: %(default)s)"
         )
+        sub.add_argument(
+            "--memory",
+            action="store_true",
+            help="allow the in-process store (the balance is gone when the command exits)",
+        )
     parser.set_defaults(handler=handle)
 
 
@@ -66,10 +88,16 @@ async def run(args: argparse.Namespace, backend: Backend) -> int:
 
 
 def handle(args: argparse.Namespace, backend: Backend | None = None) -> int:
-    """Run the command, print the balance; return the process exit code."""
+    """Run the command, print the balance; return the process exit code (2: refused, see above)."""
+    settings = GuardSettings() if backend is None else None
+    if settings is not None and is_in_process(settings):
+        if not getattr(args, "memory", False):
+            print(MEMORY_REFUSAL, file=sys.stderr)
+            return 2
+        print(MEMORY_NOTE, file=sys.stderr)
 
     async def go() -> int:
-        used = backend or backend_from_settings(GuardSettings())
+        used = backend or backend_from_settings(settings or GuardSettings())
         await used.start()
         try:
             return await run(args, used)

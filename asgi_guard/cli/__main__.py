@@ -1,0 +1,3 @@
+from asgi_guard.cli.main import main
+
+raise SystemExit(main())
