@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import ast
 import asyncio
 import importlib
@@ -202,27 +201,27 @@ def test_config_reference_is_current() -> None:
 
 
 def test_cli_reference_names_every_command_and_option() -> None:
-    from asgi_guard.cli import build_parser
+    import typer
+
+    from asgi_guard.cli import app
 
     page = (DOCS / "reference" / "cli.md").read_text()
     missing = []
 
-    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    command = f"{prefix} {name}"
-                    if command not in page:
-                        missing.append(command)
-                    walk(sub, command)
-            else:
-                missing.extend(
-                    f"{prefix} {option}"
-                    for option in action.option_strings
-                    if option.startswith("--") and option != "--help" and option not in page
-                )
+    def walk(command: Any, prefix: str) -> None:
+        for param in command.params:
+            missing.extend(
+                f"{prefix} {option}"
+                for option in param.opts
+                if option.startswith("--") and option != "--help" and option not in page
+            )
+        for name, sub in getattr(command, "commands", {}).items():
+            full = f"{prefix} {name}"
+            if full not in page:
+                missing.append(full)
+            walk(sub, full)
 
-    walk(build_parser(), "asgi-guard")
+    walk(typer.main.get_command(app), "asgi-guard")
     assert not missing, f"docs/reference/cli.md does not mention: {missing}"
 
 
