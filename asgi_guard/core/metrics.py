@@ -15,11 +15,11 @@ import hmac
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -197,12 +197,32 @@ class LabelCap:
 
 
 # -- exposition ---------------------------------------------------------------------------------------
-def _render(accept: str, registry: CollectorRegistry) -> tuple[bytes, str]:
-    """Exposition text of `registry`, or of every worker in multiprocess mode (reads files: off-loop)."""
+class _ConstantLabels:
+    """A collector serving another registry's families with constant labels added to each sample."""
+
+    def __init__(self, source: CollectorRegistry, labels: dict[str, str]) -> None:
+        self.source, self.labels = source, labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():  # some collectors yield cached families: copy, never mutate
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [s._replace(labels={**self.labels, **s.labels}) for s in family.samples]
+            yield labelled
+
+
+def _render(
+    accept: str, registry: CollectorRegistry, labels: dict[str, str] | None = None
+) -> tuple[bytes, str]:
+    """Exposition text of `registry`, or of every worker in multiprocess mode (reads files: off-loop),
+    with GuardSettings.metrics_labels added to every sample."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    if labels:
+        labelled = CollectorRegistry(auto_describe=False)
+        labelled.register(_ConstantLabels(registry, labels))
+        registry = labelled
     encoder, content_type = choose_encoder(accept)
     return encoder(registry), content_type
 
@@ -211,6 +231,7 @@ def metrics_endpoint(runtime: GuardRuntime) -> ASGIApp:
     """The ASGI app served at GuardSettings.metrics_path; with `metrics_token` set it wants that Bearer."""
     token = runtime.settings.metrics_token
     registry = runtime.metrics_registry
+    labels = dict(runtime.settings.metrics_labels)
     expected = b"bearer " + token.get_secret_value().encode() if token is not None else None
 
     async def metrics_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -247,7 +268,7 @@ def metrics_endpoint(runtime: GuardRuntime) -> ASGIApp:
                 ),
             )
             return
-        body, content_type = await asyncio.to_thread(_render, accept, registry)
+        body, content_type = await asyncio.to_thread(_render, accept, registry, labels)
         await send(
             {
                 "type": "http.response.start",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -9,6 +10,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asgi_guard.core.exemptions import ExemptConfig
 from asgi_guard.core.pooling import PoolingConfig
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+RESERVED_LABELS = frozenset(
+    {"route", "method", "status", "stage", "reason", "policy", "decision", "result", "credit_type",
+     "action", "state", "topic", "outcome", "resource_id", "le", "quantile"}
+)  # fmt: skip
 
 
 class GuardSettings(BaseSettings):
@@ -63,7 +70,8 @@ class GuardSettings(BaseSettings):
         ),
     )
     metrics_path: str = Field(
-        default="/metrics", description="Prometheus exposition path; empty turns it off"
+        default="",
+        description="Prometheus exposition path, e.g. /metrics (default empty: no endpoint, metrics off)",
     )
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token the metrics endpoint requires"
@@ -76,6 +84,14 @@ class GuardSettings(BaseSettings):
     )
     console_allow: list[str] = Field(
         default=[], description="CIDRs that may open the console (with a token set, both must pass)"
+    )
+    metrics_collect: bool = Field(
+        default=False,
+        description="count metrics without serving them (another exporter serves the default registry)",
+    )
+    metrics_labels: dict[str, str] = Field(
+        default={},
+        description="constant labels added to every sample the metrics endpoint serves (env: JSON object)",
     )
     max_body_size: int = Field(
         default=1_048_576, ge=0, description="bytes a buffered request body may have (413 past it)"
@@ -103,6 +119,28 @@ class GuardSettings(BaseSettings):
         if value and (not value.startswith("/") or not value.strip("/")):
             raise ValueError('console_path is a path below the root, such as "/_guard" (or empty: off)')
         return value.rstrip("/")
+
+    @field_validator("metrics_path")
+    @classmethod
+    def _check_metrics_path(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError("metrics_path must be empty or start with '/'")
+        return value
+
+    @field_validator("metrics_labels")
+    @classmethod
+    def _check_metrics_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"metrics_labels: {name!r} is not a valid Prometheus label name")
+            if name in RESERVED_LABELS:
+                raise ValueError(f"metrics_labels: {name!r} is a label asgi-guard's metrics already use")
+        return value
+
+    @property
+    def metrics_on(self) -> bool:
+        """Whether metrics are counted: served at metrics_path, or collected for another exporter."""
+        return bool(self.metrics_path) or self.metrics_collect
 
     @field_validator("unregistered", mode="before")
     @classmethod

@@ -83,6 +83,8 @@ STORE: dict[str, dict[str, Any]] = {}
 def build_settings() -> GuardSettings:
     settings = GuardSettings()
     updates: dict[str, Any] = {}
+    if not settings.metrics_path:  # metrics are opt-in; the demo shows them
+        updates["metrics_path"] = "/metrics"
     if settings.jwt_secret is None and not (settings.jwt_public_key or settings.jwks_url):
         updates["jwt_secret"] = SecretStr(secrets.token_urlsafe(32))
     if not settings.encryption_keys:

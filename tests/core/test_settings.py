@@ -29,5 +29,6 @@ def test_settings_defaults_are_embedded(monkeypatch: pytest.MonkeyPatch) -> None
         monkeypatch.delenv(name, raising=False)
     settings = GuardSettings(_env_file=None)  # type: ignore[call-arg]
     assert settings.valkey_url is None and settings.pulsar_url is None
-    assert settings.metrics_path == "/metrics"
+    assert settings.metrics_path == "" and not settings.metrics_on  # metrics are opt-in
+    assert settings.metrics_token is None and settings.metrics_labels == {}
     assert settings.unregistered == "allow"

@@ -29,7 +29,8 @@ def token(sub: str = "alice", **claims: Any) -> str:
 
 
 def settings(**extra: Any) -> GuardSettings:
-    return GuardSettings(jwt_secret=SECRET, jwt_algorithms=["HS256"], **extra)
+    """Metrics are opt-in (GuardSettings.metrics_path defaults to empty): these tests serve /metrics."""
+    return GuardSettings(jwt_secret=SECRET, jwt_algorithms=["HS256"], **{"metrics_path": "/metrics", **extra})
 
 
 async def job(request: Request) -> JSONResponse:

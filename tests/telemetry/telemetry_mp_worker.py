@@ -30,7 +30,7 @@ async def main(label: str, histogram: str, count: int) -> None:
         "/work/{resource_id}", JobConfig(endpoint_name=label, metrics={"histogram_name": histogram}), ["POST"]
     )
     app = Starlette(routes=[Route("/work/{resource_id}", ok, methods=["POST"])])
-    install(app, registry, GuardSettings())
+    install(app, registry, GuardSettings(metrics_collect=True))  # counted, served by the scraper
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker") as client:
         for i in range(count):
             response = await client.post(f"/work/{i}")

@@ -184,8 +184,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         self._prefixes = item_prefixes(specs)
         metrics = runtime.metrics
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
-        # the per-request "allowed" count is skipped when metrics are off (metrics_path = "")
-        self._count_allowed = bool(runtime.settings.metrics_path)
+        # the per-request "allowed" count is skipped when metrics are off (the default)
+        self._count_allowed = runtime.settings.metrics_on
         verdict = "shadow_rejected" if rl.shadow else "rejected"
         self._m_rejected = {s.name: metrics.rate_limit.labels(route.label, s.name, verdict) for s in specs}
         self._m_fault = metrics.backend_faults.labels(route.label, self.name)

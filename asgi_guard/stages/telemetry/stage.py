@@ -70,12 +70,12 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
 
     @classmethod
     def enabled_in(cls, config: TelemetryConfig, runtime: GuardRuntime) -> bool:
-        """Off only when there is nowhere to report to: metrics turned off (`metrics_path = ""`), the
-        operator console off, no
+        """Off only when there is nowhere to report to: metrics off (no `metrics_path`, no
+        `metrics_collect`), the operator console off, no
         OpenTelemetry SDK installed, the access logger silent when the stack is built, and no
         slow-request threshold on the route."""
         return bool(
-            runtime.settings.metrics_path
+            runtime.settings.metrics_on
             or runtime.tally is not None
             or config.metrics.threshold_ms is not None
             or runtime.tracing.active()
