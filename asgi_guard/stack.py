@@ -31,7 +31,7 @@ from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.core.stage import StageType, build_chain
 from asgi_guard.registry import CompiledRoute, RouteRegistry
-from asgi_guard.stages import load_stages
+from asgi_guard.stages import stages_for
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
 from asgi_guard.state import Backend
 
@@ -110,7 +110,7 @@ def build_pipeline(
 ) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app` (only those named in `only`, if given), and
     whether any stage needs the body."""
-    stages = STAGES or load_stages()
+    stages = STAGES or stages_for(route.config, runtime)
     if only is not None:
         stages = tuple(stage for stage in stages if stage.name in only)
     # the probe (None when nothing is traced) wraps stages to time their child spans

@@ -47,9 +47,7 @@ def stages_for(config: JobConfig) -> list[str]:
     from asgi_guard.core.stage import section_of
     from asgi_guard.stages import load_stages
 
-    return [
-        s.name for s in load_stages() if s.name != "telemetry" and s.enabled_for(section_of(config, s))
-    ]
+    return [s.name for s in load_stages() if s.name != "telemetry" and s.enabled_for(section_of(config, s))]
 
 
 def shown_methods(route: CompiledRoute) -> list[str]:

@@ -8,20 +8,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from asgi_guard.core.metrics import GuardMetrics, metrics_for
+from asgi_guard.core.metrics_sink import NULL_METRICS
+from asgi_guard.core.otel_gate import NO_TRACING, tracing_possible
 from asgi_guard.core.redaction import Redactor
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.core.tally import DecisionTally
-from asgi_guard.core.tracing import GuardTracer
 from asgi_guard.state import Backend, backend_from_settings
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
+    from asgi_guard.core.metrics import GuardMetrics
     from asgi_guard.core.pooling import PoolingConfig
+    from asgi_guard.core.tracing import GuardTracer
 
 T = TypeVar("T")
 Hook = Callable[[], Awaitable[None]]
@@ -34,8 +36,12 @@ class GuardRuntime:
     - `metrics_registry`: where the app's Prometheus collectors live and what its metrics endpoint
       serves (default: prometheus-client's global `REGISTRY`, for users who expect it there). Apps
       sharing a registry share its collectors; building several never fails on duplicate names.
+      Metrics are counted when `settings.metrics_on` or a registry is given; otherwise `metrics` is a
+      no-op sink and prometheus-client is not even imported.
     - `tracer_provider`: the OpenTelemetry provider the app's spans go to (default: the global one,
-      looked up when used; asgi-guard never sets it).
+      looked up when used; asgi-guard never sets it). Until OpenTelemetry's API is imported (or
+      OTEL_PYTHON_TRACER_PROVIDER names a provider) no provider can exist, so `tracing` is a no-op
+      stand-in and OpenTelemetry is not imported.
     - `redactor`: the log-scrubbing rules of this app (built-in secret names plus its routes'
       `redact_fields`); the process-wide `redaction_filter()` applies the rules of the app serving
       the request being logged.
@@ -52,13 +58,19 @@ class GuardRuntime:
     ) -> None:
         self.settings = settings or GuardSettings()
         self.backend = backend or backend_from_settings(self.settings)
-        if metrics_registry is None:
-            from prometheus_client import REGISTRY
+        self._metrics_registry = metrics_registry
+        if metrics_registry is not None or self.settings.metrics_on:
+            from asgi_guard.core.metrics import metrics_for
 
-            metrics_registry = REGISTRY
-        self.metrics_registry = metrics_registry
-        self.metrics: GuardMetrics = metrics_for(metrics_registry)
-        self.tracing = GuardTracer(tracer_provider)
+            self.metrics: GuardMetrics = metrics_for(self.metrics_registry)
+        else:  # metrics off: nothing would read the counters
+            self.metrics = cast("GuardMetrics", NULL_METRICS)
+        self._tracer_provider = tracer_provider
+        self._tracing: GuardTracer | None = None
+        if tracer_provider is not None:
+            from asgi_guard.core.tracing import GuardTracer
+
+            self._tracing = GuardTracer(tracer_provider)
         self.redactor = redactor or Redactor()
         self._services: dict[str, Any] = {}
         # decision counts for the operator console: None (no per-request cost) unless it is on
@@ -68,6 +80,32 @@ class GuardRuntime:
         self._started = False
         self._stopped = False
         self._lock: asyncio.Lock | None = None
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The app's Prometheus registry (prometheus-client's global one unless given)."""
+        if self._metrics_registry is None:
+            from prometheus_client import REGISTRY
+
+            self._metrics_registry = REGISTRY
+        return self._metrics_registry
+
+    @property
+    def has_tracer_provider(self) -> bool:
+        """Whether the app was given its own tracer provider."""
+        return self._tracer_provider is not None
+
+    @property
+    def tracing(self) -> GuardTracer:
+        """The app's tracer (see the class docstring): a no-op stand-in while no provider can exist."""
+        found = self._tracing
+        if found is None:
+            if not tracing_possible():
+                return cast("GuardTracer", NO_TRACING)
+            from asgi_guard.core.tracing import GuardTracer
+
+            found = self._tracing = GuardTracer(None)
+        return found
 
     def service(self, key: str, factory: Callable[[], T]) -> T:
         """The shared instance for `key`, created on first request by `factory`."""

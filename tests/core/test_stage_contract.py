@@ -250,7 +250,11 @@ def test_chain_order_and_sections(
     runtime = GuardRuntime(SETTINGS, MemoryBackend())
     build_chain(ok, _route(config, "/p"), runtime, load_stages(), factory)
     names = [name for name, _ in reversed(built)]  # built innermost first
-    expected = [s.name for s in load_stages() if s.enabled_for(section_of(config, s))]
+    expected = [  # enabled_in too: with metrics opt-in (off) telemetry has nowhere to report
+        s.name
+        for s in load_stages()
+        if s.enabled_for(section_of(config, s)) and s.enabled_in(section_of(config, s), runtime)
+    ]
     if charge and "credits" in expected and "cache" in expected:
         expected.remove("credits")
         expected.insert(expected.index("cache"), "credits")

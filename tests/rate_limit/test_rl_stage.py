@@ -7,7 +7,7 @@ from _rl_apps import limited_app
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from asgi_guard import JobConfig
+from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.config import RateLimitConfig
 from asgi_guard.state import MemoryBackend
 
@@ -158,7 +158,12 @@ async def test_shadow_mode_decides_counts_and_never_rejects(make_client) -> None
         return value or 0.0
 
     before = shadow_count()
-    client = make_client(app_with({**FIXED_2, "shadow": True}))
+    # metrics are opt-in: collect them (nothing is counted with metrics off, the default)
+    client = make_client(
+        limited_app(
+            {**FIXED_2, "shadow": True}, settings=GuardSettings(metrics_collect=True), backend=MemoryBackend(clock=Clock())
+        )
+    )
     responses = [await client.get("/items/1") for _ in range(4)]
     assert [r.status_code for r in responses] == [200] * 4
     assert [r.headers["ratelimit"] for r in responses] == [

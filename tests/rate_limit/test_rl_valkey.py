@@ -45,7 +45,8 @@ async def test_limits_and_headers_on_valkey(make_client, key_prefix, where, requ
 
 
 async def test_fail_closed_answers_503_then_recovers(make_client, own_valkey, key_prefix) -> None:  # type: ignore[no-untyped-def]
-    app = limited_app(FIXED_3, GuardSettings(valkey_url=own_valkey.url, key_prefix=key_prefix))
+    # metrics are opt-in: collect them so the fault counter moves
+    app = limited_app(FIXED_3, GuardSettings(valkey_url=own_valkey.url, key_prefix=key_prefix, metrics_collect=True))
     client = make_client(app)
     assert (await client.get("/items/1")).status_code == 200
     before = faults()
@@ -72,7 +73,8 @@ async def test_fail_open_lets_requests_through_and_counts_the_fault(
     make_client, own_valkey, key_prefix
 ) -> None:  # type: ignore[no-untyped-def]
     app = limited_app(
-        {**FIXED_3, "fail_open": True}, GuardSettings(valkey_url=own_valkey.url, key_prefix=key_prefix)
+        {**FIXED_3, "fail_open": True},
+        GuardSettings(valkey_url=own_valkey.url, key_prefix=key_prefix, metrics_collect=True),
     )
     client = make_client(app)
     assert (await client.get("/items/1")).status_code == 200

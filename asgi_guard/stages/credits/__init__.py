@@ -5,27 +5,51 @@ store = credit_store(runtime.backend)        # or credit_store(backend_from_sett
 await store.grant("alice", 100, "gpu")
 await store.balance("alice", "gpu")          # -> 100
 ```
+The names below are imported on first use (`import asgi_guard` loads none of them).
 """
 
 from __future__ import annotations
 
-from asgi_guard.stages.credits.memory import MemoryCreditStore
-from asgi_guard.stages.credits.store import (
-    DEFAULT_TYPE,
-    CreditError,
-    CreditStore,
-    Reservation,
-    ReserveStatus,
-    Settlement,
-)
-from asgi_guard.stages.credits.valkey import ValkeyCreditStore
-from asgi_guard.state import Backend, choose
+from typing import TYPE_CHECKING
+
+from asgi_guard.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from asgi_guard.stages.credits.memory import MemoryCreditStore
+    from asgi_guard.stages.credits.store import (
+        DEFAULT_TYPE,
+        CreditError,
+        CreditStore,
+        Reservation,
+        ReserveStatus,
+        Settlement,
+    )
+    from asgi_guard.stages.credits.valkey import ValkeyCreditStore
+    from asgi_guard.state import Backend
 
 
 def credit_store(backend: Backend) -> CreditStore:
     """The credit store that matches `backend` (chosen once; keep the result)."""
+    from asgi_guard.stages.credits.memory import MemoryCreditStore
+    from asgi_guard.stages.credits.valkey import ValkeyCreditStore
+    from asgi_guard.state import choose
+
     return choose(backend, memory=MemoryCreditStore, valkey=ValkeyCreditStore, concern="credits")
 
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DEFAULT_TYPE": "store",
+        "CreditError": "store",
+        "CreditStore": "store",
+        "Reservation": "store",
+        "ReserveStatus": "store",
+        "Settlement": "store",
+        "MemoryCreditStore": "memory",
+        "ValkeyCreditStore": "valkey",
+    },
+)
 
 __all__ = [
     "DEFAULT_TYPE",
