@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from asgi_guard.core.problems import Problem
     from asgi_guard.core.runtime import GuardRuntime
     from asgi_guard.core.settings import GuardSettings
+    from asgi_guard.problem_handlers import add_problem_handlers
     from asgi_guard.registry import RouteRegistry
     from asgi_guard.stack import GuardMiddleware, install
 
@@ -37,6 +38,7 @@ __getattr__ = lazy_exports(
         "JobConfig": "config",
         "Principal": "core.context",
         "Problem": "core.problems",
+        "add_problem_handlers": "problem_handlers",
         "RouteRegistry": "registry",
         "get_guard": "core.context",
         "guard": "binding.declare",
@@ -56,6 +58,7 @@ __all__ = [
     "Principal",
     "Problem",
     "RouteRegistry",
+    "add_problem_handlers",
     "get_guard",
     "guard",
     "guard_router",

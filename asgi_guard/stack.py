@@ -579,6 +579,7 @@ def install(
     *,
     backend: Backend | None = None,
     runtime: GuardRuntime | None = None,
+    problem_details: bool = False,
 ) -> Guard:
     """Bind asgi-guard to a Starlette or FastAPI app (one outer middleware entry, plus the routes).
 
@@ -587,7 +588,14 @@ def install(
     lifespan, exist), and the server then exits instead of serving. Pass your own `runtime` to reach
     its backend and hooks from the app (e.g. to grant credits at start-up); otherwise one is built
     from `settings`. Returns the Guard (its `bind()` re-checks the binding on demand).
+    `problem_details=True` also answers the app's own errors (HTTPException, 404/405, FastAPI's
+    validation errors, unhandled exceptions) as RFC 9457 problem+json, like the guard's rejections
+    (see `asgi_guard.problem_handlers`).
     """
+    if problem_details:
+        from asgi_guard.problem_handlers import add_problem_handlers
+
+        add_problem_handlers(app)
     registry = registry if registry is not None else RouteRegistry()
     guard = Guard(registry, runtime or GuardRuntime(settings, backend), find_router(app))
     guard.validate()
