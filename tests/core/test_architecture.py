@@ -3,8 +3,8 @@
 1. No module of `asgi_guard/stages/<a>/` imports `asgi_guard.stages.<b>` (b != a), the stages package
    itself, or `asgi_guard.stack` / `.registry` / `.cli`: what two stages share lives in core/ or state/.
 2. `asgi_guard.core` and `asgi_guard.state` import nothing from `asgi_guard.stages` or `.stack`.
-3. Nothing in `asgi_guard` imports `asgi_guard_dev` at import time; only the `services` command of
-   `asgi_guard/cli.py` may, inside the function (the dev extra may be absent).
+3. Nothing in `asgi_guard` imports `asgi_guard_dev` at import time; only the command line
+   (`asgi_guard/cli/`, its `services` command) may, inside the function (the dev extra may be absent).
 4. No `isinstance` (or `type(x) is`) on backend classes, and no test of `.kind`, outside
    `asgi_guard/state/`: a store form is chosen by `asgi_guard.state.choose` only.
 
@@ -118,7 +118,8 @@ def broken_rule(edge: Edge) -> str | None:
         ("asgi_guard.stages", "asgi_guard.stack")
     ):
         return "core/state import the layer above them"
-    if imported.split(".")[0] == "asgi_guard_dev" and not (importer == "asgi_guard.cli" and edge.in_function):
+    in_cli = importer == "asgi_guard.cli" or importer.startswith("asgi_guard.cli.")
+    if imported.split(".")[0] == "asgi_guard_dev" and not (in_cli and edge.in_function):
         return "runtime code imports the dev services"
     return None
 
