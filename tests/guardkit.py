@@ -35,7 +35,9 @@ def guarded_app(
     registry = RouteRegistry()
     registry.register(path, config, methods=list(methods))
     app = Starlette(routes=[Route(path, handler, methods=list(methods))])
-    install(app, registry, settings or GuardSettings(_env_file=None), backend=backend)  # type: ignore[call-arg]
+    # metrics are opt-in (off by default); these tests read the counters, so they collect them
+    default = GuardSettings(metrics_collect=True, _env_file=None)  # type: ignore[call-arg]
+    install(app, registry, settings or default, backend=backend)
     return app
 
 

@@ -30,5 +30,6 @@ def guard(
     registry = RouteRegistry()
     for path, config in configs.items():
         registry.register(path, config)
-    settings = GuardSettings(key_prefix=key_prefix, _env_file=None)  # type: ignore[call-arg]
+    # metrics are opt-in (off by default); these tests read the counters, so they collect them
+    settings = GuardSettings(key_prefix=key_prefix, metrics_collect=True, _env_file=None)  # type: ignore[call-arg]
     return GuardMiddleware(Starlette(routes=routes), registry=registry, settings=settings, backend=backend)

@@ -47,7 +47,8 @@ def make_app(
         ),
         methods=["POST"],
     )
-    settings = GuardSettings(pulsar_url=pulsar_url, outbox_path=str(outbox), metrics_path="")
+    # metrics are opt-in: collected (not served) because these tests read the counters
+    settings = GuardSettings(pulsar_url=pulsar_url, outbox_path=str(outbox), metrics_collect=True)
     return GuardMiddleware(app, registry=registry, settings=settings)
 
 

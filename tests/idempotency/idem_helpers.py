@@ -22,7 +22,8 @@ def guard(backend: Backend, routes: list[Any], configs: dict[str, JobConfig], ke
     registry = RouteRegistry()
     for path, config in configs.items():
         registry.register(path, config)
-    settings = GuardSettings(key_prefix=key_prefix, _env_file=None)  # type: ignore[call-arg]
+    # metrics are opt-in (off by default); these tests read the counters, so they collect them
+    settings = GuardSettings(key_prefix=key_prefix, metrics_collect=True, _env_file=None)  # type: ignore[call-arg]
     return GuardMiddleware(Starlette(routes=routes), registry=registry, settings=settings, backend=backend)
 
 
