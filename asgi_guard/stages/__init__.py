@@ -66,6 +66,11 @@ def _telemetry_gate(config: JobConfig, runtime: GuardRuntime) -> bool:
     )
 
 
+def _admit(config: JobConfig, runtime: GuardRuntime) -> bool:
+    """The gate of a stage that has none yet: import it and let it decide."""
+    return True
+
+
 GATES: dict[str, Gate] = {
     "telemetry.stage": _telemetry_gate,
     "security.stage": lambda c, _: bool(c.security.auth_type_required) or c.security.ip_whitelist_enabled,
@@ -79,6 +84,7 @@ GATES: dict[str, Gate] = {
     ),
     "events.stage": lambda c, _: c.pulsar_labeling.enabled,
     "encryption.stage": lambda c, _: c.encryption.enable_encryption or c.encryption.enable_decryption,
+    "timeout.stage": lambda c, _: c.handler_timeout is not None,
 }
 
 _loaded: tuple[type[Stage[Any]], ...] | None = None
@@ -95,7 +101,7 @@ def _load(module: str, cls: str) -> type[Stage[Any]]:
 def stages_for(config: JobConfig, runtime: GuardRuntime) -> list[type[Stage[Any]]]:
     """The stage classes, in stack order, whose gate admits `config` (only those modules are imported);
     the chain builder still asks each class's `enabled_for` / `enabled_in`."""
-    return [_load(module, cls) for module, cls in ORDER if GATES[module](config, runtime)]
+    return [_load(module, cls) for module, cls in ORDER if GATES.get(module, _admit)(config, runtime)]
 
 
 def load_stages() -> tuple[type[Stage[Any]], ...]:

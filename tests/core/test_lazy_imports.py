@@ -107,6 +107,7 @@ SECTIONS: dict[str, list[dict[str, Any]]] = {
     "tracing": [{}, {"trace_label": "t"}],
     "metrics": [{}, {"histogram_name": "h_seconds"}, {"threshold_ms": 5}],
 }
+LOOSE: dict[str, list[Any]] = {"handler_timeout": [None, 2.5], "required_credits": [0, 1]}
 
 
 @pytest.mark.parametrize("metrics_path", ["", "/metrics"])
@@ -121,11 +122,12 @@ def test_gates_admit_every_stage_a_route_enables(metrics_path: str) -> None:
         metrics_path=metrics_path, encryption_keys={"k": "A" * 43}, _env_file=None  # type: ignore[call-arg]
     )
     runtime = GuardRuntime(settings)
-    configs = [JobConfig(required_credits=credits) for credits in (0, 1)]
+    configs = [JobConfig(**{name: value}) for name, values in LOOSE.items() for value in values]
     for name, variants in SECTIONS.items():
         configs += [JobConfig(**{name: variant}) for variant in variants]
     everything = {name: variants[-1] for name, variants in SECTIONS.items()}
-    configs.append(JobConfig(required_credits=1, **everything))
+    configs.append(JobConfig(required_credits=1, handler_timeout=2.5, **everything))
+    assert set(GATES) == {module for module, _ in ORDER}, "every stage has a gate"
     for config, ((module, _), stage) in itertools.product(configs, zip(ORDER, load_stages(), strict=True)):
         if not GATES[module](config, runtime):
             section = section_of(config, stage)
