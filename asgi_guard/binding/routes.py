@@ -10,6 +10,7 @@ dispatched through copies FastAPI makes per inclusion. Only this module knows th
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,12 @@ from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRo
 from asgi_guard.binding.declare import declared
 from asgi_guard.config import JobConfig
 
-try:  # FastAPI is optional
-    from fastapi import routing as _fastapi_routing
-except ImportError:  # pragma: no cover - exercised only without FastAPI installed
-    _fastapi_routing = None  # type: ignore[assignment]
 
-_INCLUDED: type[Any] | None = getattr(_fastapi_routing, "_IncludedRouter", None)
+def _included_type() -> type[Any] | None:
+    """FastAPI's `_IncludedRouter`, if FastAPI is in use. Not imported here: an app that includes
+    routers has imported FastAPI already, and a plain Starlette app should not pay for FastAPI (nor
+    for the OpenTelemetry its telemetry module imports)."""
+    return getattr(sys.modules.get("fastapi.routing"), "_IncludedRouter", None)
 
 
 @dataclass(eq=False)
@@ -116,7 +117,7 @@ def _walk_router(
 def _walk_route(
     route: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
 ) -> Iterator[Leaf]:
-    if _INCLUDED is not None and isinstance(route, _INCLUDED):
+    if (included := _included_type()) is not None and isinstance(route, included):
         yield from _walk_included(route, prefix, defaults, schema, watch, seen)
     elif isinstance(route, Route):
         methods = frozenset(route.methods) if route.methods else None
@@ -187,7 +188,7 @@ def _walk_included(
     _watch(original, watch, seen)
     defaults = _mark(original, defaults)
     for candidate in included.effective_candidates():
-        if _INCLUDED is not None and isinstance(candidate, _INCLUDED):
+        if (included := _included_type()) is not None and isinstance(candidate, included):
             yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)
             continue
         route = candidate.original_route
