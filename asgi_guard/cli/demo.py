@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Annotated
 
@@ -21,7 +22,7 @@ def demo(
     os.environ.setdefault("ASGI_GUARD_DEMO_HOST", host)
     os.environ["ASGI_GUARD_DEMO_PORT"] = str(port)
     try:
-        from asgi_guard.demo import app as demo_app
+        demo_app = importlib.import_module("asgi_guard.demo.app")
     except ImportError as exc:
         error(f'the demo needs FastAPI and uvicorn ({exc}): pip install "asgi-guard[demo]"')
         raise typer.Exit(1) from None

@@ -47,7 +47,8 @@ def charging() -> Iterator[list[tuple[str, str, str]]]:
 
 
 def settings(**extra: Any) -> GuardSettings:
-    return GuardSettings(_env_file=None, jwt_secret=SECRET, **extra)  # type: ignore[call-arg]
+    # metrics are opt-in; these tests serve and read them
+    return GuardSettings(_env_file=None, jwt_secret=SECRET, **{"metrics_path": "/metrics", **extra})  # type: ignore[call-arg]
 
 
 def token(sub: str = "alice", **claims: Any) -> str:

@@ -366,7 +366,8 @@ def test_routes_app_that_cannot_be_loaded_exits_2(
 
 def test_routes_app_on_the_example_apps() -> None:
     """The shipped Starlette example matches its routes file exactly (exit 0, a real subprocess)."""
-    result = run_cli("routes", "examples/routes.toml", "--app", "examples.starlette_app:app")
+    secret = {"ASGI_GUARD_JWT_SECRET": "cli-test-secret-0123456789abcdef"}  # the app validates its JWT routes
+    result = run_cli("routes", "examples/routes.toml", "--app", "examples.starlette_app:app", env=secret)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -542,7 +543,10 @@ def test_credits_on_valkey(valkey_url: str, key_prefix: str, monkeypatch: pytest
 def test_demo_without_fastapi_is_a_clear_message(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    import asgi_guard.demo
+
     monkeypatch.delitem(sys.modules, "asgi_guard.demo.app", raising=False)
+    monkeypatch.delattr(asgi_guard.demo, "app", raising=False)
     monkeypatch.setitem(sys.modules, "fastapi", None)
     code, _, err = cli(capsys, "demo", "--port", "1")
     assert code == 1 and 'pip install "asgi-guard[demo]"' in err

@@ -41,7 +41,9 @@ async def test_a_totp_code_in_an_exception_never_reaches_the_logs(caplog: pytest
     async def handler(request: Request) -> Response:
         raise RuntimeError(f"step-up failed for code {request.headers['x-mfa-totp']}")
 
-    app = guarded_app(handler, JobConfig(endpoint_name="mfa_log"), settings=GuardSettings(_env_file=None))  # type: ignore[call-arg]
+    # metrics_collect: the telemetry stage (which logs handler errors) runs only with somewhere to report
+    settings = GuardSettings(_env_file=None, metrics_collect=True)  # type: ignore[call-arg]
+    app = guarded_app(handler, JobConfig(endpoint_name="mfa_log"), settings=settings)
     caplog.set_level(logging.DEBUG)
     async with client(app) as http:
         response = await http.get("/job", headers={"x-mfa-totp": CODE})
