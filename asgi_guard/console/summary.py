@@ -81,7 +81,10 @@ def circuit_states(runtime: GuardRuntime) -> dict[str, str]:
     """route label -> closed / half_open / open, from the app's `asgi_guard_circuit_state` gauge
     (a route whose circuit never changed state has no sample: closed)."""
     states: dict[str, str] = {}
-    for metric in runtime.metrics.circuit_state.collect():
+    collect = getattr(runtime.metrics.circuit_state, "collect", None)
+    if collect is None:  # metrics off: the runtime counts into a no-op sink
+        return states
+    for metric in collect():
         for sample in metric.samples:
             states[sample.labels.get("route", "")] = _CIRCUIT.get(sample.value, "unknown")
     return states

@@ -59,7 +59,8 @@ class GuardRuntime:
         self.settings = settings or GuardSettings()
         self.backend = backend or backend_from_settings(self.settings)
         self._metrics_registry = metrics_registry
-        if metrics_registry is not None or self.settings.metrics_on:
+        # the console reads some collectors (circuit states), so it needs them too
+        if metrics_registry is not None or self.settings.metrics_on or self.settings.console_path:
             from asgi_guard.core.metrics import metrics_for
 
             self.metrics: GuardMetrics = metrics_for(self.metrics_registry)

@@ -59,6 +59,7 @@ Gate = Callable[["JobConfig", "GuardRuntime"], bool]
 def _telemetry_gate(config: JobConfig, runtime: GuardRuntime) -> bool:
     return bool(
         runtime.settings.metrics_on
+        or runtime.tally is not None
         or config.metrics.threshold_ms is not None
         or runtime.has_tracer_provider
         or tracing_possible()
@@ -77,7 +78,7 @@ GATES: dict[str, Gate] = {
     "rate_limit.stage": lambda c, _: c.rate_limit.enabled,
     "idempotency.stage": lambda c, _: c.idempotency.enabled,
     "cache.stage": lambda c, _: c.cache.enabled,
-    "credits.stage": lambda c, _: c.required_credits > 0,
+    "credits.stage": lambda c, _: c.required_credits > 0 or c.credits_price is not None,
     "circuit_breaker.stage": lambda c, _: c.circuit_breaker.enabled,
     "telemetry.job_span": lambda c, _: bool(
         c.tracing.function_name or c.tracing.trace_label or c.metrics.histogram_name

@@ -273,7 +273,8 @@ async def test_mounted_by_hand_on_a_sub_path() -> None:
     """`console_app(runtime, registry)` mounted with Starlette's Mount (root_path) works too."""
     from starlette.routing import Mount
 
-    app, runtime, registry = build(GuardSettings(_env_file=None, jwt_secret="x" * 32))  # type: ignore[call-arg]
+    # metrics are opt-in: this test serves them, which keeps the telemetry stage on
+    app, runtime, registry = build(GuardSettings(_env_file=None, jwt_secret="x" * 32, metrics_path="/metrics"))  # type: ignore[call-arg]
     # built after install(): still counts, as the metrics endpoint keeps the telemetry stage on
     app.router.routes.append(Mount("/ops/console", console_app(runtime, registry, token=TOKEN)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:

@@ -107,7 +107,11 @@ SECTIONS: dict[str, list[dict[str, Any]]] = {
     "tracing": [{}, {"trace_label": "t"}],
     "metrics": [{}, {"histogram_name": "h_seconds"}, {"threshold_ms": 5}],
 }
-LOOSE: dict[str, list[Any]] = {"handler_timeout": [None, 2.5], "required_credits": [0, 1]}
+LOOSE: dict[str, list[Any]] = {
+    "handler_timeout": [None, 2.5],
+    "required_credits": [0, 1],
+    "credits_price": [None, {"source": "fixed", "value": 3}],
+}
 
 
 @pytest.mark.parametrize("metrics_path", ["", "/metrics"])
