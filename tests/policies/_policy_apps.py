@@ -42,7 +42,7 @@ def policy_app(
     job.setdefault("security", {"auth_type_required": "jwt"})
     registry.register(path, JobConfig(endpoint_name="items", **job))
     app = Starlette(routes=[Route(path, ok, methods=["GET", "POST"])])
-    base = {"jwt_secret": SECRET, "_env_file": None}
+    base = {"jwt_secret": SECRET, "_env_file": None, "metrics_collect": True}  # tests read the counters
     if settings is not None:
         base.update(settings.model_dump(exclude_unset=True))
     return GuardMiddleware(app, registry=registry, settings=GuardSettings(**base), backend=backend)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ async def meet(barrier: Path, worker: str, parties: int = 2, timeout: float = 30
 async def main() -> None:
     url, prefix, requests, barrier_dir, worker = sys.argv[1:6]
     pooling = {"socket_timeout": 5.0, "connect_timeout": 5.0, "max_connections": 64}
-    settings = GuardSettings(valkey_url=url, key_prefix=prefix, pooling=pooling)  # type: ignore[arg-type]
+    settings = GuardSettings(valkey_url=url, key_prefix=prefix, pooling=pooling, metrics_collect=True)  # type: ignore[arg-type]
     app = policy_app(settings, tier=TIERS, rate_limit=RATE_LIMIT)
     headers = {"free": bearer("alice", tier="free"), "pro": bearer("bob", tier="pro")}
     gate = asyncio.Semaphore(32)

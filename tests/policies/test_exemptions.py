@@ -27,10 +27,10 @@ def exempt_count(stage: str) -> float:
 @pytest.fixture(params=["memory", "standalone", "cluster"])
 async def settings_backend(request: pytest.FixtureRequest, key_prefix: str):  # type: ignore[no-untyped-def]
     if request.param == "memory":
-        yield GuardSettings(_env_file=None), MemoryBackend()  # type: ignore[call-arg]
+        yield GuardSettings(_env_file=None, metrics_collect=True), MemoryBackend()  # type: ignore[call-arg]
         return
     url = request.getfixturevalue("valkey_url" if request.param == "standalone" else "valkey_cluster_url")
-    yield GuardSettings(valkey_url=url, key_prefix=key_prefix, _env_file=None), None  # type: ignore[call-arg]
+    yield GuardSettings(valkey_url=url, key_prefix=key_prefix, metrics_collect=True, _env_file=None), None  # type: ignore[call-arg]
 
 
 @pytest.mark.valkey
