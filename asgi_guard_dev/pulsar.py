@@ -1,7 +1,7 @@
 """Run a real Apache Pulsar standalone broker on loopback, from the official server distribution.
 
-The distribution is fetched once from Maven Central (HTTPS, checked against its .sha1; Maven as the
-fallback, which honours a configured mirror) into the cache directory
+The distribution is fetched once with Maven (`mvn dependency:copy`, which verifies checksums and honours
+the user's Maven settings and mirrors) into the cache directory
 (`ASGI_GUARD_CACHE`, default `~/.cache/asgi-guard`), extracted once, and started as
 `bin/pulsar standalone -nfw -nss` with free ports, a small heap and advertised address 127.0.0.1.
 Used by `asgi-guard services up|down pulsar`, by the pytest fixture, and by CI
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,6 @@ from asgi_guard_dev.local import cache_root, free_port, is_port_free
 VERSION = os.environ.get("ASGI_GUARD_PULSAR_VERSION", "4.0.8")
 ARTIFACT = "org.apache.pulsar:pulsar-server-distribution:{version}:tar.gz:bin"
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy"
-MAVEN_REPO = os.environ.get("ASGI_GUARD_MAVEN_REPO", "https://repo.maven.apache.org/maven2")
 DEFAULT_MEM = "-Xms256m -Xmx512m -XX:MaxDirectMemorySize=256m"
 # Serial GC and C1 only: a broker for tests starts faster and idles cheaper on a small box.
 DEFAULT_GC = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:+PerfDisableSharedMem"
@@ -63,68 +61,64 @@ def tarball_path(version: str = VERSION) -> Path:
     return pulsar_cache() / f"pulsar-server-distribution-{version}-bin.tar.gz"
 
 
-def distribution_url(version: str = VERSION) -> str:
+def _maven_dir(version: str) -> Path:
+    """Where Maven's local repository keeps the artifact while and after downloading it."""
     return (
-        f"{MAVEN_REPO}/org/apache/pulsar/pulsar-server-distribution/{version}/"
-        f"pulsar-server-distribution-{version}-bin.tar.gz"
+        Path.home()
+        / ".m2"
+        / "repository"
+        / "org"
+        / "apache"
+        / "pulsar"
+        / "pulsar-server-distribution"
+        / version
     )
 
 
-def _download(url: str, target: Path, report: Reporter, chunk: int = 1 << 20) -> None:
-    """Stream `url` into `target` (via a .part file), reporting bytes; verify Maven's .sha1."""
-    partial = target.with_name(target.name + ".part")
-    digest = hashlib.sha1(usedforsecurity=False)
-    with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-        total = float(response.headers.get("Content-Length") or 0) or None
-        done = 0
-        report("download", 0, total, url)
-        while block := response.read(chunk):
-            out.write(block)
-            digest.update(block)
-            done += len(block)
-            report("download", done, total, url)
-    with urllib.request.urlopen(url + ".sha1", timeout=30) as response:
-        expected = response.read().decode().split()[0].strip().lower()
-    if digest.hexdigest() != expected:
-        partial.unlink(missing_ok=True)
-        raise ValueError(f"{url}: sha1 {digest.hexdigest()} does not match the published {expected}")
-    partial.rename(target)
+def _bytes_in(folder: Path) -> int:
+    """Bytes of the files in `folder` now (Maven writes the download there as it arrives)."""
+    try:
+        return sum(entry.stat().st_size for entry in folder.iterdir() if entry.is_file())
+    except OSError:
+        return 0
 
 
-def fetch(version: str = VERSION, report: Reporter = _quiet) -> Path:
-    """The distribution tarball (about 245 MB), downloaded once: from Maven Central over HTTPS with
-    progress, else with Maven (`mvn`, no progress)."""
+def fetch(version: str = VERSION, report: Reporter = _quiet, poll: float = 0.5) -> Path:
+    """The distribution tarball (about 245 MB), fetched once with Maven; while `mvn` runs, the bytes
+    that have arrived in its local repository are reported (total unknown: Maven does not say)."""
     target = tarball_path(version)
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        _download(distribution_url(version), target, report)
-        return target
-    except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
-        direct = f"download from {MAVEN_REPO} failed ({exc})"
-    mvn = shutil.which("mvn")
+    mvn = os.environ.get("ASGI_GUARD_MVN") or shutil.which("mvn")
     if mvn is None:
-        raise PulsarUnavailable(f"{direct}; Maven (mvn) is not installed and {target} is not cached")
-    report("download", 0, None, "mvn dependency:copy")
-    result = subprocess.run(
-        [
-            mvn,
-            "-q",
-            "-B",
-            DEPENDENCY_PLUGIN,
-            f"-Dartifact={ARTIFACT.format(version=version)}",
-            f"-DoutputDirectory={target.parent}",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0 or not target.exists():
-        raise PulsarUnavailable(
-            f"{direct}; mvn could not fetch {ARTIFACT.format(version=version)}: "
-            f"{(result.stdout + result.stderr)[-2000:]}"
+        raise PulsarUnavailable(f"Maven (mvn) is not installed and {target} is not cached")
+    artifact = ARTIFACT.format(version=version)
+    watched = _maven_dir(version)
+    report("download", 0, None, f"mvn dependency:copy {artifact}")
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            [
+                mvn,
+                "-q",
+                "-B",
+                DEPENDENCY_PLUGIN,
+                f"-Dartifact={artifact}",
+                f"-DoutputDirectory={target.parent}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        while process.poll() is None:
+            report("download", _bytes_in(watched), None, artifact)
+            time.sleep(poll)
+        log.seek(0)
+        output = log.read()
+    if process.returncode != 0 or not target.exists():
+        raise PulsarUnavailable(f"mvn could not fetch {artifact}: {output[-2000:]}")
+    size = float(target.stat().st_size)
+    report("download", size, size, artifact)
     return target
 
 

@@ -1,43 +1,16 @@
-"""asgi_guard_dev.pulsar's download and unpack report progress, verify Maven's .sha1, and keep the
-state file honest (no broker is started here: tests/events does that)."""
+"""asgi_guard_dev.pulsar's Maven fetch and unpack report progress, and the state file stays
+honest (no broker is started here: tests/events does that)."""
 
 from __future__ import annotations
 
-import hashlib
-import http.server
 import io
 import json
 import tarfile
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from asgi_guard_dev import pulsar
-
-
-@pytest.fixture
-def files_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A loopback HTTP server for a directory (stands in for the Maven repository's layout)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def fake_distribution(version: str, size: int = 3 << 20) -> bytes:
@@ -57,43 +30,50 @@ def fake_distribution(version: str, size: int = 3 << 20) -> bytes:
     return buffer.getvalue()
 
 
-def test_download_reports_bytes_and_checks_sha1(files_server: tuple[str, Path], tmp_path: Path) -> None:
-    base, root = files_server
-    data = fake_distribution("9.9.9")
-    (root / "dist.tar.gz").write_bytes(data)
-    (root / "dist.tar.gz.sha1").write_text(hashlib.sha1(data).hexdigest() + "  dist.tar.gz\n")
-    reports: list[tuple[str, float, float | None]] = []
-    target = tmp_path / "out.tar.gz"
-    pulsar._download(f"{base}/dist.tar.gz", target, lambda t, d, n, _: reports.append((t, d, n)))
-    assert target.read_bytes() == data
-    assert reports[0] == ("download", 0, float(len(data)))
-    assert reports[-1] == ("download", len(data), float(len(data)))
-    assert len(reports) >= 4 and [r[1] for r in reports] == sorted(r[1] for r in reports)
-
-    (root / "dist.tar.gz.sha1").write_text("0" * 40)
-    corrupt = tmp_path / "corrupt.tar.gz"
-    with pytest.raises(ValueError, match="sha1"):
-        pulsar._download(f"{base}/dist.tar.gz", corrupt, lambda *a: None)
-    assert not corrupt.exists() and not corrupt.with_name("corrupt.tar.gz.part").exists()
+FAKE_MVN = """#!/usr/bin/env python3
+# Stands in for `mvn dependency:copy`: writes the artifact into the local repository in chunks (as
+# Maven does while downloading), then copies it to -DoutputDirectory.
+import os, pathlib, shutil, sys, time
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("-D"))
+group, name, version, kind, classifier = args["artifact"].split(":")
+repo = pathlib.Path.home() / ".m2/repository" / group.replace(".", "/") / name / version
+repo.mkdir(parents=True, exist_ok=True)
+data = pathlib.Path(os.environ["FAKE_DIST"]).read_bytes()
+final = f"{name}-{version}-{classifier}.{kind}"
+with open(repo / (final + ".part"), "wb") as out:
+    for i in range(0, len(data), len(data) // 6 + 1):
+        out.write(data[i : i + len(data) // 6 + 1]); out.flush(); time.sleep(0.15)
+os.replace(repo / (final + ".part"), repo / final)
+shutil.copy(repo / final, pathlib.Path(args["outputDirectory"]) / final)
+"""
 
 
-def test_fetch_and_unpack_report_progress(
-    files_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    base, root = files_server
-    version = "9.9.9"
-    data = fake_distribution(version)
-    url_path = f"org/apache/pulsar/pulsar-server-distribution/{version}"
-    (root / url_path).mkdir(parents=True)
-    name = f"pulsar-server-distribution-{version}-bin.tar.gz"
-    (root / url_path / name).write_bytes(data)
-    (root / url_path / (name + ".sha1")).write_text(hashlib.sha1(data).hexdigest())
+@pytest.fixture
+def fake_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake `mvn` (ASGI_GUARD_MVN) and a private HOME and cache; returns the fake distribution."""
+    mvn = tmp_path / "mvn"
+    mvn.write_text(FAKE_MVN)
+    mvn.chmod(0o755)
+    dist = tmp_path / "dist.tar.gz"
+    dist.write_bytes(fake_distribution("9.9.9"))
+    monkeypatch.setenv("ASGI_GUARD_MVN", str(mvn))
+    monkeypatch.setenv("FAKE_DIST", str(dist))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ASGI_GUARD_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(pulsar, "MAVEN_REPO", base)
+    return dist
+
+
+def test_fetch_and_unpack_report_progress(fake_maven: Path) -> None:
+    """Maven fetches; the bytes arriving in its local repository are reported, then the unpack."""
+    version, data = "9.9.9", fake_maven.read_bytes()
     tasks: dict[str, list[tuple[float, float | None]]] = {}
     home = pulsar.pulsar_home(version, lambda t, d, n, _: tasks.setdefault(t, []).append((d, n)))
     assert (home / "conf" / "standalone.conf").exists() and (home / ".extracted").exists()
-    assert tasks["download"][-1] == (len(data), len(data))
+    downloads = tasks["download"]
+    assert downloads[-1] == (len(data), len(data))
+    growing = [done for done, total in downloads if total is None and 0 < done < len(data)]
+    assert growing, f"no progress while mvn ran: {downloads}"
+    assert [d for d, _ in downloads] == sorted(d for d, _ in downloads)
     assert tasks["unpack"][-1][0] == len(data) == tasks["unpack"][-1][1]
     assert len(tasks["unpack"]) > 2
     assert pulsar.pulsar_home(version) == home  # cached: no second download
