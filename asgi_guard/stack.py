@@ -114,7 +114,8 @@ def build_pipeline(
     if only is not None:
         stages = tuple(stage for stage in stages if stage.name in only)
     # the probe (None when nothing is traced) wraps stages to time their child spans
-    return build_chain(app, route, runtime, stages, runtime.tracing.stage_probe())
+    probe = runtime.tracing.stage_probe(route.config.tracing.stage_spans)
+    return build_chain(app, route, runtime, stages, probe)
 
 
 class Guard:

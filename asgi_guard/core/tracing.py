@@ -5,6 +5,11 @@ provider is installed the API is a no-op, and the stack skips tracing work entir
 is one isinstance check per request, and stage probes are built only when a provider exists at the time
 the pipelines are built (configure the SDK before the app serves its first request).
 
+One span per request by default: the server span (`ServerSpan`, or the span an outer instrumentation
+already opened for the request: FastAPI's own telemetry, `OpenTelemetryMiddleware`), carrying each
+stage's decision as attributes `asgi_guard.<stage>.<field>`. Spans cost ~20-40 µs each in the SDK,
+more than most stages' own work, so per-stage child spans are opt-in (`tracing.stage_spans`).
+
 Stage spans are written after the fact from timestamps the probes take: a stage's span covers its own
 work up to the moment it hands the request on (or answers / rejects), not the handler's time, so the
 tree shows siblings under the server span rather than a staircase of nested middlewares.
@@ -14,15 +19,25 @@ from __future__ import annotations
 
 import os
 import time
+from asyncio import CancelledError
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-from opentelemetry.trace import NonRecordingSpan, Span, Status, StatusCode, Tracer, TracerProvider
-from starlette.types import ASGIApp, Receive, Scope, Send
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    TracerProvider,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.problems import Problem
 
 if TYPE_CHECKING:
@@ -70,9 +85,10 @@ class GuardTracer:
             fixed = not isinstance(provider, _NOOP_PROVIDERS)
             self.active = lambda: fixed
 
-    def stage_probe(self) -> Any:
-        """For the chain builder: a stage factory that adds a probe, or None when nothing is traced."""
-        return _probe if self.active() else None
+    def stage_probe(self, stage_spans: bool = True) -> Any:
+        """For the chain builder: a stage factory that adds a probe, or None when nothing is traced
+        or the route wants no per-stage spans (`tracing.stage_spans` off)."""
+        return _probe if stage_spans and self.active() else None
 
 
 def inject_trace_context(carrier: dict[str, str] | None = None) -> dict[str, str]:
@@ -98,11 +114,142 @@ def current_trace_id() -> str | None:
 
 
 # -- server span ----------------------------------------------------------------------------------------
+class _ScopeHeaders(Getter[Scope]):
+    """Reads propagation headers straight from an ASGI scope (no Headers object per request)."""
+
+    def get(self, carrier: Scope, key: str) -> list[str] | None:
+        name = key.lower().encode("latin-1")
+        values = [value.decode("latin-1") for header, value in carrier["headers"] if header == name]
+        if not values:
+            return None
+        return [",".join(values)] if key == "baggage" else values
+
+    def keys(self, carrier: Scope) -> list[str]:
+        return [header.decode("latin-1") for header, _ in carrier["headers"]]
+
+
+_SCOPE_HEADERS = _ScopeHeaders()
+_fields_cache: tuple[Any, frozenset[bytes]] = (None, frozenset())
+
+
+def parent_context(scope: Scope) -> otel_context.Context | None:
+    """The caller's trace context from the request headers (W3C `traceparent` etc.), or None when the
+    request carries none of the propagator's headers (the common case: no extraction work at all)."""
+    global _fields_cache
+    textmap = propagate.get_global_textmap()
+    cached, fields = _fields_cache
+    if cached is not textmap:
+        fields = frozenset(f.lower().encode("latin-1") for f in textmap.fields)
+        _fields_cache = (textmap, fields)
+    for header, _ in scope["headers"]:
+        if header in fields:
+            return textmap.extract(scope, getter=_SCOPE_HEADERS)
+    return None
+
+
+def outer_server_span(scope: Scope) -> Span | None:
+    """The server span an outer instrumentation already opened for this request, if any: FastAPI's own
+    telemetry (0.165+, on once a tracer provider exists; `scope["fastapi.telemetry"].span`) or an
+    `OpenTelemetryMiddleware` outside the guard (the current span, recording, of kind SERVER). The guard
+    then annotates that span instead of opening a second one: one server span per request."""
+    request_telemetry = scope.get("fastapi.telemetry")
+    if request_telemetry is not None:
+        span = getattr(request_telemetry, "span", None)
+        if span is not None and span.is_recording():
+            return span  # type: ignore[no-any-return]
+    current = trace.get_current_span()
+    if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
+        return current
+    return None
+
+
+class ServerSpan:
+    """The request's one server span around `app` (the telemetry stage's inner work), named
+    `"{method} {route template}"` with the stable HTTP semantic-convention attributes, and annotated
+    with the guard's decisions before it ends. When an outer instrumentation already opened a server span
+    (`outer_server_span`), that span is annotated instead and no span is made.
+
+    Leaner than `OpenTelemetryMiddleware` (which `tracing.message_spans` still uses): no Headers object,
+    no propagation work unless the request carries trace headers, no send/receive wrappers.
+    """
+
+    __slots__ = ("app", "names", "template", "tracer")
+
+    def __init__(self, app: ASGIApp, template: str, tracer: Tracer) -> None:
+        self.app = app
+        self.template = template
+        self.tracer = tracer
+        self.names: dict[str, str] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
+        outer = outer_server_span(scope)
+        if outer is not None:
+            await self._annotate_outer(outer, ctx, scope, receive, send)
+            return
+        method: str = scope["method"]
+        name = self.names.get(method)
+        if name is None:
+            name = self.names[method] = f"{method} {self.template}"
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "http.route": self.template,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+        }
+        client = scope.get("client")
+        if client:
+            attributes["client.address"] = client[0]
+        span = self.tracer.start_span(
+            name, context=parent_context(scope), kind=SpanKind.SERVER, attributes=attributes
+        )
+        error: BaseException | None = None
+        token = otel_context.attach(trace.set_span_in_context(span))  # cheaper than trace.use_span
+        try:
+            await self.app(scope, receive, send)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            otel_context.detach(token)
+            annotate_server_span(span, ctx)
+            status = ctx.status
+            if status is None and error is not None and not isinstance(error, CancelledError):
+                status = 500  # nothing was sent: the server answers 500
+            if status is not None:
+                span.set_attribute("http.response.status_code", status)
+            if error is not None and not isinstance(error, CancelledError):
+                span.record_exception(error)
+                span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+            elif status is not None and status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+
+    async def _annotate_outer(
+        self, outer: Span, ctx: GuardContext, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        # FastAPI ends its span while the last body message is sent: annotate at response start
+        async def annotated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                annotate_server_span(outer, ctx)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, annotated_send)
+        finally:
+            annotate_server_span(outer, ctx)  # no-op once the span has ended
+
+
 def server_span_middleware(
-    app: ASGIApp, route: RouteInfo[Any], message_spans: bool, provider: TracerProvider | None = None
+    app: ASGIApp, route: RouteInfo[Any], message_spans: bool, tracer: Tracer, provider: TracerProvider | None
 ) -> ASGIApp:
-    """opentelemetry-instrumentation-asgi around `app`, named from the registry's template (no scanning);
-    spans go to `provider` (None: the global one)."""
+    """The route's server span around `app`: `ServerSpan`, or with `message_spans` on, the
+    opentelemetry-instrumentation-asgi middleware (its per-message spans) around it."""
+    lean = ServerSpan(app, route.template, tracer)
+    if not message_spans:
+        return lean
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # only routes that ask
+
     template = route.template
     attributes = {"http.route": template}
     names: dict[str, str] = {}
@@ -114,9 +261,8 @@ def server_span_middleware(
             name = names[method] = f"{method} {template}"
         return name, attributes
 
-    exclude: list[Literal["receive", "send"]] | None = None if message_spans else ["receive", "send"]
     middleware: ASGIApp = OpenTelemetryMiddleware(
-        app, default_span_details=span_details, exclude_spans=exclude, tracer_provider=provider
+        lean, default_span_details=span_details, tracer_provider=provider
     )
     return middleware
 
@@ -227,8 +373,13 @@ def _valid(span: Span) -> bool:
     return not isinstance(span, NonRecordingSpan) or span.get_span_context().is_valid
 
 
+_SCALARS = (str, bool, int, float)
+
+
 def annotate_server_span(span: Span, ctx: GuardContext) -> None:
-    """What the guard learned, on the server span (called at response start, before it ends)."""
+    """What the guard learned, on the server span: request id, route, principal, the rejecting stage,
+    and each stage's decision as `asgi_guard.<stage>.outcome` / `.reason` / `.<detail>` (scalars;
+    other values as their str). Idempotent; a no-op on a span that has ended or is not recording."""
     if not span.is_recording():
         return
     attributes: dict[str, Any] = {
@@ -239,4 +390,12 @@ def annotate_server_span(span: Span, ctx: GuardContext) -> None:
         attributes["enduser.id"] = ctx.principal.subject
     if ctx.rejected_by:
         attributes["asgi_guard.rejected_by"] = ctx.rejected_by
+    for name, decision in ctx.decisions.items():
+        prefix = "asgi_guard." + name
+        attributes[prefix + ".outcome"] = decision.outcome
+        if decision.reason is not None:
+            attributes[prefix + ".reason"] = decision.reason
+        for key, value in decision.detail.items():
+            if value is not None:
+                attributes[f"{prefix}.{key}"] = value if isinstance(value, _SCALARS) else str(value)
     span.set_attributes(attributes)

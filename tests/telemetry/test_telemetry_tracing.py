@@ -1,4 +1,8 @@
-"""Spans, as an SDK exporter sees them: names, parents and attributes of each kind of request."""
+"""Spans, as an SDK exporter sees them: names, parents and attributes of each kind of request.
+
+By default a request makes one server span carrying each stage's decision as attributes; the tests
+that look at per-stage child spans turn `tracing.stage_spans` on (`full_config`, `stage_spans=True`).
+"""
 
 from __future__ import annotations
 
@@ -35,10 +39,10 @@ def parent_of(span: ReadableSpan) -> int | None:
     return span.parent.span_id if span.parent is not None else None
 
 
-def full_config(**extra: Any) -> JobConfig:
+def full_config(stage_spans: bool = True, **extra: Any) -> JobConfig:
     return JobConfig(
         endpoint_name=unique("jobs_"),
-        tracing={"function_name": "run_job", "trace_label": "io"},
+        tracing={"function_name": "run_job", "trace_label": "io", "stage_spans": stage_spans},
         metrics={"histogram_name": unique("job_seconds_")},
         security={"auth_type_required": "jwt"},
         rate_limit={"enabled": True, "token_bucket": {"rate_limit": 1, "refill_rate": 0.001}},
@@ -98,7 +102,7 @@ async def test_401_span_says_security_rejected(spans: InMemorySpanExporter, make
     assert set(found) == {"POST /jobs/{resource_id}", "asgi_guard.security"}
     server = found["POST /jobs/{resource_id}"]
     assert server.attributes["asgi_guard.rejected_by"] == "security"
-    assert server.attributes["http.status_code"] == 401
+    assert server.attributes["http.response.status_code"] == 401
     assert server.status.status_code == StatusCode.UNSET  # a 4xx is the client's problem, not an error
     assert not server.events
     security = found["asgi_guard.security"]
@@ -119,7 +123,7 @@ async def test_429_span_says_rate_limit_rejected(spans: InMemorySpanExporter, ma
     assert set(found) == {"POST /jobs/{resource_id}", "asgi_guard.security", "asgi_guard.rate_limit"}
     server = found["POST /jobs/{resource_id}"]
     assert server.attributes["asgi_guard.rejected_by"] == "rate_limit"
-    assert server.attributes["http.status_code"] == 429
+    assert server.attributes["http.response.status_code"] == 429
     limit = found["asgi_guard.rate_limit"]
     assert parent_of(limit) == server.context.span_id
     assert limit.attributes["asgi_guard.outcome"] == "rejected"
@@ -131,7 +135,7 @@ async def test_429_span_says_rate_limit_rejected(spans: InMemorySpanExporter, ma
 async def test_cache_hit_answers_without_job_span(spans: InMemorySpanExporter, make_client: Any) -> None:
     config = JobConfig(
         endpoint_name=unique("cached_"),
-        tracing={"function_name": "read_item"},
+        tracing={"function_name": "read_item", "stage_spans": True},
         cache={"enabled": True, "shared": True},
     )
     client = make_client(guarded("/items/{resource_id}", config, methods=["GET"]))
@@ -204,7 +208,8 @@ async def test_probe_wraps_any_stage_and_carries_its_decisions(
     from asgi_guard.stages.telemetry.stage import TelemetryMiddleware
 
     monkeypatch.setattr("asgi_guard.stack.STAGES", (TelemetryMiddleware, _Refuser))
-    client = make_client(guarded("/pay", JobConfig(endpoint_name=unique("pay_"))))
+    config = JobConfig(endpoint_name=unique("pay_"), tracing={"stage_spans": True})
+    client = make_client(guarded("/pay", config))
     response = await client.get("/pay")
     assert response.status_code == 402
     found = by_name(spans)
@@ -265,3 +270,112 @@ async def test_inject_trace_context_carries_the_request_trace(
     assert inject_trace_context() == {}  # outside a request there is nothing to carry
     carried = trace.get_current_span(extract_trace_context(seen)).get_span_context()
     assert (carried.trace_id, carried.span_id) == (job.context.trace_id, job.context.span_id)
+
+
+# -- the default: one server span, decisions as its attributes -----------------------------------------
+async def test_default_is_one_server_span_with_the_decisions(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    config = JobConfig(
+        endpoint_name=unique("jobs_"),
+        tracing={"function_name": "run_job"},
+        security={"auth_type_required": "jwt"},
+        rate_limit={"enabled": True, "token_bucket": {"rate_limit": 10, "refill_rate": 1}},
+        cache={"enabled": True, "shared": True},
+    )
+    client = make_client(guarded(PATH, config, methods=["GET"]))
+    auth = {"authorization": f"Bearer {token('carol')}"}
+    assert (await client.get("/jobs/5", headers=auth)).status_code == 200
+    assert set(by_name(spans)) == {"GET /jobs/{resource_id}", "run_job"}  # the job span was asked for
+    spans.clear()
+    hit = await client.get("/jobs/5", headers=auth)
+    assert hit.status_code == 200
+    (server,) = spans.get_finished_spans()  # a hit: the server span and nothing else
+    assert server.name == "GET /jobs/{resource_id}" and server.kind == SpanKind.SERVER
+    attributes = server.attributes
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.route"] == PATH
+    assert attributes["url.path"] == "/jobs/5"
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["enduser.id"] == "carol"
+    assert attributes["asgi_guard.request_id"] == hit.headers["x-request-id"]
+    assert attributes["asgi_guard.security.outcome"] == "allowed"
+    assert attributes["asgi_guard.security.authenticated"] is True
+    assert attributes["asgi_guard.rate_limit.outcome"] == "allowed"
+    assert attributes["asgi_guard.cache.outcome"] == "answered"
+    assert attributes["asgi_guard.cache.reason"] == "hit"
+    assert attributes["asgi_guard.cache.hit"] is True
+    assert server.status.status_code == StatusCode.UNSET
+
+
+async def test_default_rejection_names_stage_and_reason_on_the_server_span(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    client = make_client(guarded(PATH, full_config(stage_spans=False)))
+    auth = {"authorization": f"Bearer {token('dave')}"}
+    assert (await client.post("/jobs/8", headers=auth)).status_code == 200
+    spans.clear()
+    response = await client.post("/jobs/8", headers=auth)
+    assert response.status_code == 429
+    (server,) = spans.get_finished_spans()
+    attributes = server.attributes
+    assert attributes["asgi_guard.rejected_by"] == "rate_limit"
+    assert attributes["asgi_guard.rate_limit.outcome"] == "rejected"
+    assert attributes["asgi_guard.rate_limit.allowed"] is False
+    assert attributes["asgi_guard.rate_limit.retry_after"] == int(response.headers["retry-after"])
+    assert attributes["http.response.status_code"] == 429
+    assert server.status.status_code == StatusCode.UNSET  # a 4xx is the client's problem
+
+
+async def test_default_continues_the_callers_trace(spans: InMemorySpanExporter, make_client: Any) -> None:
+    client = make_client(guarded("/plain", JobConfig(endpoint_name=unique("plain_"))))
+    trace_id, parent_id = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    headers = {"traceparent": f"00-{trace_id}-{parent_id}-01"}
+    assert (await client.get("/plain", headers=headers)).status_code == 200
+    (server,) = spans.get_finished_spans()
+    assert server.context.trace_id == int(trace_id, 16)
+    assert server.parent is not None and server.parent.span_id == int(parent_id, 16)
+    assert server.parent.is_remote
+    spans.clear()
+    assert (await client.get("/plain", headers={"traceparent": "garbage"})).status_code == 200
+    (fresh,) = spans.get_finished_spans()
+    assert fresh.parent is None  # a malformed header starts a new trace, never a 500
+
+
+async def test_fastapi_own_telemetry_gives_one_server_span(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    """FastAPI 0.165+ traces by itself once a provider exists: the guard annotates FastAPI's span."""
+    from fastapi import FastAPI
+    from telemetry_apps import settings
+
+    from asgi_guard import RouteRegistry, install
+
+    app = FastAPI()  # its own tracing on (the default)
+
+    @app.get("/things/{resource_id}")
+    async def thing(resource_id: str) -> dict[str, str]:
+        return {"id": resource_id}
+
+    registry = RouteRegistry()
+    registry.register(
+        "/things/{resource_id}",
+        JobConfig(endpoint_name=unique("things_"), security={"auth_type_required": "jwt"}),
+        methods=["GET"],
+    )
+    install(app, registry, settings())
+    client = make_client(app)
+    response = await client.get("/things/3", headers={"authorization": f"Bearer {token('erin')}"})
+    assert response.status_code == 200
+    server_spans = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert len(server_spans) == 1
+    (server,) = server_spans
+    assert server.instrumentation_scope is not None and server.instrumentation_scope.name == "fastapi"
+    assert server.attributes["asgi_guard.security.authenticated"] is True
+    assert server.attributes["enduser.id"] == "erin"
+    assert server.attributes["asgi_guard.request_id"] == response.headers["x-request-id"]
+    spans.clear()
+    rejected = await client.get("/things/3")
+    assert rejected.status_code == 401
+    (server,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert server.attributes["asgi_guard.rejected_by"] == "security"

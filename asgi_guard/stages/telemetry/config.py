@@ -16,6 +16,13 @@ class TracingConfig(GuardModel):
     message_spans: bool = Field(
         default=False, description="also make a span per ASGI send/receive message (off: they are noise)"
     )
+    stage_spans: bool = Field(
+        default=False,
+        description=(
+            "also make a child span per stage that decided (off: each stage's decision is an attribute "
+            "`asgi_guard.<stage>.<field>` on the one server span, which costs far less)"
+        ),
+    )
 
 
 class TelemetryConfig(GuardModel):

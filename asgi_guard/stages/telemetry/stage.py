@@ -12,21 +12,14 @@ from asyncio import CancelledError
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import trace
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.logging import JsonMessage, access_log
 from asgi_guard.core.problems import Problem, answer_problem
 from asgi_guard.core.redaction import attach_redaction, current_scope
 from asgi_guard.core.stage import RouteInfo, Stage
-from asgi_guard.core.tracing import (
-    STAGES_KEY,
-    annotate_server_span,
-    current_trace_id,
-    emit_stage_spans,
-    server_span_middleware,
-)
+from asgi_guard.core.tracing import STAGES_KEY, current_trace_id, emit_stage_spans, server_span_middleware
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -56,8 +49,10 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         self._slow_after = threshold / 1000.0 if threshold is not None else None
         self._tracing = runtime.tracing
         self._active = runtime.tracing.active  # a bound check, one call per request
+        tracing = self.config.tracing
+        inner = self._observe_staged if tracing.stage_spans else self._observe
         self._traced = server_span_middleware(
-            self._observe_traced, route, self.config.tracing.message_spans, self._tracing.provider
+            inner, route, tracing.message_spans, self._tracing.tracer, self._tracing.provider
         )
         runtime.redactor.add_fields(self.config.redact_fields)
         runtime.redactor.add_headers(runtime.settings.redact_headers)
@@ -94,25 +89,13 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         else:
             await self._observe(scope, receive, send)
 
-    async def _observe_traced(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Runs inside the server span: annotate it and write the stage spans afterwards."""
+    async def _observe_staged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """`tracing.stage_spans` on: runs inside the server span; the stage spans are written after."""
         ctx: GuardContext = scope[SCOPE_KEY]
-        server_span = trace.get_current_span()
         records: dict[str, list[Any]] = {}
         scope[STAGES_KEY] = records
-
-        async def traced_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                annotate_server_span(server_span, ctx)
-            await send(message)
-
         try:
-            await self._observe(scope, receive, traced_send)
-        except BaseException:
-            if ctx.status is None and server_span.is_recording():
-                annotate_server_span(server_span, ctx)
-                server_span.set_attribute("http.response.status_code", 500)
-            raise
+            await self._observe(scope, receive, send)
         finally:
             emit_stage_spans(ctx, records, self._tracing.tracer)
 
