@@ -5,6 +5,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -82,18 +83,22 @@ class JobSpanMiddleware(Stage["TelemetryConfig"]):
         if resource_id is not None:
             attributes["asgi_guard.resource_id"] = resource_id
         span = self._tracing.tracer.start_span(self._span_name or "job", attributes=attributes)
-        with trace.use_span(span, end_on_exit=True, record_exception=False, set_status_on_exception=False):
-            try:
-                await self.app(scope, receive, send)
-            except Problem as problem:
-                span.set_attribute("asgi_guard.rejected", problem.slug)
-                span.set_attribute("http.response.status_code", problem.status)
-                raise
-            except BaseException as exc:
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                raise
+        token = otel_context.attach(trace.set_span_in_context(span))  # cheaper than trace.use_span
+        try:
+            await self.app(scope, receive, send)
+        except Problem as problem:
+            span.set_attribute("asgi_guard.rejected", problem.slug)
+            span.set_attribute("http.response.status_code", problem.status)
+            raise
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        else:
             if ctx.status is not None:
                 span.set_attribute("http.response.status_code", ctx.status)
                 if ctx.status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
+        finally:
+            otel_context.detach(token)
+            span.end()
