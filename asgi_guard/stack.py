@@ -12,6 +12,7 @@ nothing reaches a guarded handler unguarded and nothing the app does not run is 
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -139,8 +140,16 @@ class Guard:
     def validate(self) -> None:
         """Build every registry entry's pipeline now: config errors (a JWT route without a key, ...)
         surface before anything is served."""
-        for route in self.registry:
-            self.pipeline(route)
+        # Building allocates tens of thousands of long-lived objects for big apps: the cyclic GC would
+        # rescan them again and again (most of the build time at 10,000 routes), and none is garbage.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for route in self.registry:
+                self.pipeline(route)
+        finally:
+            if collecting:
+                gc.enable()
 
     def swap_registry(self, registry: RouteRegistry) -> None:
         """Serve `registry` from now on (asgi_guard.reload). Every pipeline is built and every policy

@@ -13,7 +13,6 @@ turns it into the response and records which stage rejected.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +105,25 @@ StageType = type[Stage[Any]]
 Factory = Callable[[StageType, ASGIApp, RouteInfo[Any], "GuardRuntime"], ASGIApp]
 
 
+def _with_section(base: RouteInfo[Any], section: Any, build_inner: InnerBuilder) -> RouteInfo[Any]:
+    """`base` with a stage's section: dataclasses.replace, without its per-call field introspection
+    (built once per stage and route: 60,000 times for 10,000 routes)."""
+    return RouteInfo(
+        template=base.template,
+        methods=base.methods,
+        label=base.label,
+        trace_label=base.trace_label,
+        path_params=base.path_params,
+        resource_id_field=base.resource_id_field,
+        resource_id_from_body=base.resource_id_from_body,
+        handler_timeout=base.handler_timeout,
+        pooling=base.pooling,
+        stages=base.stages,
+        config=section,
+        build_inner=build_inner,
+    )
+
+
 def section_of(config: JobConfig, stage: StageType) -> Any:
     """The part of `config` that `stage` may read (None when the stage names no section)."""
     return None if stage.section is None else getattr(config, stage.section)
@@ -143,10 +161,17 @@ def build_chain(
     the stage class itself.
     """
     config = route.config
+    sections: dict[str | None, Any] = {None: None}  # composed sections (telemetry) are made once
+
+    def section_for(stage: StageType) -> Any:
+        if stage.section not in sections:
+            sections[stage.section] = section_of(config, stage)
+        return sections[stage.section]
+
     enabled = [
         (stage, section)
         for stage in stages
-        if stage.enabled_for(section := section_of(config, stage)) and stage.enabled_in(section, runtime)
+        if stage.enabled_for(section := section_for(stage)) and stage.enabled_in(section, runtime)
     ]
     enabled = _reorder(enabled)
     base = route_info(route, frozenset(stage.name for stage, _ in enabled))
@@ -160,7 +185,7 @@ def build_chain(
         built = terminal
         for position in range(len(inner) - 1, -1, -1):
             stage, section = inner[position]
-            info = dataclasses.replace(base, config=section, build_inner=inner_builder(inner[position + 1 :]))
+            info = _with_section(base, section, inner_builder(inner[position + 1 :]))
             built = make(stage, built, info, runtime)
         return built
 

@@ -56,7 +56,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         )
         runtime.redactor.add_fields(self.config.redact_fields)
         runtime.redactor.add_headers(runtime.settings.redact_headers)
-        attach_redaction()
+        # once per app, not per route (it walks every logger): loggers made later get it at start-up
         runtime.service("telemetry.redaction", lambda: _attach_at_startup(runtime))
 
     @classmethod
@@ -196,7 +196,9 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
 
 
 def _attach_at_startup(runtime: GuardRuntime) -> bool:
-    """Loggers that modules create lazily exist by start-up: give them the filter then too."""
+    """The filter on every asgi_guard logger now, and again at start-up for loggers that modules
+    create lazily (called once per app, not per route: it walks every logger)."""
+    attach_redaction()
 
     async def attach() -> None:
         attach_redaction()
