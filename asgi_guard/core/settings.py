@@ -45,6 +45,15 @@ class GuardSettings(BaseSettings):
     jwt_issuer: str | None = Field(default=None, description="required `iss`")
     jwt_roles_claim: str = Field(default="roles", description="claim that holds the roles")
     jwt_leeway: float = Field(default=30.0, ge=0, description="seconds of clock skew allowed on exp/nbf/iat")
+    jwt_cache_size: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "verified tokens kept (by SHA-256 digest) until their exp, at most 10 minutes: about 1 KB "
+            "each for a small token (sub, exp, scope), so 100,000 distinct users cost ~100 MB at most; "
+            "0 turns the cache off"
+        ),
+    )
     encryption_keys: dict[str, SecretStr] = Field(
         default={}, description="key id -> base64url 32-byte AES key (env: a JSON object)"
     )

@@ -3,7 +3,9 @@
 HS* tokens are only ever checked against `jwt_secret`, and RS/PS/ES/EdDSA tokens only against
 `jwt_public_key` or the JWKS, so the HS/RS key-confusion trick (an HS256 token "signed" with the public
 key) cannot work, and `alg: none` is refused before any key is looked at. Verified tokens are cached
-by SHA-256 digest until they expire, so a hot token costs one hash and a dict lookup.
+by SHA-256 digest until they expire (at most 10 minutes), so a hot token costs one hash and a dict
+lookup; the cache holds `GuardSettings.jwt_cache_size` entries (~1 KB each; oldest tenth dropped when
+full), enough for every active user of a large service.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -51,7 +54,6 @@ FAMILIES: dict[str, str] = {
 }
 VERIFIER_SERVICE = "security.verifier"
 JWKS_SERVICE = "security.jwks"
-_CACHE_SIZE = 10_000
 _CACHE_MAX_TTL = 600.0
 _DATE_CLAIMS = ("exp", "nbf", "iat")
 _MAX_NUMERIC_DATE = 253_402_300_799  # 9999-12-31T23:59:59Z
@@ -85,13 +87,32 @@ def _claim(claims: Mapping[str, Any], name: str) -> Any:
     return value
 
 
+_SETS: dict[frozenset[str], frozenset[str]] = {}
+_SETS_MAX = 4096
+
+
+def _shared(found: frozenset[str]) -> frozenset[str]:
+    """One object per distinct scope/role set (users share a few: ~200 bytes saved per cached token)."""
+    shared = _SETS.get(found)
+    if shared is not None:
+        return shared
+    if len(_SETS) < _SETS_MAX:
+        _SETS[found] = found
+    return found
+
+
 def _strings(value: Any) -> frozenset[str]:
     """A space-separated string or a list of strings as a set; anything else is empty."""
     if isinstance(value, str):
-        return frozenset(value.split())
+        return _shared(frozenset(value.split()))
     if isinstance(value, (list, tuple)):
-        return frozenset(item for item in value if isinstance(item, str))
+        return _shared(frozenset(item for item in value if isinstance(item, str)))
     return frozenset()
+
+
+def _compact(claims: dict[str, Any]) -> dict[str, Any]:
+    """The claims with their names interned (each parse makes new key strings; cached tokens share)."""
+    return {sys.intern(key) if len(key) <= 32 else key: value for key, value in claims.items()}
 
 
 def principal_from_claims(claims: dict[str, Any], roles_claim: str) -> Principal:
@@ -112,7 +133,7 @@ def principal_from_claims(claims: dict[str, Any], roles_claim: str) -> Principal
         scopes=scopes,
         roles=_strings(_claim(claims, roles_claim)),
         amr=_strings(claims.get("amr")),
-        claims=claims,
+        claims=_compact(claims),
     )
 
 
@@ -191,7 +212,7 @@ class TokenVerifier:
         jwks: JwksClient | None = None,
         *,
         clock: Callable[[], float] = time.time,
-        cache_size: int = _CACHE_SIZE,
+        cache_size: int | None = None,
     ) -> None:
         algorithms = list(dict.fromkeys(settings.jwt_algorithms))
         for alg in algorithms:
@@ -210,7 +231,8 @@ class TokenVerifier:
         self._roles_claim = settings.jwt_roles_claim
         self._clock = clock
         self._cache: dict[bytes, _Cached] = {}
-        self._cache_size = cache_size
+        # None: the app's setting (100,000 by default; ~1 KB per entry, see GuardSettings.jwt_cache_size)
+        self._cache_size = settings.jwt_cache_size if cache_size is None else cache_size
         self.algorithms = frozenset(a for a in algorithms if self._has_key(FAMILIES[a]))
         if (
             self._secret is not None
@@ -306,7 +328,7 @@ class TokenVerifier:
         until = now + _CACHE_MAX_TTL
         if exp is not None:  # a NumericDate by now (_check_dates)
             until = min(until, float(exp) + self._leeway)
-        if until <= now:
+        if until <= now or self._cache_size <= 0:
             return
         cache = self._cache
         if len(cache) >= self._cache_size:
