@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -503,8 +504,13 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['versions']['python']}, valkey-server {doc.get('valkey_version', '-')}, on the shared dev machine: 1-minute load average "
         f"{doc['load_avg'][0]:g} at the start, {doc['load_avg'][1]:g} at the end; the run itself adds 1). "
         f"Raw ASGI call loop, sequential requests, {s['pairs']} paired blocks (A/B, then B/A, ...) of "
-        f"{s['n_memory']} (memory) / {s['n_valkey']} (Valkey) requests per row. µs = median block; "
-        "**ratio = median of the per-pair ratios asgi-guard / other** (design: <= 0.33 against the peer stack, "
+        f"{s['n_memory']} (memory) / {s['n_valkey']} (Valkey) requests per row. µs = median block"
+        + (
+            " of this process's CPU time (`--clock cpu`: excludes valkey-server's own time); "
+            if doc.get("clock") == "cpu"
+            else "; "
+        )
+        + "**ratio = median of the per-pair ratios asgi-guard / other** (design: <= 0.33 against the peer stack, "
         "<= 1.3 for a rate-limit-only route against bare Starlette). Pairs of numbers read asgi-guard / other.",
         "",
         "Valkey cmds = INFO commandstats delta (includes commands run inside Lua scripts); cmds sent = what "
@@ -575,7 +581,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts (< 60 s)")
     parser.add_argument("--tracing", choices=("both", "on", "off"), default="both")
     parser.add_argument("--backends", default="memory,valkey")
-    parser.add_argument("--users", default="1,1000", help='comma-separated; "" runs the rate-limit-only row alone')
+    parser.add_argument(
+        "--users", default="1,1000", help='comma-separated; "" runs the rate-limit-only row alone'
+    )
     parser.add_argument(
         "--clock", choices=("wall", "cpu"), default="wall", help="cpu: process CPU time (loaded machines)"
     )
@@ -639,7 +647,7 @@ def main() -> None:
     finally:
         if server:
             server.stop()
-    command = "python benchmarks/overhead.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python benchmarks/overhead.py", *(shlex.quote(a) for a in sys.argv[1:])])
     doc.update(
         {
             "command": command,
@@ -647,6 +655,7 @@ def main() -> None:
             "seconds": round(time.time() - started, 1),
             "sizes": sizes.__dict__,
             "load_avg": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+            "clock": args.clock,
             "versions": versions(),
             "rows": rows,
         }
