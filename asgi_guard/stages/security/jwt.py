@@ -91,7 +91,7 @@ _SETS: dict[frozenset[str], frozenset[str]] = {}
 _SETS_MAX = 4096
 
 
-def _shared(found: frozenset[str]) -> frozenset[str]:
+def shared_set(found: frozenset[str]) -> frozenset[str]:
     """One object per distinct scope/role set (users share a few: ~200 bytes saved per cached token)."""
     shared = _SETS.get(found)
     if shared is not None:
@@ -104,9 +104,9 @@ def _shared(found: frozenset[str]) -> frozenset[str]:
 def _strings(value: Any) -> frozenset[str]:
     """A space-separated string or a list of strings as a set; anything else is empty."""
     if isinstance(value, str):
-        return _shared(frozenset(value.split()))
+        return shared_set(frozenset(value.split()))
     if isinstance(value, (list, tuple)):
-        return _shared(frozenset(item for item in value if isinstance(item, str)))
+        return shared_set(frozenset(item for item in value if isinstance(item, str)))
     return frozenset()
 
 

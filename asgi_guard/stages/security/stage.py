@@ -20,7 +20,7 @@ from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.security.ip import IpAllowlist
 from asgi_guard.stages.security.jwks import JwksUnavailable
-from asgi_guard.stages.security.jwt import TokenError, TokenVerifier
+from asgi_guard.stages.security.jwt import TokenError, TokenVerifier, shared_set
 from asgi_guard.stages.security.mfa import TotpChecker, load_resolver, resolve_secret, totp_store
 from asgi_guard.stages.security.store import LOCKED, REPLAYED, TotpStore
 
@@ -70,10 +70,10 @@ class SecurityMiddleware(Stage["SecurityConfig"]):
         self._required_claims = tuple(c for c in sec.required_claims if c != "sub")
         self._scopes = sec.required_scopes
         self._scope_text = " ".join(sorted(self._scopes))
-        self._roles = frozenset(sec.permission_roles_required)
+        self._roles = shared_set(frozenset(sec.permission_roles_required))  # one object for many routes
         self._roles_all = sec.roles_match == "all"
         self._mfa = sec.mfa_required
-        self._mfa_amr = frozenset(sec.mfa_amr_values)
+        self._mfa_amr = shared_set(frozenset(sec.mfa_amr_values))
         self._totp_header = sec.mfa_totp_header.encode()
         runtime.redactor.add_headers([sec.mfa_totp_header])  # a step-up code is a secret in every log
         self._resolver = load_resolver(sec.mfa_totp_resolver, runtime) if sec.mfa_required else None
