@@ -152,14 +152,14 @@ def outer_server_span(scope: Scope) -> Span | None:
     telemetry (0.165+, on once a tracer provider exists; `scope["fastapi.telemetry"].span`) or an
     `OpenTelemetryMiddleware` outside the guard (the current span, recording, of kind SERVER). The guard
     then annotates that span instead of opening a second one: one server span per request."""
-    request_telemetry = scope.get("fastapi.telemetry")
+    current = trace.get_current_span()
+    if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
+        return current
+    request_telemetry = scope.get("fastapi.telemetry")  # its span, should it not be current
     if request_telemetry is not None:
         span = getattr(request_telemetry, "span", None)
         if span is not None and span.is_recording():
             return span  # type: ignore[no-any-return]
-    current = trace.get_current_span()
-    if current.is_recording() and getattr(current, "kind", None) is SpanKind.SERVER:
-        return current
     return None
 
 
@@ -173,17 +173,20 @@ class ServerSpan:
     no propagation work unless the request carries trace headers, no send/receive wrappers.
     """
 
-    __slots__ = ("app", "names", "template", "tracer")
+    __slots__ = ("app", "names", "reuse_outer", "template", "tracer")
 
-    def __init__(self, app: ASGIApp, template: str, tracer: Tracer) -> None:
+    def __init__(self, app: ASGIApp, template: str, tracer: Tracer, reuse_outer: bool = True) -> None:
         self.app = app
         self.template = template
         self.tracer = tracer
+        # an app given its own provider (GuardRuntime(tracer_provider=...)) keeps its spans there,
+        # rather than annotating a span of the global provider's (FastAPI's)
+        self.reuse_outer = reuse_outer
         self.names: dict[str, str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
-        outer = outer_server_span(scope)
+        outer = outer_server_span(scope) if self.reuse_outer else None
         if outer is not None:
             await self._annotate_outer(outer, ctx, scope, receive, send)
             return
@@ -245,7 +248,7 @@ def server_span_middleware(
 ) -> ASGIApp:
     """The route's server span around `app`: `ServerSpan`, or with `message_spans` on, the
     opentelemetry-instrumentation-asgi middleware (its per-message spans) around it."""
-    lean = ServerSpan(app, route.template, tracer)
+    lean = ServerSpan(app, route.template, tracer, reuse_outer=provider is None or message_spans)
     if not message_spans:
         return lean
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware  # only routes that ask

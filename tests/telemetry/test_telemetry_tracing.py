@@ -379,3 +379,36 @@ async def test_fastapi_own_telemetry_gives_one_server_span(
     assert rejected.status_code == 401
     (server,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
     assert server.attributes["asgi_guard.rejected_by"] == "security"
+
+
+async def test_an_app_with_its_own_provider_keeps_its_span_beside_fastapis(
+    spans: InMemorySpanExporter, make_client: Any
+) -> None:
+    """`GuardRuntime(tracer_provider=...)`: the guard's server span goes to that provider, and
+    FastAPI's own span (global provider) is left alone."""
+    from fastapi import FastAPI
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from telemetry_apps import settings
+
+    from asgi_guard import GuardRuntime, RouteRegistry, install
+
+    own = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(own))
+    app = FastAPI()
+
+    @app.get("/own/{resource_id}")
+    async def thing(resource_id: str) -> dict[str, str]:
+        return {"id": resource_id}
+
+    registry = RouteRegistry()
+    registry.register("/own/{resource_id}", JobConfig(endpoint_name=unique("own_")), methods=["GET"])
+    install(app, registry, runtime=GuardRuntime(settings(), tracer_provider=provider))
+    response = await make_client(app).get("/own/1")
+    assert response.status_code == 200
+    (guard_span,) = own.get_finished_spans()
+    assert guard_span.name == "GET /own/{resource_id}"
+    assert guard_span.attributes["asgi_guard.request_id"] == response.headers["x-request-id"]
+    (fastapi_span,) = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER]
+    assert "asgi_guard.request_id" not in fastapi_span.attributes
