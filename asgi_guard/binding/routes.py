@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute, compile_path
+from starlette.routing import BaseRoute, Host, Mount, Route, Router, WebSocketRoute
 
 from asgi_guard.binding.declare import declared
 from asgi_guard.config import JobConfig
+from asgi_guard.registry import path_format
 
 
 def _included_type() -> type[Any] | None:
@@ -42,7 +43,7 @@ class Leaf:
 
     @property
     def path_format(self) -> str | None:
-        return None if self.template is None else compile_path(self.template)[1]
+        return None if self.template is None else path_format(self.template)
 
 
 @dataclass
