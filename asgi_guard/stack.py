@@ -18,6 +18,8 @@ import json
 import logging
 import os
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -119,6 +121,20 @@ def build_pipeline(
     return build_chain(app, route, runtime, stages, probe)
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Building and binding allocate hundreds of thousands of long-lived objects for big apps (10,000
+    routes): the cyclic GC would rescan them again and again (most of the start-up time), and none
+    of them is garbage. Reference counting still frees everything short-lived."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 class Guard:
     """One app's guard: the runtime, the pipelines (one per CompiledRoute) and the route binding."""
 
@@ -140,16 +156,9 @@ class Guard:
     def validate(self) -> None:
         """Build every registry entry's pipeline now: config errors (a JWT route without a key, ...)
         surface before anything is served."""
-        # Building allocates tens of thousands of long-lived objects for big apps: the cyclic GC would
-        # rescan them again and again (most of the build time at 10,000 routes), and none is garbage.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _no_cyclic_gc():
             for route in self.registry:
                 self.pipeline(route)
-        finally:
-            if collecting:
-                gc.enable()
 
     def swap_registry(self, registry: RouteRegistry) -> None:
         """Serve `registry` from now on (asgi_guard.reload). Every pipeline is built and every policy
@@ -177,6 +186,11 @@ class Guard:
         """
         if self.router is None:
             return
+        with _no_cyclic_gc():
+            self._bind(check)
+
+    def _bind(self, check: bool) -> None:
+        assert self.router is not None
         leaves, watch = walk(self.router)
         planner = self._planner
         if not check:

@@ -71,6 +71,8 @@ def guard_router(router: T, config: JobConfig | Mapping[str, Any] | None = None,
 def declared(obj: Any) -> JobConfig | None:
     """The config `@guard`/`guard_router` attached to `obj` (None when there is none)."""
     found = getattr(obj, ATTR, None)
+    if found is None:  # the usual answer; isinstance against a pydantic model goes through ABCMeta
+        return None
     return found if isinstance(found, JobConfig) else None
 
 
