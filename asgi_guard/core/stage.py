@@ -13,6 +13,7 @@ turns it into the response and records which stage rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -107,21 +108,13 @@ Factory = Callable[[StageType, ASGIApp, RouteInfo[Any], "GuardRuntime"], ASGIApp
 
 def _with_section(base: RouteInfo[Any], section: Any, build_inner: InnerBuilder) -> RouteInfo[Any]:
     """`base` with a stage's section: dataclasses.replace, without its per-call field introspection
-    (built once per stage and route: 60,000 times for 10,000 routes)."""
-    return RouteInfo(
-        template=base.template,
-        methods=base.methods,
-        label=base.label,
-        trace_label=base.trace_label,
-        path_params=base.path_params,
-        resource_id_field=base.resource_id_field,
-        resource_id_from_body=base.resource_id_from_body,
-        handler_timeout=base.handler_timeout,
-        pooling=base.pooling,
-        stages=base.stages,
-        config=section,
-        build_inner=build_inner,
-    )
+    (built once per stage and route: 60,000 times for 10,000 routes). Every other field is copied,
+    whatever fields RouteInfo gains."""
+    values = {name: getattr(base, name) for name in _COPIED}
+    return RouteInfo(**values, config=section, build_inner=build_inner)
+
+
+_COPIED = tuple(f.name for f in dataclasses.fields(RouteInfo) if f.name not in ("config", "build_inner"))
 
 
 def section_of(config: JobConfig, stage: StageType) -> Any:

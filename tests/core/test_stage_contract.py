@@ -164,7 +164,9 @@ def test_route_pooling_sets_only_the_route_bound() -> None:
     assert valkey.bounded(0.1) is view and valkey.bounded(0.25) is valkey
 
 
-async def test_route_pooling_bounds_every_store_call(own_valkey: Any, key_prefix: str, make_client: Any) -> None:
+async def test_route_pooling_bounds_every_store_call(
+    own_valkey: Any, key_prefix: str, make_client: Any
+) -> None:
     """Credits (not only rate limiting) on a server that stopped answering: the route's 0.2 s
     bound, not the app's 5 s one, decides how soon the 503 comes."""
     settings = GuardSettings(  # type: ignore[call-arg]
@@ -262,3 +264,34 @@ def test_chain_order_and_sections(
     for name, info in built:
         stage = next(s for s in load_stages() if s.name == name)
         assert info.config == section_of(config, stage) and info.stages == frozenset(names)
+
+
+def test_each_stage_route_info_copies_every_field_of_the_route() -> None:
+    """The chain builder's fast copy (one RouteInfo per stage and route) equals dataclasses.replace,
+    for every field RouteInfo has, now or later."""
+    import dataclasses
+
+    from asgi_guard.core.pooling import PoolingConfig
+    from asgi_guard.core.stage import RouteInfo, _with_section
+
+    def inner(app: object) -> object:
+        return app
+
+    base: RouteInfo[object] = RouteInfo(
+        template="/a/{x}",
+        methods=frozenset({"GET"}),
+        label="a",
+        trace_label="t",
+        path_params=("x",),
+        resource_id_field="x",
+        resource_id_from_body=True,
+        handler_timeout=1.5,
+        pooling=PoolingConfig(),
+        stages=frozenset({"rate_limit"}),
+        exempt=frozenset({"credits"}),
+    )
+    section = object()
+    copied = _with_section(base, section, inner)  # type: ignore[arg-type]
+    expected = dataclasses.replace(base, config=section, build_inner=inner)
+    for field in dataclasses.fields(RouteInfo):
+        assert getattr(copied, field.name) == getattr(expected, field.name), field.name
