@@ -28,7 +28,7 @@ class _NoTracing:
         return False
 
     @staticmethod
-    def stage_probe() -> None:
+    def stage_probe(stage_spans: bool = True) -> None:
         return None
 
 
