@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
 from asgi_guard.registry import RouteRegistry
 
 log = logging.getLogger("asgi_guard.reload")
@@ -213,9 +213,7 @@ class ReloadMiddleware:
 
     async def _admin(self, scope: Scope, send: Send) -> None:
         if scope["method"] != "POST":
-            problem = Problem(405, "method-not-allowed", "Method Not Allowed", "POST to reload the routes")
-            problem.headers.append((b"allow", b"POST"))
-            await send_problem(send, problem)
+            await send_problem(send, method_not_allowed(scope["method"], "POST"))
             return
         given = next((v for k, v in scope["headers"] if k == b"authorization"), b"")
         if self._token is None or not hmac.compare_digest(given, b"Bearer " + self._token):

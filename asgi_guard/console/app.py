@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from asgi_guard.console.page import render_login, render_page
 from asgi_guard.console.summary import policies, summary
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
 from asgi_guard.stages.credits import CreditError, credit_store
 from asgi_guard.stages.security.ip import in_networks, parse_networks, resolve_client_ip
 
@@ -198,13 +198,7 @@ class ConsoleApp:
         if method not in ("GET", "HEAD"):
             await send_problem(
                 send,
-                Problem(
-                    405,
-                    "method-not-allowed",
-                    "Method Not Allowed",
-                    f"{method} is not allowed here",
-                    headers=[(b"allow", b"GET, HEAD")],
-                ),
+                method_not_allowed(method, "GET, HEAD"),
             )
             return
         if path == "/":
@@ -280,13 +274,7 @@ class ConsoleApp:
         if method != "POST":
             await send_problem(
                 send,
-                Problem(
-                    405,
-                    "method-not-allowed",
-                    "Method Not Allowed",
-                    f"{method} is not allowed here",
-                    headers=[(b"allow", b"GET, HEAD, POST")],
-                ),
+                method_not_allowed(method, "GET, HEAD, POST"),
             )
             return
         body = await _read_body(receive, MAX_FORM)

@@ -29,7 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.problems import Problem, send_problem
+from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -314,13 +314,7 @@ def metrics_endpoint(runtime: GuardRuntime) -> ASGIApp:
         if method not in ("GET", "HEAD"):
             await send_problem(
                 send,
-                Problem(
-                    405,
-                    "method-not-allowed",
-                    "Method Not Allowed",
-                    f"{method} is not allowed here",
-                    headers=[(b"allow", b"GET, HEAD")],
-                ),
+                method_not_allowed(method, "GET, HEAD"),
             )
             return
         accept = ""

@@ -83,6 +83,17 @@ def payload_too_large(limit: int) -> Problem:
     return Problem(413, "payload-too-large", "Payload Too Large", f"request body exceeds {limit} bytes")
 
 
+def method_not_allowed(method: str, allow: str) -> Problem:
+    """405 with the `Allow` field the endpoint supports (RFC 9110 §15.5.6), e.g. `"GET, HEAD"`."""
+    return Problem(
+        405,
+        "method-not-allowed",
+        "Method Not Allowed",
+        f"{method} is not allowed here",
+        headers=[(b"allow", allow.encode())],
+    )
+
+
 def backend_unavailable(stage: str, retry_after: int = 1) -> Problem:
     return Problem(
         503,
