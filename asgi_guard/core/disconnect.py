@@ -2,8 +2,13 @@
 
 A handler that never reads `receive()` after its body (most do not) would otherwise never learn of an
 `http.disconnect`: the server delivers it only to a `receive()` call. `ClientWatch` reads the client's
-messages one step ahead of the app in a small task and hands them to the app unchanged, so at most one
-unread body chunk is held (memory stays bounded by the server's chunk size).
+messages ahead of the app in a small task and hands them to the app unchanged, but only once the
+request body is behind it: a request without a body is watched from the start; one with a body is
+passed through untouched until the app has read the final body message, and watched from then on.
+Reading the body ahead of the app would take it before inner stages are done with it (the encryption
+stage swaps in ciphertext; a body over the size limit must reach the stage that answers 413), so
+the watch never does. A handler that never reads a body it was sent is watched only from the moment
+it has (the server reports a disconnect to the next `receive()` anyway).
 
 When is a client "gone before the response completed"? When `http.disconnect` arrives before the
 final `http.response.body` (`more_body=False`) is handed to the server, or when that `send` raises
@@ -18,9 +23,19 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from starlette.types import Message, Receive
+from starlette.types import Message, Receive, Scope
 
 _DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+def has_body(scope: Scope) -> bool:
+    """Whether the request announces a body (a non-zero Content-Length, or Transfer-Encoding)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"0", b"")
+        if name == b"transfer-encoding":
+            return True
+    return False
 
 
 class ClientWatch:
@@ -39,7 +54,7 @@ class ClientWatch:
         "on_gone",
     )
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, *, has_body: bool = False) -> None:
         self._receive = receive
         self._messages: deque[Message] = deque()
         self._ready = asyncio.Event()
@@ -48,6 +63,11 @@ class ClientWatch:
         self.complete = False  # the final body was handed to the server
         self.gone = False
         self.on_gone: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        if not has_body:
+            self._start()
+
+    def _start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._pump())
 
     async def _pump(self) -> None:
@@ -57,10 +77,7 @@ class ClientWatch:
                 self._messages.append(message)
                 self._ready.set()
                 if message["type"] == "http.disconnect":
-                    if not self.complete:
-                        self.gone = True
-                        if self.on_gone is not None:
-                            self.on_gone()
+                    self._disconnected()
                     return
                 if message.get("more_body", False):  # hold at most one unread chunk
                     self._taken.clear()
@@ -73,10 +90,18 @@ class ClientWatch:
 
     async def receive(self) -> Message:
         """The next client message, in order; after a disconnect, `http.disconnect` again."""
+        if self._task is None and not self._messages:  # the body is the app's to read: pass it on
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self._disconnected()
+                self._messages.append(message)  # kept: every later receive() answers it again
+            elif not message.get("more_body", False):
+                self._start()  # the body is complete: watch for the client leaving from now on
+            return message
         while not self._messages:
             if self._error is not None:
                 raise self._error
-            if self._task.done():
+            if self._task is None or self._task.done():
                 return _DISCONNECT
             self._ready.clear()
             await self._ready.wait()
@@ -85,6 +110,12 @@ class ClientWatch:
             self._messages.popleft()
             self._taken.set()
         return message
+
+    def _disconnected(self) -> None:
+        if not self.complete:
+            self.gone = True
+            if self.on_gone is not None:
+                self.on_gone()
 
     def finish(self, *, failed: bool = False) -> None:
         """Call just before handing the final body to the server (a disconnect seen from then on is
@@ -95,5 +126,5 @@ class ClientWatch:
 
     def close(self) -> None:
         """Stop reading (the request is over)."""
-        if not self._task.done():
+        if self._task is not None and not self._task.done():
             self._task.cancel()

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.cost import CostSource
-from asgi_guard.core.disconnect import ClientWatch
+from asgi_guard.core.disconnect import ClientWatch, has_body
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.exemptions import may_exempt
 from asgi_guard.core.problems import Problem, backend_unavailable
@@ -166,7 +166,7 @@ class _Charge:
         refund when it fails, times out or the client leaves first (the handler is then cancelled:
         nobody will read its answer). Work after the response (a BackgroundTask) changes nothing."""
         stage = self.stage
-        watch = ClientWatch(receive)
+        watch = ClientWatch(receive, has_body=has_body(scope))
         task = asyncio.current_task()
         cancelled = False
 
