@@ -184,6 +184,7 @@ def test_toml_and_validation() -> None:
     registry = RouteRegistry.from_mapping(data)
     config = next(iter(registry)).config
     assert config.cache.tiers == {"free": 30, "pro": 300} and config.cache.shared_ttl == 30
+    assert CacheConfig().shared_ttl == CacheConfig().ttl == 60  # no tiers: the route TTL
     with pytest.raises(ValidationError, match="tier selector"):
         JobConfig(endpoint_name="x", cache=CacheConfig(enabled=True, tiers={"pro": 300}))
     for bad in ({"bad name": 30}, {"pro": 0}, {"pro": -5}):

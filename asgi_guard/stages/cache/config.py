@@ -174,4 +174,4 @@ class CacheConfig(GuardModel):
     def shared_ttl(self) -> int:
         """A shared entry's life on a tiered route: the lowest of the route TTL and every tier's,
         so no caller is served an entry older than its own tier allows."""
-        return min(self.ttl, *self.tier_ttls.values())
+        return min((self.ttl, *self.tier_ttls.values()))

@@ -75,7 +75,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
             route.label,
             cache.algo.value,
             cache.policy.capacity,
-            max(self._ttl, *self._tier_ttls.values()) + self._stale_cap,
+            max((self._ttl, *self._tier_ttls.values())) + self._stale_cap,
             cache.single_flight_timeout,
         )
         namespaces(runtime)[route.label] = self._store
