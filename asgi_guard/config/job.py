@@ -121,8 +121,10 @@ class JobConfig(GuardModel):
 
     @model_validator(mode="after")
     def _tiers_need_a_selector(self) -> JobConfig:
-        tiered = self.rate_limit.tiers or (
-            self.credits_price is not None and self.credits_price.source == "tier"
+        tiered = (
+            self.rate_limit.tiers
+            or self.cache.tiers
+            or (self.credits_price is not None and self.credits_price.source == "tier")
         )
         if tiered and self.tier is None:
             raise ValueError("tiers need the route's tier selector: tier = {by = ..., default = ...}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from asgi_guard.core.model import GuardModel
+from asgi_guard.core.tiers import TIER_NAME
 
 
 class CacheAlgo(StrEnum):
@@ -61,6 +63,13 @@ class CacheConfig(GuardModel):
     mru: MRUCacheConfig = MRUCacheConfig()
     shared: bool = Field(
         default=False, description="one entry for every user (else one per principal the guard verified)"
+    )
+    tiers: dict[str, int] = Field(
+        default={},
+        description="tier name -> seconds a fresh entry filled by that tier lives, bounded by the"
+        " algorithm's default_ttl; the route's `tier` selector picks the tier, and a tier not listed"
+        " gets the default tier's entry, else the route TTL. A `shared` route uses the lowest of"
+        " these and the route TTL for every entry (docs/policies.md)",
     )
     methods: list[str] = Field(
         default=["GET", "HEAD"],
@@ -119,6 +128,16 @@ class CacheConfig(GuardModel):
     def _lower(cls, value: list[str]) -> list[str]:
         return [name.strip().lower() for name in value if name.strip()]
 
+    @field_validator("tiers")
+    @classmethod
+    def _check_tiers(cls, value: dict[str, int]) -> dict[str, int]:
+        for tier, seconds in value.items():
+            if not re.match(TIER_NAME, tier):
+                raise ValueError(f"cache.tiers: {tier!r} is not a tier name (letters, digits, _ -)")
+            if isinstance(seconds, bool) or seconds < 1:
+                raise ValueError(f"cache.tiers.{tier}: a TTL is whole seconds, at least 1")
+        return value
+
     @field_validator("methods")
     @classmethod
     def _upper(cls, value: list[str]) -> list[str]:
@@ -144,3 +163,15 @@ class CacheConfig(GuardModel):
     def ttl(self) -> int:
         """An entry's life: `default.cache_ttl`, bounded by the algorithm's `default_ttl`."""
         return min(self.default.cache_ttl, self.policy.default_ttl)
+
+    @property
+    def tier_ttls(self) -> dict[str, int]:
+        """Each listed tier's entry life (`tiers`), bounded by the algorithm's `default_ttl`."""
+        bound = self.policy.default_ttl
+        return {tier: min(seconds, bound) for tier, seconds in self.tiers.items()}
+
+    @property
+    def shared_ttl(self) -> int:
+        """A shared entry's life on a tiered route: the lowest of the route TTL and every tier's,
+        so no caller is served an entry older than its own tier allows."""
+        return min((self.ttl, *self.tier_ttls.values()))

@@ -66,13 +66,16 @@ class CacheMiddleware(Stage["CacheConfig"]):
         cache = self.config
         self._keys = CacheKeyBuilder(route, runtime)
         self._ttl = float(cache.ttl)
+        # per tier (cache.tiers): a fill's lifetime by the caller's tier; shared entries the lowest
+        self._tier_ttls = {tier: float(seconds) for tier, seconds in cache.tier_ttls.items()}
+        self._shared_ttl = float(cache.shared_ttl) if self._tier_ttls else self._ttl
         self._stale_cap = float(min(cache.max_stale, cache.ttl))
         self._store = build_store(
             self.backend,
             route.label,
             cache.algo.value,
             cache.policy.capacity,
-            self._ttl + self._stale_cap,
+            max((self._ttl, *self._tier_ttls.values())) + self._stale_cap,
             cache.single_flight_timeout,
         )
         namespaces(runtime)[route.label] = self._store
@@ -394,7 +397,8 @@ class CacheMiddleware(Stage["CacheConfig"]):
         rescue = None
         if stale is not None and float(stale[0].meta.get("e", 0)) > 0:
             rescue = stale
-        captured = _Capture(self, plan, send, release, hold_errors=rescue is not None)
+        ttl = await self._fill_ttl(plan, ctx, scope)
+        captured = _Capture(self, plan, send, release, hold_errors=rescue is not None, ttl=ttl)
         try:
             error: Exception | None = None
             try:
@@ -438,6 +442,18 @@ class CacheMiddleware(Stage["CacheConfig"]):
         finally:
             if not released and (locked or own is not None):
                 await release()
+
+    async def _fill_ttl(self, plan: Plan, ctx: GuardContext, scope: Scope) -> float:
+        """The most seconds the entry this fill stores stays fresh: the caller's tier TTL on a
+        per-principal key (a tier not listed: the default tier's, else the route TTL); on a shared
+        key every tier reads the entry, so the lowest of them all (a pro fill never serves a free
+        caller past the free TTL). The response's own max-age / s-maxage may only shorten it."""
+        if not self._tier_ttls:
+            return self._ttl
+        if not plan.per_principal:
+            return self._shared_ttl
+        tier = await ctx.resolve_tier(scope, self._tier_ttls)
+        return self._tier_ttls.get(tier, self._ttl) if tier is not None else self._ttl
 
     async def _answer_stale_if_error(self, found: Hit, ctx: GuardContext, scope: Scope, send: Send) -> None:
         """The handler failed (5xx or an exception): the stale entry answers instead (RFC 5861 §4)."""
@@ -560,6 +576,7 @@ class _Capture:
         "_size",
         "_stage",
         "_status",
+        "_ttl",
         "_verdict",
         "headers",
         "names",
@@ -573,8 +590,10 @@ class _Capture:
         send: Send,
         release: Callable[[], Awaitable[None]],
         hold_errors: bool,
+        ttl: float,
     ) -> None:
         self._stage = stage
+        self._ttl = ttl
         self._plan = plan
         self._send = send
         self._release = release
@@ -602,7 +621,7 @@ class _Capture:
             verdict = control.storability(
                 status,
                 headers,
-                route_ttl=stage._ttl,
+                route_ttl=self._ttl,
                 stale_cap=stage._stale_cap,
                 per_principal=self._plan.per_principal,
                 credentialed=self._plan.credentialed,
