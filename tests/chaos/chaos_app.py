@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -70,10 +71,13 @@ def _wrap_store() -> None:
             continue
 
         def make(op: str, original: Any) -> Any:
-            async def wrapper(self: Any, user: str, *args: Any, **kwargs: Any) -> Any:
-                rid = args[1] if op == "reserve" else args[0]
+            signature = inspect.signature(original)
+
+            async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+                bound = signature.bind(self, *args, **kwargs).arguments
+                user, rid = bound["user"], bound["reservation_id"]
                 try:
-                    result = await original(self, user, *args, **kwargs)
+                    result = await original(self, *args, **kwargs)
                 except BaseException as exc:
                     journal(op=op, user=user, rid=rid, error=type(exc).__name__)
                     raise

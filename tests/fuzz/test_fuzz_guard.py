@@ -175,6 +175,12 @@ def assert_guard_contract(answer: Answer, registered: bool = True) -> None:
         assert ids and doc.get("request_id") == ids[0].decode("latin-1"), f"request id mismatch: {context}"
         if answer.status == 401:
             assert answer.header(b"www-authenticate"), f"401 without WWW-Authenticate: {context}"
+    elif 400 <= answer.status < 500 and registered:
+        # not problem+json, so it must be the app's own answer (FastAPI: JSON with "detail")
+        doc = json.loads(answer.body) if content_type.startswith(b"application/json") else None
+        assert isinstance(doc, dict) and "detail" in doc, (
+            f"a 4xx neither problem+json nor the app's: {context}"
+        )
 
 
 def _auth(user: str = "alice") -> list[tuple[bytes, bytes]]:
