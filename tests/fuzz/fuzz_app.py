@@ -87,6 +87,9 @@ READ = JobConfig(
 )
 
 
+BOOM = JobConfig(endpoint_name="fuzz_boom")
+
+
 def build_app(outbox: Path, forwarded_header: str = "x-forwarded-for") -> tuple[FastAPI, GuardRuntime]:
     settings = GuardSettings(
         jwt_secret=SecretStr(SECRET),
@@ -101,6 +104,7 @@ def build_app(outbox: Path, forwarded_header: str = "x-forwarded-for") -> tuple[
     registry = RouteRegistry()
     registry.register("/fuzz/{resource_id}", WRITE, methods=["POST"])
     registry.register("/fuzz/{resource_id}", READ, methods=["GET"])
+    registry.register("/boom/{resource_id}", BOOM, methods=["POST"])
     app = FastAPI()
 
     @app.post("/fuzz/{resource_id}")
@@ -110,6 +114,12 @@ def build_app(outbox: Path, forwarded_header: str = "x-forwarded-for") -> tuple[
     @app.get("/fuzz/{resource_id}")
     async def read(resource_id: str, request: Request) -> dict[str, Any]:
         return {"resource_id": resource_id, "at": time.time()}
+
+    @app.post("/boom/{resource_id}")
+    async def boom(resource_id: str, request: Request) -> dict[str, Any]:
+        """The app's own failure, with the request's headers in the exception message (as careless
+        code does): the guard must still add the request id and keep the secrets out of its logs."""
+        raise RuntimeError(f"boom: {dict(request.headers)}")
 
     runtime = GuardRuntime(settings)
     install(app, registry, runtime=runtime)

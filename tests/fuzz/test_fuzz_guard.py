@@ -289,6 +289,40 @@ def test_fuzz_paths(target: Target, path: tuple[str, bytes], method: str) -> Non
     assert not (200 <= answer.status < 300), f"{method} {raw_path!r} answered {answer.status} without a token"
 
 
+SECRET_HEADERS = {
+    b"x-mfa-totp": b"918273",
+    b"cookie": b"session=cookie-secret-4711",
+    b"x-api-key": b"api-key-secret-4711",
+}
+
+
+def test_app_500_carries_the_request_id(target: Target) -> None:
+    """Issue 13 case 9: the app's own 500 on a registered route carries X-Request-ID too."""
+    answer = target.call("POST", path="/boom/r1", headers=[(b"x-request-id", b"boom-1")], body=b"{}")
+    assert answer.status == 500
+    assert answer.header(b"x-request-id") == [b"boom-1"], answer.headers
+
+
+def test_secrets_in_an_app_exception_never_reach_guard_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 13 case 9: X-MFA-TOTP, Cookie, X-API-Key and Authorization values that end up in an
+    exception message are redacted from every asgi_guard log record (the access log's `error`)."""
+    bearer = token("bob")
+    headers = [(b"authorization", f"Bearer {bearer}".encode()), *SECRET_HEADERS.items()]
+    with caplog.at_level("DEBUG", logger="asgi_guard"):
+        fresh = Target(tmp_path, "x-forwarded-for")  # built while access logging is on
+        try:
+            fresh.call("POST", path="/boom/r1", headers=headers, body=b"{}")
+        finally:
+            fresh.close()
+    records = [r for r in caplog.records if r.name.startswith("asgi_guard")]
+    assert records, "the guard logged nothing about a failed request"
+    text = "\n".join(r.getMessage() + " " + json.dumps(r.__dict__, default=str) for r in records)
+    for value in [*SECRET_HEADERS.values(), bearer.encode()]:
+        assert value.decode() not in text, f"{value!r} appears in the guard's logs"
+
+
 def test_fuzz_guard_redacts_mfa_header_from_logs(target: Target, caplog: pytest.LogCaptureFixture) -> None:
     """X-MFA-TOTP, Authorization, Cookie and X-API-Key values never reach a log record."""
     secrets = {
