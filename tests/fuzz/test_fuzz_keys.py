@@ -84,3 +84,36 @@ def test_api_key_header_cannot_spend_an_ip_identitys_quota(victim: str, forged: 
         f"X-API-Key {forged.format(ip=victim)!r} from another client spent the quota of {victim} "
         f"(who sends no key): {statuses}"
     )
+
+
+@settings(
+    max_examples=int(_ON_DEMAND or 60),
+    deadline=None,
+    derandomize=_ON_DEMAND is None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    tail=st.text(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="/?#%"),
+        min_size=6,
+        max_size=40,
+    )
+)
+@example(tail="<script>alert(1)</script>")
+def test_deny_mode_does_not_reflect_the_path(tail: str) -> None:
+    """Issue 13 case 9: a denied unregistered route's problem body does not echo the client's path."""
+    app = Starlette(routes=[])
+    guard = GuardMiddleware(
+        app, registry=RouteRegistry(), settings=GuardSettings(metrics_path="", unregistered="deny")
+    )
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=guard)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            return await client.get("/nope/" + tail)
+
+    response = asyncio.run(get())
+    assert response.status_code in (403, 404)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert tail not in response.text, f"the problem body reflects the path: {response.text}"

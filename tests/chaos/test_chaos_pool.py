@@ -1,0 +1,81 @@
+"""The Valkey pool under a burst and across a restart of valkey-server (issue 13 case 4).
+
+150 concurrent requests in one process on a route that needs Valkey must all be answered from the
+pool (a bounded wait, not "Too many connections"), and after valkey-server restarts on the same port
+and is back, no request pays for the stale pooled connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
+from asgi_guard.config import FixedWindowConfig, RateLimitAlgo, RateLimitConfig
+from asgi_guard_dev.valkey import ValkeyDeployment
+
+pytestmark = [pytest.mark.chaos, pytest.mark.valkey]
+
+
+def build(url: str, prefix: str) -> GuardMiddleware:
+    async def handler(request: Request) -> JSONResponse:
+        await asyncio.sleep(0.01)
+        return JSONResponse({"ok": True})
+
+    app = Starlette(routes=[Route("/v/{resource_id}", handler)])
+    registry = RouteRegistry()
+    registry.register(
+        "/v/{resource_id}",
+        JobConfig(
+            endpoint_name="pooled",
+            rate_limit=RateLimitConfig(
+                enabled=True,
+                algo=RateLimitAlgo.fixed_window,
+                fixed_window=FixedWindowConfig(limit=10**6, window=60),
+                key_by=["route", "ip"],
+            ),
+        ),
+        methods=["GET"],
+    )
+    settings = GuardSettings(valkey_url=url, key_prefix=prefix, metrics_path="")
+    return GuardMiddleware(app, registry=registry, settings=settings)
+
+
+async def burst(client: httpx.AsyncClient, n: int) -> list[int]:
+    responses = await asyncio.gather(*(client.get(f"/v/{i}") for i in range(n)))
+    return [r.status_code for r in responses]
+
+
+def _summary(statuses: list[int]) -> dict[int, int]:
+    return {s: statuses.count(s) for s in sorted(set(statuses))}
+
+
+async def test_150_concurrent_requests_wait_for_the_pool(valkey_url: str, key_prefix: str) -> None:
+    guard = build(valkey_url, key_prefix)
+    transport = httpx.ASGITransport(app=guard)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.get("/v/warm")
+        statuses = await burst(client, 150)
+    await guard.runtime.shutdown()
+    assert statuses == [200] * 150, f"150 concurrent requests on a 50-connection pool: {_summary(statuses)}"
+
+
+async def test_restart_of_valkey_costs_no_request_after_it_is_back(
+    own_valkey: ValkeyDeployment, key_prefix: str
+) -> None:
+    guard = build(own_valkey.url, key_prefix)
+    transport = httpx.ASGITransport(app=guard)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        assert (await burst(client, 20)) == [200] * 20  # fills the pool with live connections
+        node = own_valkey.nodes[0]
+        await asyncio.to_thread(node.stop)
+        await asyncio.to_thread(node.start)  # same port; PING answers before it returns
+        statuses = await burst(client, 20)
+    await guard.runtime.shutdown()
+    assert statuses == [200] * 20, f"first 20 requests after valkey-server came back: {_summary(statuses)}"
