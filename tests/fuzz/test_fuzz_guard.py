@@ -260,6 +260,8 @@ def test_fuzz_jwt_claim_types_are_numeric_dates(target: Target, raw: str) -> Non
 @example(body=b'{"resource_id":"1","secret_value":"\\ud800"}', idem=False)  # issue 13 case 3
 @example(body=b'{"resource_id":"1","secret_value":{}}', idem=False)  # issue 13 case 8
 @example(body=b'{"resource_id":"1","secret_value":"x","secret_value":{}}', idem=False)
+@example(body=b'{"resource_id":"1","secret_value":"x","other_data":NaN}', idem=False)  # not JSON (RFC 8259)
+@example(body=b'{"resource_id":"1","secret_value":"x","other_data":1e99999}', idem=False)  # overflows
 def test_fuzz_json_bodies(target: Target, body: bytes, idem: bool) -> None:
     """Deep nesting, huge numbers, invalid UTF-8, lone surrogates, duplicate keys, non-objects and
     plain junk on the route that buffers, encrypts and charges: a 4xx (problem+json, or the app's own
