@@ -340,6 +340,12 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
     for r in run.records:
         key = str(r.status) if r.status is not None else (r.error or "none").split(":")[0]
         statuses[key] = statuses.get(key, 0) + 1
+    by_kind: dict[str, dict[str, int]] = {}
+    for r in run.records:
+        answer = f"{r.status}{':' + r.problem_slug if r.problem_slug else ''}" if r.status else str(r.error)
+        answer = answer.split(":")[0] if r.status is None else answer
+        counts = by_kind.setdefault(r.kind, {})
+        counts[answer] = counts.get(answer, 0) + 1
     total = time.monotonic() - t0
     summary = [
         f"requests {len(run.records)} at concurrency {plan.concurrency} over {plan.duration:.0f}s; "
@@ -348,6 +354,8 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items())
         + ")",
         *("  " + line for line in run.timeline),
+        "answers by kind:",
+        *(f"  {kind}: {dict(sorted(c.items()))}" for kind, c in sorted(by_kind.items())),
     ]
     text = table(checks, summary)
     report = Path(os.environ.get("ASGI_GUARD_CHAOS_REPORT", work / "chaos-report.txt"))
