@@ -427,6 +427,37 @@ def check_idempotency(records: list[Record], ledger: Ledger) -> Check:
     )
 
 
+VALID_KINDS = ("io_job", "job_status", "chaos_ok", "chaos_bg", "chaos_idem_first", "chaos_idem_retry")
+EXPECTED_REFUSALS = (
+    "insufficient-credits",
+    "rate-limited",
+    "backend-unavailable",
+    "circuit-open",
+    "idempotency-key-in-use",
+)
+
+
+def check_valid_served(records: list[Record]) -> Check:
+    """A valid request is served unless a limit, the balance or an outage says no: a guard that
+    refuses good input fails this even when every ledger balances."""
+    bad = []
+    for r in records:
+        if r.kind not in VALID_KINDS or r.status is None or r.ok:
+            continue
+        if r.problem_slug in EXPECTED_REFUSALS or (r.kind == "chaos_idem_retry" and r.status == 409):
+            continue
+        bad.append(f"{r.kind} {r.rid}: {r.status} {r.problem_slug or r.body}")
+    kinds = Counter(" ".join(b.split()[:1] + b.split()[2:4]) for b in bad)
+    served = sum(1 for r in records if r.kind in VALID_KINDS and r.ok)
+    return Check(
+        "valid requests are served",
+        "0 refused for no reason",
+        f"{served} served, {len(bad)} refused" + (f" {dict(kinds.most_common(4))}" if bad else ""),
+        not bad,
+        _fmt(bad),
+    )
+
+
 def check_cache_isolation(records: list[Record]) -> Check:
     """GET /jobs/{id} is cached per verified subject: nobody sees another user's `viewer`."""
     bad = [

@@ -96,3 +96,36 @@ async def test_restart_of_valkey_costs_no_request_after_it_is_back(
         statuses = await burst(client, 20)
     await guard.runtime.shutdown()
     assert statuses == [200] * 20, f"first 20 requests after valkey-server came back: {_summary(statuses)}"
+
+
+async def test_example_io_job_round_trips_on_valkey(
+    valkey_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example app on Valkey, as the chaos run serves it: a valid io_job is a 200 with the
+    secret decrypted back (the chaos run's ledgers balance even when every request is refused, so
+    this says plainly that the route works)."""
+    import base64
+    import importlib.util
+    import json
+    import os
+    from pathlib import Path
+
+    monkeypatch.setenv("ASGI_GUARD_VALKEY_URL", valkey_url)
+    monkeypatch.setenv("ASGI_GUARD_KEY_PREFIX", key_prefix)
+    monkeypatch.setenv("ASGI_GUARD_JWT_SECRET", "chaos-" * 8)
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    monkeypatch.setenv("ASGI_GUARD_ENCRYPTION_KEYS", json.dumps({"k1": key}))
+    monkeypatch.delenv("ASGI_GUARD_PULSAR_URL", raising=False)
+    path = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
+    spec = importlib.util.spec_from_file_location("fastapi_app_on_valkey", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    transport = httpx.ASGITransport(app=example.app)  # type: ignore[arg-type]
+    headers = {"authorization": f"Bearer {example.dev_token()}"}
+    body = {"resource_id": "42", "secret_value": "s3cr3t", "other_data": "x"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        response = await client.post("/jobs/42", json=body, headers=headers)
+    await example.runtime.shutdown()
+    assert response.status_code == 200, response.text
+    assert response.json()["secret_value"] == "s3cr3t"

@@ -46,6 +46,7 @@ from chaos_reconcile import (  # noqa: E402
     check_problem_json,
     check_rate_limits,
     check_reservations,
+    check_valid_served,
     check_valkey_restart,
     read_journal,
     table,
@@ -334,6 +335,7 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         check_breaker(run.records),
         check_idempotency(run.records, run.ledger),
         check_cache_isolation(run.records),
+        check_valid_served(run.records),
     ]
     run.checks = {c.name: c for c in checks}
     statuses: dict[str, int] = {}
@@ -436,3 +438,7 @@ def test_chaos_idempotent_retries_replay_and_charge_once(chaos_run: ChaosRun) ->
 
 def test_chaos_no_cross_user_cache_leak(chaos_run: ChaosRun) -> None:
     _assert(chaos_run, "no cross-user cache leak")
+
+
+def test_chaos_valid_requests_are_served(chaos_run: ChaosRun) -> None:
+    _assert(chaos_run, "valid requests are served")
