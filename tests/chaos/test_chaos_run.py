@@ -359,6 +359,12 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         "answers by kind:",
         *(f"  {kind}: {dict(sorted(c.items()))}" for kind, c in sorted(by_kind.items())),
     ]
+    with open(work / "records.jsonl", "w") as out:  # for a post-mortem beside journal and log
+        for r in run.records:
+            out.write(json.dumps(r.__dict__, default=str) + "\n")
+    with open(work / "events.jsonl", "w") as out:
+        for event in run.events:
+            out.write(json.dumps(event, default=str) + "\n")
     text = table(checks, summary)
     report = Path(os.environ.get("ASGI_GUARD_CHAOS_REPORT", work / "chaos-report.txt"))
     report.write_text(text + "\n")
