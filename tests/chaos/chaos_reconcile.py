@@ -238,6 +238,11 @@ def check_no_guard_500(records: list[Record]) -> Check:
     )
 
 
+# Garbage with one right answer (unless refused earlier, before the body or token mattered).
+EXACT_REFUSAL = {"body_oversize": "payload-too-large", "token_missing": "missing-token"}
+EARLIER_REFUSALS = ("rate-limited", "insufficient-credits", "backend-unavailable")
+
+
 def check_bad_input(records: list[Record], ledger: Ledger) -> Check:
     """Client garbage gets a problem+json 4xx (or the outage's 503) and is never charged."""
     bad = []
@@ -252,6 +257,10 @@ def check_bad_input(records: list[Record], ledger: Ledger) -> Check:
             bad.append(f"{r.kind} {r.rid}: {r.status} {r.problem_slug or r.body}")
         elif r.status < 400:
             bad.append(f"{r.kind} {r.rid}: accepted with {r.status}")
+        elif r.kind in EXACT_REFUSAL and r.problem_slug not in (EXACT_REFUSAL[r.kind], *EARLIER_REFUSALS):
+            bad.append(
+                f"{r.kind} {r.rid}: {r.status} {r.problem_slug or 'not problem+json'}, not {EXACT_REFUSAL[r.kind]}"
+            )
     kinds = Counter(b.split()[0] for b in bad)
     return Check(
         "client garbage: 4xx, free",
