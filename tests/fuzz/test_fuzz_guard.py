@@ -160,8 +160,8 @@ def assert_guard_contract(answer: Answer, registered: bool = True) -> None:
     """Never a 5xx (the handlers never fail); a guard rejection is problem+json with the request id;
     the request id is on every answer of a registered route, exactly once."""
     context = f"status {answer.status}, error {answer.error}, body {answer.body[:300]!r}"
-    assert answer.error is None, f"the app raised instead of answering: {context}"
     assert answer.status < 500, f"server error from the guard: {context}"
+    assert answer.error is None, f"an exception escaped the stack: {context}"
     ids = answer.header(b"x-request-id")
     if registered:
         assert len(ids) == 1, f"X-Request-ID {ids} on a registered route: {context}"
