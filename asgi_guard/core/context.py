@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -243,7 +244,7 @@ class GuardContext:
             self._json = None
             return None
         try:
-            self._json = json.loads(raw)
+            self._json = json.loads(raw, parse_constant=_not_json, parse_float=_finite_float)
             if _SURROGATE_ESCAPE.search(raw):  # rare: only then pay for the check
                 json.dumps(self._json, ensure_ascii=False).encode()
         except UnicodeEncodeError as exc:  # "\ud800": valid JSON syntax, but not text (RFC 8259 8.2)
@@ -291,6 +292,20 @@ class GuardContext:
             self._resource_id = self._body_field()
         self._resource_resolved = True
         return self._resource_id
+
+
+def _not_json(name: str) -> Any:
+    """`NaN`, `Infinity` and `-Infinity` are not JSON (RFC 8259 §6); Python's parser accepts them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float, refused when it overflows to infinity (e.g. `1e99999`): RFC 8259 §6
+    lets a parser bound numbers, and an app's model (or its error rendering) cannot take infinity."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def get_guard(scope_or_request: Any) -> GuardContext | None:
