@@ -166,7 +166,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     print(f"Development JWT (sub={DEMO_USER}, 1 h):\n  {token}\n")
     print("Try:")
     print(
-        f"  curl -s -X POST {base}/jobs/42 -H 'Authorization: Bearer {token}' "
+        f"  curl -s -i -X POST {base}/jobs/42 -H 'Authorization: Bearer {token}' "
         f"-H 'Content-Type: application/json' -d '{body}'"
     )
     print(f"  curl -s -i -X POST {base}/jobs/42 -H 'Content-Type: application/json' -d '{body}'")
