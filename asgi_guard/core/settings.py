@@ -28,7 +28,8 @@ class GuardSettings(BaseSettings):
 
     valkey_url: str | None = Field(
         default=None,
-        description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p",
+        description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p, "
+        "valkey+sentinel://h:p[,h:p]/<service_name>[?db=N]",
     )
     pulsar_url: str | None = Field(default=None, description="unset = events stay in the local outbox")
     jwt_secret: SecretStr | None = Field(default=None, description="HS256/384/512 key")
