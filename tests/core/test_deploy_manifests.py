@@ -69,7 +69,7 @@ def test_dockerfile_installs_the_package_with_existing_extras_and_runs_uvicorn()
 
 
 def test_probes_hit_the_health_path_the_settings_serve(monkeypatch: pytest.MonkeyPatch) -> None:
-    pod, container = app_container()
+    _pod, container = app_container()
     env = env_of(container)
     monkeypatch.setenv("ASGI_GUARD_HEALTH_PATH", env["ASGI_GUARD_HEALTH_PATH"])
     health = GuardSettings(_env_file=None).health_path  # type: ignore[call-arg]
