@@ -470,6 +470,12 @@ class GuardMiddleware:
             from asgi_guard.core.metrics import metrics_endpoint
 
             self._metrics_app = metrics_endpoint(self.runtime)
+        self._health_path = self.settings.health_path or None
+        self._health_app: ASGIApp | None = None
+        if self._health_path:
+            from asgi_guard.core.health import health_endpoint
+
+            self._health_app = health_endpoint(self.runtime)
         self._console = _console(self.settings, self.runtime, registry)
 
     def swap_registry(self, registry: RouteRegistry) -> None:
@@ -492,6 +498,9 @@ class GuardMiddleware:
         if kind == "http":
             if scope["path"] == self._metrics_path and self._metrics_app is not None:
                 await self._metrics_app(scope, receive, send)
+                return
+            if scope["path"] == self._health_path and self._health_app is not None:
+                await self._health_app(scope, receive, send)
                 return
             if self._console is not None and (scope["path"] + "/").startswith(self._console[0] + "/"):
                 await self._console[1]({**scope, "root_path": self._console[0]}, receive, send)

@@ -67,6 +67,7 @@ class ValkeyNode:
     workdir: Path
     cluster: bool = False
     process: subprocess.Popen[bytes] | None = None
+    sentinel: str | None = None  # sentinel.conf lines: run as a sentinel (`valkey-server conf --sentinel`)
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart on the same port) and wait until it answers PING."""
@@ -90,6 +91,10 @@ class ValkeyNode:
         if self.cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.sentinel is not None:  # a sentinel rewrites its own config file, so it gets one
+            conf = self.workdir / f"sentinel-{self.port}.conf"
+            conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\n{self.sentinel}\n")
+            args = [valkey_server_binary(), str(conf), "--sentinel"]
         log = open(self.workdir / f"valkey-{self.port}.log", "ab")  # noqa: SIM115 - owned by the child
         self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -125,9 +130,16 @@ class ValkeyDeployment:
     cluster: bool
     workdir: Path
     owns_workdir: bool = field(default=True)
+    service: str | None = None  # a sentinel deployment: the monitored primary's service name
 
     @property
     def url(self) -> str:
+        if self.service is not None:
+            return (
+                "valkey+sentinel://"
+                + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+                + f"/{self.service}"
+            )
         if self.cluster:
             return "valkey+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
         return f"valkey://127.0.0.1:{self.nodes[0].port}/0"
@@ -162,6 +174,24 @@ def start_standalone(port: int | None = None, workdir: str | Path | None = None)
     node = ValkeyNode(port or free_port(), directory)
     _start_on_free_port(node, fixed=port is not None)
     return ValkeyDeployment([node], cluster=False, workdir=directory, owns_workdir=workdir is None)
+
+
+def start_sentinel(
+    primary_port: int, service: str = "mymaster", workdir: str | Path | None = None
+) -> ValkeyDeployment:
+    """One sentinel (quorum 1) on loopback monitoring the primary at 127.0.0.1:`primary_port`;
+    its `url` is `valkey+sentinel://127.0.0.1:<port>/<service>`. Stopping it leaves the primary up."""
+    directory = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="asgi-guard-sentinel-"))
+    conf = (
+        f"sentinel monitor {service} 127.0.0.1 {primary_port} 1\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 5000"
+    )
+    node = ValkeyNode(free_port(), directory, sentinel=conf)
+    _start_on_free_port(node, fixed=False)
+    return ValkeyDeployment(
+        [node], cluster=False, workdir=directory, owns_workdir=workdir is None, service=service
+    )
 
 
 def start_cluster(

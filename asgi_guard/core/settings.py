@@ -28,7 +28,8 @@ class GuardSettings(BaseSettings):
 
     valkey_url: str | None = Field(
         default=None,
-        description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p",
+        description="unset or memory:// = embedded; valkey://, valkeys:// (TLS), valkey+cluster://h:p,h:p, "
+        "valkey+sentinel://h:p[,h:p]/<service_name>[?db=N]",
     )
     pulsar_url: str | None = Field(default=None, description="unset = events stay in the local outbox")
     jwt_secret: SecretStr | None = Field(default=None, description="HS256/384/512 key")
@@ -85,6 +86,11 @@ class GuardSettings(BaseSettings):
     metrics_token: SecretStr | None = Field(
         default=None, description="bearer token the metrics endpoint requires"
     )
+    health_path: str = Field(
+        default="",
+        description="health probe path, e.g. /_guard/health: GET pings the backend (200, or 503 "
+        "problem+json), GET ?probe=live never touches it (default empty: no endpoint)",
+    )
     console_path: str = Field(
         default="", description="operator console mount path (e.g. /_guard); empty turns it off"
     )
@@ -129,11 +135,11 @@ class GuardSettings(BaseSettings):
             raise ValueError('console_path is a path below the root, such as "/_guard" (or empty: off)')
         return value.rstrip("/")
 
-    @field_validator("metrics_path")
+    @field_validator("metrics_path", "health_path")
     @classmethod
     def _check_metrics_path(cls, value: str) -> str:
         if value and not value.startswith("/"):
-            raise ValueError("metrics_path must be empty or start with '/'")
+            raise ValueError("metrics_path and health_path must be empty or start with '/'")
         return value
 
     @field_validator("metrics_labels")

@@ -46,7 +46,8 @@ def backend_from_url(
     key_prefix: str = "ag",
     multi_worker: Literal["warn", "error"] = "warn",
 ) -> Backend:
-    """memory:// (or unset) -> MemoryBackend; valkey://, valkeys://, valkey+cluster:// -> ValkeyBackend.
+    """memory:// (or unset) -> MemoryBackend; valkey://, valkeys://, valkey+cluster://,
+    valkey+sentinel://h:p[,h:p]/<service>[?db=N] -> ValkeyBackend.
 
     `multi_worker`: what the embedded backend does when it finds sibling worker processes."""
     if not url or url.startswith("memory:"):

@@ -1,4 +1,5 @@
-"""Valkey backend: standalone (valkey://), TLS (valkeys://) and cluster (valkey+cluster://h:p,h:p).
+"""Valkey backend: standalone (valkey://), TLS (valkeys://), cluster (valkey+cluster://h:p,h:p) and
+Sentinel (valkey+sentinel://h:p[,h:p]/<service>[?db=N]).
 
 Lua scripts live beside their stage (`stages/<name>/*.lua`, named with `lua()`), are registered once and
 run with EVALSHA (valkey-py reloads them on NOSCRIPT). Every call is bounded by
@@ -23,9 +24,9 @@ import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from importlib import resources
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.core.errors import BackendUnavailable, ConfigError
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.state.base import Backend
 from asgi_guard.state.keys import hash_tag, join
@@ -33,6 +34,7 @@ from asgi_guard.state.keys import hash_tag, join
 T = TypeVar("T")
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
 CLUSTER_SCHEMES = ("valkey+cluster", "valkeys+cluster", "redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("valkey+sentinel", "valkeys+sentinel", "redis+sentinel", "rediss+sentinel")
 
 
 _RETRY_SAFE: set[str] = set()
@@ -161,6 +163,7 @@ class ValkeyBackend(Backend):
         self.key_prefix = key_prefix
         self.timeout = self.pooling.socket_timeout
         self.is_cluster = urlsplit(url).scheme in CLUSTER_SCHEMES
+        self.is_sentinel = urlsplit(url).scheme in SENTINEL_SCHEMES
         self.clock = clock or time.time
         self._script_clock = clock
         self.gc_slack_ms = int(gc_slack * 1000)
@@ -236,6 +239,8 @@ class ValkeyBackend(Backend):
                 max_connections=pool.max_connections,
                 **common,
             )
+        if self.is_sentinel:
+            return self._connect_sentinel(common)
         from valkey.asyncio import BlockingConnectionPool, Valkey
 
         url = self.url.replace("valkeys://", "rediss://", 1).replace("valkey://", "redis://", 1)
@@ -247,6 +252,39 @@ class ValkeyBackend(Backend):
             **common,
         )
         return Valkey.from_pool(connections)
+
+    def _connect_sentinel(self, common: dict[str, Any]) -> Any:
+        """`valkey+sentinel://h:p[,h:p]/<service>[?db=N]`: ask the sentinels for the service's current
+        primary (valkey-py's SentinelConnectionPool re-asks after a failover). A password in the URL
+        is the primary's; the sentinels are asked without one."""
+        from valkey.asyncio.sentinel import Sentinel
+
+        parts = urlsplit(self.url)
+        service = unquote(parts.path.strip("/"))
+        if not service or "/" in service:
+            raise ConfigError("valkey+sentinel:// URL needs the service name as its path: /<service_name>")
+        query = dict(parse_qsl(parts.query))
+        try:
+            db = int(query.get("db", "0"))
+        except ValueError as exc:
+            raise ConfigError(f"valkey+sentinel:// db must be an integer, not {query['db']!r}") from exc
+        nodes = []
+        for hostport in parts.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = hostport.rpartition(":")
+            nodes.append((host.strip("[]") or "127.0.0.1", int(port or 26379)))
+        timeouts = {
+            "socket_timeout": common["socket_timeout"],
+            "socket_connect_timeout": common["socket_connect_timeout"],
+        }
+        sentinel = Sentinel(nodes, sentinel_kwargs=timeouts, **common)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(
+            service,
+            db=db,
+            password=unquote(parts.password) if parts.password else None,
+            username=unquote(parts.username) if parts.username else None,
+            ssl=parts.scheme.startswith(("valkeys", "rediss")),
+            max_connections=self.pooling.max_connections,
+        )
 
     def script_now(self) -> str:
         """The time argument scripts take: "" (read the server's `TIME`) unless a test clock is set."""

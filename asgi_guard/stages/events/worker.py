@@ -1,6 +1,9 @@
 """`asgi-guard worker MODULE:JOBS`: run offloaded jobs from `job_topic`.
 
-Consumes with a Shared subscription named `consumer_label`, so several workers split the load.
+Consumes with a Key_Shared subscription named `consumer_label`: several workers split the load,
+and the broker gives every message key (the resource id the publisher sets as partition key) to one
+worker at a time; inside a worker, jobs of one key run one after another, so a resource's jobs run
+in publish order. Jobs without a key may run in any order.
 A job function is `async def fn(job: Job) -> Any`, looked up by the job's endpoint name. Success
 acks; an exception negative-acks (redelivered after `retry_delay`); after `max_retries`
 redeliveries Pulsar's dead-letter policy moves the message to `dlq_topic`. Job ids that already ran
@@ -141,6 +144,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.done = done or DoneJobs()
         self._stopping = asyncio.Event()
+        self._tails: dict[str, asyncio.Task[None]] = {}  # per key: its last job's task
         self.ran = 0
 
     def stop(self) -> None:
@@ -158,7 +162,7 @@ class Worker:
         consumer = await client.subscribe(
             cfg.job_topic,
             cfg.consumer_label,
-            consumer_type=pulsar.ConsumerType.Shared,
+            consumer_type=pulsar.ConsumerType.KeyShared,
             initial_position=pulsar.InitialPosition.Earliest,
             negative_ack_redelivery_delay_ms=max(100, int(cfg.retry_delay * 1000)),
             dead_letter_policy=pulsar.ConsumerDeadLetterPolicy(
@@ -187,7 +191,7 @@ class Worker:
                     log.exception("receive failed")
                     await asyncio.sleep(0.5)
                     continue
-                task = asyncio.create_task(self._handle(consumer, message))
+                task = asyncio.create_task(self._in_order(consumer, message))
                 running.add(task)
                 task.add_done_callback(running.discard)
                 task.add_done_callback(lambda _t: slots.release())
@@ -200,6 +204,25 @@ class Worker:
                 await consumer.close()
             with contextlib.suppress(Exception):
                 await client.close()
+
+    async def _in_order(self, consumer: Any, message: Any) -> None:
+        """Run after the previous job of the same key (Key_Shared orders per key across workers,
+        `concurrency` would reorder them inside this one)."""
+        key = message.partition_key() or ""
+        if not key:
+            await self._handle(consumer, message)
+            return
+        before = self._tails.get(key)
+        mine = asyncio.current_task()
+        assert mine is not None
+        self._tails[key] = mine
+        try:
+            if before is not None and not before.done():
+                await asyncio.wait({before})
+            await self._handle(consumer, message)
+        finally:
+            if self._tails.get(key) is mine:
+                del self._tails[key]
 
     async def _handle(self, consumer: Any, message: Any) -> None:
         try:
