@@ -38,8 +38,9 @@ def valkey_server_binary() -> str:
     return str(get_binary_path())
 
 
-def _command(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """Send one command in RESP and return the raw reply (enough for readiness and cluster set-up)."""
+def command(port: int, *args: str, timeout: float = 2.0) -> bytes:
+    """Send one command in RESP and return the raw reply (enough for readiness, cluster set-up, INFO,
+    FLUSHALL): dev tooling talks to a server with no client library installed."""
     payload = f"*{len(args)}\r\n".encode() + b"".join(
         f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
     )
@@ -102,7 +103,7 @@ class ValkeyNode:
             if self.process.poll() is not None:
                 raise RuntimeError(f"valkey-server exited with {self.process.returncode}; see {log.name}")
             with contextlib.suppress(OSError):
-                if _command(self.port, "PING").startswith(b"+PONG"):
+                if command(self.port, "PING").startswith(b"+PONG"):
                     return
             time.sleep(0.05)
         raise RuntimeError(f"valkey-server on port {self.port} did not answer within {timeout}s")
@@ -213,12 +214,12 @@ def start_cluster(
         for index, node in enumerate(nodes):
             first = index * share
             last = CLUSTER_SLOTS - 1 if index == len(nodes) - 1 else first + share - 1
-            _command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
+            command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last))
         for node in nodes[1:]:
-            _command(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", str(node.port))
+            command(nodes[0].port, "CLUSTER", "MEET", "127.0.0.1", str(node.port))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            infos = [_command(n.port, "CLUSTER", "INFO") for n in nodes]
+            infos = [command(n.port, "CLUSTER", "INFO") for n in nodes]
             if all(b"cluster_state:ok" in i and b"cluster_known_nodes:3" in i for i in infos):
                 return deployment
             time.sleep(0.1)
@@ -260,7 +261,7 @@ def status(kind: str) -> dict[str, object]:
     alive = bool(pids) and all(_pid_alive(pid) for pid in pids)
     if alive:
         try:
-            alive = all(_command(port, "PING", timeout=1.0).startswith(b"+PONG") for port in _ports(url))
+            alive = all(command(port, "PING", timeout=1.0).startswith(b"+PONG") for port in _ports(url))
         except (OSError, ValueError, IndexError):
             alive = False
     return {"service": kind, "state": "up" if alive else "stale", "url": url, "pids": pids}

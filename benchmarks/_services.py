@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from asgi_guard_dev.valkey import command
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -51,23 +53,7 @@ def stop_group(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> No
 
 def resp(port: int, *args: str, timeout: float = 5.0) -> bytes:
     """Send one command, return the raw reply (enough for PING, INFO, FLUSHALL)."""
-    payload = f"*{len(args)}\r\n".encode() + b"".join(
-        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
-            if data.startswith(b"$"):
-                header, _, rest = data.partition(b"\r\n")
-                if int(header[1:]) < 0 or len(rest) >= int(header[1:]) + 2:
-                    return data
-            elif data.endswith(b"\r\n"):
-                return data
+    return command(port, *args, timeout=timeout)
 
 
 def info(port: int) -> dict[str, str]:
