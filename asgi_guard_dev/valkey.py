@@ -69,6 +69,7 @@ class ValkeyNode:
     cluster: bool = False
     process: subprocess.Popen[bytes] | None = None
     sentinel: str | None = None  # sentinel.conf lines: run as a sentinel (`valkey-server conf --sentinel`)
+    durable: bool = False  # append-only file, fsync on every write: a SIGKILL loses nothing acknowledged
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart on the same port) and wait until it answers PING."""
@@ -80,8 +81,7 @@ class ValkeyNode:
             "127.0.0.1",
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *(("--appendonly", "yes", "--appendfsync", "always") if self.durable else ("--appendonly", "no")),
             "--dir",
             str(self.workdir),
             "--daemonize",

@@ -19,76 +19,22 @@ from pathlib import Path
 
 from asgi_guard_dev.local import free_port
 from asgi_guard_dev.pulsar import PulsarBroker
+from asgi_guard_dev.valkey import ValkeyNode
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 
 
-def _ping(port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def command(port: int, *args: str, timeout: float = 2.0) -> bytes:
-    """One RESP command, raw reply (enough for the few the harness needs)."""
-    payload = f"*{len(args)}\r\n".encode() + b"".join(
-        f"${len(a.encode())}\r\n".encode() + a.encode() + b"\r\n" for a in args
-    )
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(payload)
-        return sock.recv(1 << 20)
-
-
 @dataclass
-class DurableValkey:
-    port: int
-    workdir: Path
-    process: subprocess.Popen[bytes] | None = None
+class DurableValkey(ValkeyNode):
+    """A valkey-server with an fsync'd append-only file, which the chaos run stops, kills and restarts
+    on the same port."""
+
+    durable: bool = True
 
     @property
     def url(self) -> str:
         return f"valkey://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> None:
-        from asgi_guard_dev.valkey import valkey_server_binary
-
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "valkey.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                valkey_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"valkey-server exited; see {self.workdir / 'valkey.log'}")
-            if _ping(self.port):
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"valkey-server on {self.port} did not answer within {timeout}s")
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -105,14 +51,8 @@ class DurableValkey:
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
+                os.kill(self.process.pid, signal.SIGCONT)  # a stopped server cannot act on SIGTERM
+        super().stop()
 
 
 def broker_signal(broker: PulsarBroker, sig: int) -> None:
