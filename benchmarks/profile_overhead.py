@@ -40,7 +40,7 @@ async def main(args: argparse.Namespace) -> None:
         profiler.stop()
         await side.close()
         print(f"{args.pattern} tracing {args.tracing} {args.backend}: {us:.1f} µs/request")
-        print(profiler.output_text(unicode=False, color=False, show_all=False))
+        print(profiler.output_text(unicode=False, color=False, show_all=args.all))
     finally:
         if server is not None:
             server.stop()
@@ -53,4 +53,5 @@ if __name__ == "__main__":
     parser.add_argument("--backend", choices=("memory", "valkey"), default="memory")
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("-n", type=int, default=3000)
+    parser.add_argument("--all", action="store_true", help="show library frames too")
     asyncio.run(main(parser.parse_args()))
