@@ -319,6 +319,8 @@ class Guard:
                 failed = Problem(500, "internal-error", "Internal Server Error", "the handler failed")
                 await send_problem(send_with_headers, failed, ctx.request_id)
             raise
+        finally:
+            ctx.finish()
 
     async def run_websocket(
         self, route: CompiledRoute, handle: Any, scope: Scope, receive: Receive, send: Send
@@ -344,6 +346,8 @@ class Guard:
             metrics.rejections.labels(route.label, stage, reason or problem.slug).inc()
             metrics.requests.labels(route.label, "WEBSOCKET", str(problem.status)).inc()
             await refuse_websocket(scope, send, problem, ctx.request_id)
+        finally:
+            ctx.finish()
 
     def _websocket_token(self, scope: Scope) -> bytes | None:
         """A bearer token from `Sec-WebSocket-Protocol: bearer.<jwt>` or `?access_token=` when the

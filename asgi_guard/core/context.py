@@ -36,6 +36,13 @@ class Principal:
 
 Outcome = Literal["allowed", "rejected", "answered"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+async def _request_over() -> Message:
+    """The receive of a finished request: the client is gone, as far as anyone still asks."""
+    return {"type": "http.disconnect"}
+
+
 _new_tuple = tuple.__new__
 
 
@@ -134,6 +141,13 @@ class GuardContext:
         self.usage: int | None = None
         self.tier: str | None = None  # set by resolve_tier()
         self._exempt: frozenset[str] | None = None
+
+    def finish(self) -> None:
+        """The request is over: drop the server's receive. The server's per-request object holds the
+        scope, the scope holds this context (`scope["state"]["guard"]`), and the server's `receive`
+        is a method of that object: keeping it here would make every request a reference cycle,
+        left to the cyclic GC (whose full collections then stall every request in flight)."""
+        self.raw_receive = _request_over
 
     def __repr__(self) -> str:
         return f"GuardContext({self.method} {self.path} route={self.route.template!r} id={self.request_id})"

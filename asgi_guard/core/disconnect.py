@@ -28,6 +28,10 @@ from starlette.types import Message, Receive, Scope
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
+async def _closed() -> Message:
+    return _DISCONNECT
+
+
 def has_body(scope: Scope) -> bool:
     """Whether the request announces a body (a non-zero Content-Length, or Transfer-Encoding)."""
     for name, value in scope["headers"]:
@@ -125,6 +129,10 @@ class ClientWatch:
         self.complete = True
 
     def close(self) -> None:
-        """Stop reading (the request is over)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        """Stop reading (the request is over). The watch lets go of its task: a cancelled task keeps
+        its CancelledError, whose traceback holds the task's frames, which hold this watch; a watch
+        that kept the task too would make every request a reference cycle (see GuardContext.finish)."""
+        task, self._task = self._task, None
+        self._receive = _closed
+        if task is not None and not task.done():
+            task.cancel()

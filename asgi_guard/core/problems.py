@@ -73,7 +73,12 @@ STACK = "stack"  # rejected_by for a problem that no stage decided (stage 0: a 4
 async def answer_problem(ctx: GuardContext, send: Send, problem: Problem) -> None:
     """The one place a raised Problem becomes the response: it records which stage rejected
     (the stage that decided "rejected", else the problem's own `stage`, else "stack") and sends
-    the problem+json body with the request id."""
+    the problem+json body with the request id.
+
+    The problem is answered, so its traceback is dropped: it holds the frames the problem was
+    raised through, and those frames often hold the problem (`raise problem` from a helper), a
+    reference cycle per rejected request that only the cyclic GC would free."""
+    problem.__traceback__ = None
     if ctx.rejected_by is None:
         ctx.rejected_by = problem.stage or STACK
     await send_problem(send, problem, ctx.request_id)

@@ -227,6 +227,7 @@ class ServerSpan:
             elif status is not None and status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
             span.end()
+            error = None  # the traceback holds this frame: keeping `error` would be a cycle
 
     async def _annotate_outer(
         self, outer: Span, ctx: GuardContext, scope: Scope, receive: Receive, send: Send

@@ -9,7 +9,6 @@ so an injected clock drives every transition (tests need no sleeps).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -142,8 +141,10 @@ class LocalBreaker:
             return  # a late result from a call admitted before the circuit opened
         elif ok and not storage.counter:
             return  # a success in a healthy circuit changes nothing
-        with contextlib.suppress(_Failure, pybreaker.CircuitBreakerError):
+        try:
             self.cb.call(_succeed if ok else _fail)
+        except (_Failure, pybreaker.CircuitBreakerError) as exc:
+            exc.__traceback__ = None  # its frames hold it: a cycle per failure otherwise
 
     async def release(self, admission: Admission, token: str) -> None:
         storage = self.storage

@@ -131,7 +131,10 @@ class CircuitBreakerMiddleware(Stage["CircuitBreakerConfig"]):
                     receive = self._replay(ctx, scope, original)
                     continue
             if error is not None:
-                raise error
+                try:
+                    raise error
+                finally:  # the traceback holds this frame: keeping `error` here would be a cycle
+                    error = None
             await out.flush()
             return
 

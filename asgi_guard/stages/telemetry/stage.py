@@ -121,6 +121,7 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
                 self._record(ctx, perf_counter() - started, reason, error)
             finally:
                 current_scope.reset(token)
+                error = None  # the traceback holds this frame: keeping `error` would be a cycle
 
     def _record(
         self, ctx: GuardContext, elapsed: float, reason: str | None, error: BaseException | None
