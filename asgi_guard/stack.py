@@ -470,6 +470,7 @@ class GuardMiddleware:
         self._metrics_path = self.settings.metrics_path or None
         self._metrics_app: ASGIApp | None = None
         self._checked = False
+        self._frozen = False  # gc.freeze() ran at start-up (undone at shutdown)
         if self._metrics_path:
             from asgi_guard.core.metrics import metrics_endpoint
 
@@ -580,6 +581,9 @@ class GuardMiddleware:
                     await failure(exc)
                     raise
             elif message["type"] == "lifespan.shutdown":
+                if self._frozen:
+                    gc.unfreeze()
+                    self._frozen = False
                 await self.runtime.shutdown()
             return message
 
@@ -593,6 +597,9 @@ class GuardMiddleware:
                     await failure(exc)
                     raise  # the app's lifespan ends too (ASGI: after startup.failed the app exits)
                 self._checked = True
+            if message["type"] == "lifespan.startup.complete" and self.settings.gc_freeze:
+                gc.freeze()  # the app is built: what is alive now lives as long as the process
+                self._frozen = True
             await send(message)
 
         await self.app(scope, lifespan_receive, lifespan_send)

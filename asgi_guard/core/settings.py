@@ -127,6 +127,12 @@ class GuardSettings(BaseSettings):
     exempt: ExemptConfig | None = Field(
         default=None, description="who skips rate limiting and/or credits on every route (env: JSON)"
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="once the server's start-up is complete, move every object alive then out of the "
+        "cyclic GC's reach (Python's gc.freeze; undone at shutdown): its full collections otherwise "
+        "rescan the whole app on every pass and stall the requests in flight for tens of ms",
+    )
 
     @field_validator("console_path")
     @classmethod

@@ -193,3 +193,37 @@ async def test_a_request_leaves_no_reference_cycle(case: str) -> None:
             await asyncio.sleep(0)
         assert alive() is None, f"{case}: the request's objects are kept alive by a reference cycle"
         assert gc.collect() == 0, f"{case}: the request left cyclic garbage"
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_gc_freeze_after_start_up_and_undone_at_shutdown(freeze: bool) -> None:
+    """What is alive once the app has started is out of the cyclic GC's reach (its full collections
+    would otherwise rescan the whole app while requests wait), and back in it after shutdown."""
+    app = FastAPI()
+
+    @app.get("/x")
+    async def x() -> dict[str, str]:
+        return {}
+
+    registry = RouteRegistry()
+    registry.register("/x", JobConfig(rate_limit={"enabled": True}))
+    settings = GuardSettings(_env_file=None, gc_freeze=freeze)  # type: ignore[call-arg]
+    install(app, registry, runtime=GuardRuntime(settings, MemoryBackend()))
+    gc.unfreeze()
+    events: list[int] = []
+
+    async def receive() -> Message:
+        if not events:
+            events.append(gc.get_freeze_count())
+            return {"type": "lifespan.startup"}
+        await asyncio.sleep(0)
+        events.append(gc.get_freeze_count())
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message: Message) -> None:
+        pass
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert events[0] == 0
+    assert (events[1] > 0) is freeze  # frozen while serving (read when shutdown is asked)
+    assert gc.get_freeze_count() == 0  # undone at shutdown
