@@ -27,9 +27,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.binding.bind import BoundHandle, Planner, apply
 from asgi_guard.binding.routes import Watch, find_router, walk
-from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.context import SCOPE_KEY, GuardContext, declared_length
 from asgi_guard.core.errors import ConfigError
-from asgi_guard.core.problems import Problem, answer_problem, send_problem
+from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.core.stage import StageType, build_chain
@@ -304,6 +304,11 @@ class Guard:
             await send(message)
 
         try:
+            if needs_body and declared_length(scope) > ctx.max_body_size:
+                # Said up front: refuse before anything reads it. (Found only while the app reads
+                # it, the 413 would be raised inside the app's body parsing, which FastAPI turns
+                # into its own 400.)
+                raise payload_too_large(ctx.max_body_size)
             if config.resource_id_from_body:
                 await ctx.resolve_resource_id()
             await pipeline(scope, ctx.receive if needs_body else receive, send_with_headers)

@@ -38,6 +38,14 @@ Outcome = Literal["allowed", "rejected", "answered"]
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
+def declared_length(scope: Scope) -> int:
+    """The request's Content-Length (0 when absent or not a number: the read itself is bounded)."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
 async def _request_over() -> Message:
     """The receive of a finished request: the client is gone, as far as anyone still asks."""
     return {"type": "http.disconnect"}
