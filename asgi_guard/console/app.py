@@ -8,6 +8,7 @@ Routes, relative to where it is mounted (`root_path`):
 | `/api/summary` (GET) | JSON: decision counts, top limited keys, circuits, outbox, cache ratio |
 | `/api/policies` (GET) | JSON: each route's template, methods, stages and limit numbers |
 | `/api/credits?user=U&type=T` (GET) | JSON: one balance, read-only (`{"user", "type", "balance"}`) |
+| `/api/credits?ip=A&type=T` (GET) | the same for an anonymous client's balance, by its address |
 | `/login` (GET form, POST `token=`) | sets the session cookie (a keyed digest of the token, not the token) |
 
 Access (checked on every request, page and API alike): the client IP must be in `allow` when it is
@@ -32,7 +33,7 @@ from asgi_guard.console.page import render_login, render_page
 from asgi_guard.console.summary import policies, summary
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
-from asgi_guard.stages.credits import CreditError, credit_store
+from asgi_guard.stages.credits import Anonymous, CreditError, credit_store
 from asgi_guard.stages.security.ip import in_networks, parse_networks, resolve_client_ip
 
 if TYPE_CHECKING:
@@ -224,22 +225,25 @@ class ConsoleApp:
             await send_problem(send, _too_many_fields(8))
             return
         user = (query.get("user") or [""])[0]
+        address = (query.get("ip") or [""])[0]  # an anonymous client's balance, by its address
         kind = (query.get("type") or ["default"])[0] or "default"
-        if not user or len(user) > MAX_FIELD or len(kind) > MAX_FIELD:
+        if (not user and not address) or len(user + address) > MAX_FIELD or len(kind) > MAX_FIELD:
             await send_problem(
                 send,
                 Problem(
                     400,
                     "bad-credits-lookup",
                     "Bad Request",
-                    f"`user` is required; `user` and `type` have at most {MAX_FIELD} characters",
+                    f"`user` (a JWT subject) or `ip` (an anonymous client) is required; each, and "
+                    f"`type`, has at most {MAX_FIELD} characters",
                 ),
             )
             return
         if self._credits is None:
             self._credits = credit_store(self.runtime.backend)
         try:
-            balance = await self._credits.balance(user, kind)
+            owner = user if user else Anonymous(address)
+            balance = await self._credits.balance(owner, kind)
         except CreditError as exc:
             await send_problem(send, Problem(400, "bad-credits-lookup", "Bad Request", str(exc)))
             return
@@ -255,7 +259,8 @@ class ConsoleApp:
                 ),
             )
             return
-        await _json(send, {"user": user, "type": kind, "balance": balance})
+        found = {"user": user} if user else {"ip": address}
+        await _json(send, {**found, "type": kind, "balance": balance})
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET: the form. POST `token=...`: the cookie on a match (303 to the page), else 401."""
