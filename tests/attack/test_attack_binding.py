@@ -173,11 +173,6 @@ async def test_dot_segments_skip_a_narrower_fallback_policy(path: str) -> None:
     assert RAN == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deny mode binds route objects only: a Router's `default` app (a legacy fallback) serves "
-    "every unmatched path without a policy and is never denied",
-)
 async def test_deny_mode_covers_a_routers_default_app() -> None:
     from starlette.routing import Router
 
@@ -189,11 +184,6 @@ async def test_deny_mode_covers_a_routers_default_app() -> None:
     assert RAN == [] and response.status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the route watch compares each routes list's identity and length only: a route object "
-    "replaced in place (`router.routes[i] = Route(...)`) after binding is served unbound",
-)
 async def test_route_replaced_in_place_while_serving_is_bound() -> None:
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
