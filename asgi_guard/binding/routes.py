@@ -19,6 +19,7 @@ router and mount, never per route.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,25 +57,10 @@ class Leaf:
         return None if self.template is None else path_format(self.template)
 
 
-_MUTATORS = (
-    "__setitem__",
-    "__delitem__",
-    "__iadd__",
-    "__imul__",
-    "append",
-    "extend",
-    "insert",
-    "pop",
-    "remove",
-    "clear",
-    "reverse",
-)
-
-
 class WatchedRoutes(list[Any]):
     """A router's routes list that counts its mutations (`version`), so the guard notices a route
     added, removed or replaced in place without comparing routes on every request. It is a list:
-    the router, FastAPI and the app's code use it as before."""
+    the router, FastAPI and the app's code use it as before; copies and pickles are plain lists."""
 
     __slots__ = ("version",)
 
@@ -82,31 +68,56 @@ class WatchedRoutes(list[Any]):
         super().__init__(routes)
         self.version = 0
 
-    def __reduce_ex__(self, protocol: Any) -> Any:  # copies and pickles are plain lists
+    def __reduce_ex__(self, protocol: Any) -> Any:
         return (list, (list(self),))
 
-
-def _counting(name: str) -> Any:
-    method = getattr(list, name)
-
-    def mutate(self: WatchedRoutes, *args: Any) -> Any:
+    def __setitem__(self, index: Any, value: Any) -> None:
         self.version += 1
-        return method(self, *args)
+        super().__setitem__(index, value)
 
-    mutate.__name__ = name
-    return mutate
+    def __delitem__(self, index: Any) -> None:
+        self.version += 1
+        super().__delitem__(index)
 
+    def __iadd__(self, other: Any) -> Any:  # type: ignore[misc]
+        self.version += 1
+        return super().__iadd__(other)
 
-for _name in _MUTATORS:
-    setattr(WatchedRoutes, _name, _counting(_name))
+    def __imul__(self, count: Any) -> Any:  # type: ignore[misc]
+        self.version += 1
+        return super().__imul__(count)
 
+    def append(self, value: Any) -> None:
+        self.version += 1
+        super().append(value)
 
-def _sort(self: WatchedRoutes, *, key: Any = None, reverse: bool = False) -> None:
-    self.version += 1
-    list.sort(self, key=key, reverse=reverse)
+    def extend(self, values: Any) -> None:
+        self.version += 1
+        super().extend(values)
 
+    def insert(self, index: Any, value: Any) -> None:
+        self.version += 1
+        super().insert(index, value)
 
-WatchedRoutes.sort = _sort  # type: ignore[method-assign]
+    def pop(self, index: Any = -1) -> Any:
+        self.version += 1
+        return super().pop(index)
+
+    def remove(self, value: Any) -> None:
+        self.version += 1
+        super().remove(value)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def reverse(self) -> None:
+        self.version += 1
+        super().reverse()
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        self.version += 1
+        super().sort(key=key, reverse=reverse)
 
 
 @dataclass
@@ -131,10 +142,7 @@ class Watch:
                 return True
             if owner.default is not default:
                 return True
-        for route, app in self.apps:
-            if route.app is not app:
-                return True
-        return False
+        return any(route.app is not app for route, app in self.apps)
 
 
 def find_router(app: Any) -> Any:
@@ -169,10 +177,8 @@ def _watch(router: Any, watch: Watch, seen: set[int]) -> None:
     seen.add(id(router))
     routes = router.routes
     if not isinstance(routes, WatchedRoutes):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):  # read-only: by identity and length
             router.routes = routes = WatchedRoutes(routes)
-        except (AttributeError, TypeError):  # a read-only `routes`: watched by identity and length
-            pass
     count = routes.version if isinstance(routes, WatchedRoutes) else -1 - len(routes)
     version = getattr(router, "_routes_version", -1)
     watch.entries.append(
