@@ -142,7 +142,7 @@ class Watch:
                 return True
             if owner.default is not default:
                 return True
-        return any(route.app is not app for route, app in self.apps)
+        return bool(self.apps) and any(route.app is not app for route, app in self.apps)
 
 
 def find_router(app: Any) -> Any:
