@@ -222,7 +222,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             if principal is not None:
                 user = key_part(principal.subject)
             else:  # the anonymous client's identity is guard-made: no subject can equal it
-                user = fallback_identity(client_block(ctx.client_ip, self._v6))
+                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
             identity = f"{self._label}:{user}:{res}"
         else:
             identity = ":".join([part(ctx, scope, resource) for part in self._parts])
