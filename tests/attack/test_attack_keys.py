@@ -147,3 +147,37 @@ async def test_credit_balances_never_mix_across_users(users: list[str | Anonymou
         await store.grant(user, amount)
     for user in users:
         assert await store.balance(user) == expected.get(user, 0)
+
+
+_principal = st.one_of(
+    st.tuples(st.just("sub"), st.text(max_size=30)),
+    st.tuples(st.just("ip"), st.sampled_from(["127.0.0.1", "10.1.2.3", "2001:db8::1", "::ffff:10.1.2.3"])),
+    st.tuples(st.just("ip"), st.text(max_size=30)),
+)
+
+
+@given(a=_principal, b=_principal)
+def test_rate_limit_user_parts_are_injective_across_principal_kinds(
+    a: tuple[str, str], b: tuple[str, str]
+) -> None:
+    """The rate limiter's own `user` part: equal only for the same subject, or the same client
+    (the same IPv4 address or IPv6 /64)."""
+    from types import SimpleNamespace
+
+    from asgi_guard.core.context import Principal
+    from asgi_guard.stages.rate_limit.stage import _user_part, client_block
+
+    part = _user_part(64)
+
+    def of(p: tuple[str, str]) -> str:
+        kind, value = p
+        if kind == "sub":
+            ctx = SimpleNamespace(principal=Principal(value), client_ip="127.0.0.1")
+        else:
+            ctx = SimpleNamespace(principal=None, client_ip=value)
+        return part(ctx, {}, None)  # type: ignore[arg-type]
+
+    def who(p: tuple[str, str]) -> tuple[str, str]:
+        return p if p[0] == "sub" else ("ip", client_block(p[1], 64))
+
+    assert (of(a) == of(b)) == (who(a) == who(b))
