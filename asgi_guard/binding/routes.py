@@ -9,7 +9,7 @@ dispatched through copies FastAPI makes per inclusion. Only this module knows th
 
 A router's `default` app (what serves every path no route matches: `Router(default=legacy_app)`) is a
 leaf too, as is the default of each router below a Mount or Host: deny mode and router defaults reach
-it (`Leaf.slot == "default"`).
+it (`Leaf.slot == "default"`). So is each group of FastAPI frontend routes (`router.frontend(...)`).
 
 The watch: each routes list walked is swapped for a `WatchedRoutes` (a list that counts its own
 mutations), so a route appended, removed or replaced in place (`router.routes[i] = Route(...)`) at any
@@ -205,9 +205,18 @@ def _walk_router(
     try:
         for route in list(router.routes):
             yield from _walk_route(route, prefix, defaults, schema, watch, seen)
+        yield from _frontends(router, defaults)
         yield from _walk_default(router, prefix, defaults, watch, seen)
     finally:
         watch.active.discard(id(router))
+
+
+def _frontends(router: Any, defaults: tuple[JobConfig, ...]) -> Iterator[Leaf]:
+    """FastAPI's frontend routes (`router.frontend("/", directory=...)`): groups the router tries
+    after its routes, before its default. Each group is a leaf of its own (every path it serves)."""
+    for group in list(getattr(router, "_low_priority_routes", ())):
+        if isinstance(group, BaseRoute):
+            yield Leaf(group, None, "mount", None, defaults, None, False)
 
 
 def _walk_default(
@@ -322,6 +331,12 @@ def _walk_included(
     original = included.original_router
     _watch(original, watch, seen)
     defaults = _mark(original, defaults)
+    if getattr(original, "_low_priority_routes", None):
+        # FastAPI dispatches an included router's frontend groups through contexts that captured
+        # each group's `handle` when built: have them rebuilt (after this binding patched it)
+        with contextlib.suppress(AttributeError):
+            included._effective_low_priority_routes_version = None
+        yield from _frontends(original, defaults)
     for candidate in included.effective_candidates():
         if (included := _included_type()) is not None and isinstance(candidate, included):
             yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)
