@@ -140,7 +140,8 @@ class Watch:
                 return True
             if version >= 0 and owner._routes_version != version:
                 return True
-            if owner.default is not default:
+            current = owner.default  # bound: a BoundHandle around the app recorded here
+            if current is not default and getattr(current, "original", None) is not default:
                 return True
         return bool(self.apps) and any(route.app is not app for route, app in self.apps)
 
@@ -187,9 +188,16 @@ def _watch(router: Any, watch: Watch, seen: set[int]) -> None:
             routes,
             count,
             version if isinstance(version, int) else -1,
-            getattr(router, "default", None),
+            _unbound(getattr(router, "default", None)),
         )
     )
+
+
+def _unbound(app: Any) -> Any:
+    """The app a bound `default` stands in for (itself when not bound)."""
+    from asgi_guard.binding.bind import BoundHandle  # bind.py imports this module
+
+    return app.original if isinstance(app, BoundHandle) else app
 
 
 def _walk_router(
@@ -223,8 +231,7 @@ def _walk_default(
     router: Any, prefix: str, defaults: tuple[JobConfig, ...], watch: Watch, seen: set[int]
 ) -> Iterator[Leaf]:
     """The app a router hands every unmatched request to, unless it is the router's own 404."""
-    default = getattr(router, "default", None)
-    default = getattr(default, "original", default)  # bound before: the app it stands in for
+    default = _unbound(getattr(router, "default", None))
     if default is None or getattr(default, "__func__", None) is Router.not_found:
         return
     sub, chain, own = _descend(default)

@@ -246,3 +246,21 @@ async def test_mutations_while_serving_never_serve_a_guarded_route_unguarded(
             allowed = (401, 404) if deny else (200, 401, 404)
             assert response.status_code in allowed, (ops, target, response.status_code)
             assert (response.status_code == 200) == bool(RAN), (ops, target)
+
+
+@pytest.mark.parametrize("deny", [True, False])
+def test_binding_is_stable_once_bound(deny: bool) -> None:
+    """After binding (defaults patched included), the watch sees no change: no rebind per request."""
+    from asgi_guard import guard_router
+
+    app = Starlette(
+        routes=[
+            Mount("/l", app=Router(routes=[Route("/page", public)], default=legacy)),
+            guard_router(Mount("/g", app=Router(routes=[], default=legacy)), JobConfig(**JWT)),
+            Mount("/m", app=Router(routes=[])),
+        ]
+    )
+    guard = install(app, None, settings(unregistered="deny" if deny else "allow"))
+    assert guard._watch is not None and not guard._watch.changed()
+    guard.bind()
+    assert not guard._watch.changed()
