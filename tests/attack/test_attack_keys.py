@@ -42,12 +42,24 @@ def two_routes(anon: dict[str, Any], paid: dict[str, Any]) -> Starlette:
     return Starlette(routes=[Route("/free-tier", ok), Route("/paid", ok)]), registry  # type: ignore[return-value]
 
 
-async def test_anonymous_client_spends_the_credits_of_a_subject_named_like_its_ip() -> None:
+@pytest.fixture(params=["memory", "valkey"])
+async def backend(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        yield MemoryBackend()
+        return
+    from asgi_guard.state import ValkeyBackend
+
+    url, prefix = request.getfixturevalue("valkey_url"), request.getfixturevalue("key_prefix")
+    valkey = ValkeyBackend(url, key_prefix=prefix)
+    yield valkey
+    await valkey.close()
+
+
+async def test_anonymous_client_spends_the_credits_of_a_subject_named_like_its_ip(backend: Any) -> None:
     registry = RouteRegistry()
     registry.register("/free-tier", JobConfig(endpoint_name="anon", required_credits=1))
     registry.register("/paid", JobConfig(endpoint_name="paid", required_credits=1, **JWT))
     app = Starlette(routes=[Route("/free-tier", ok), Route("/paid", ok)])
-    backend = MemoryBackend()
     runtime = GuardRuntime(settings(), backend)
     install(app, registry, runtime=runtime)
     store = credit_store(backend)
