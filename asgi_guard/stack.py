@@ -506,14 +506,21 @@ class GuardMiddleware:
             if watch is None or watch.changed():  # routes added while serving: bind them first
                 guard.bind()
         if kind == "http":
-            if scope["path"] == self._metrics_path and self._metrics_app is not None:
+            # the guard's own endpoints sit where the app's routes do: below the root_path
+            path = route_path(scope) if scope.get("root_path") else scope["path"]
+            if path == self._metrics_path and self._metrics_app is not None:
                 await self._metrics_app(scope, receive, send)
                 return
-            if scope["path"] == self._health_path and self._health_app is not None:
+            if path == self._health_path and self._health_app is not None:
                 await self._health_app(scope, receive, send)
                 return
-            if self._console is not None and (scope["path"] + "/").startswith(self._console[0] + "/"):
-                await self._console[1]({**scope, "root_path": self._console[0]}, receive, send)
+            if self._console is not None and (path + "/").startswith(self._console[0] + "/"):
+                root = scope.get("root_path", "") + self._console[0]
+                await self._console[1](
+                    {**scope, "root_path": root, "path": root + path[len(self._console[0]) :]},
+                    receive,
+                    send,
+                )
                 return
             if self._fallback:
                 await self._fallback_http(scope, receive, send)

@@ -4,7 +4,8 @@ The router calls `route.handle(scope, receive, send)` once it has chosen the rou
 `root_path`, mounts and redirects, exactly as it serves them); for FastAPI included routers that is the
 original `APIRoute`'s `handle` as well. `BoundHandle` stands in for that method on the instance: it
 leaves 405s to the route, runs the route's prebuilt pipeline around the original `handle` for the
-methods that have a policy, and (in deny mode) refuses those that have none.
+methods that have a policy, and (in deny mode) refuses those that have none. A router's `default`
+app (what serves unmatched paths) is bound the same way, through the router's `default` attribute.
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ class Planner:
         for entry in self.registry:
             index.setdefault(path_format(entry.template), []).append(entry)
         bound: dict[int, set[str]] = {id(entry): set() for entry in self.registry}
-        plans: dict[int, Plan] = {}
+        plans: dict[tuple[int, str], Plan] = {}
         for leaf in leaves:
             plan = self._plan_leaf(leaf, index, bound)
-            previous = plans.get(id(leaf.route))
+            previous = plans.get((id(leaf.route), leaf.slot))
             if previous is None:
-                plans[id(leaf.route)] = plan
+                plans[(id(leaf.route), leaf.slot)] = plan
             elif not _same(previous, plan):
                 raise ConfigError(
                     f"route {leaf.template!r} is reached through two paths with different policies "
@@ -211,19 +212,22 @@ def _same(a: Plan, b: Plan) -> bool:
 def apply(plans: list[Plan], guard: Guard, deny: bool) -> None:
     """Patch (or restore) each planned route object's `handle`."""
     for plan in plans:
-        route = plan.leaf.route
-        current = route.__dict__.get("handle")
+        route, slot = plan.leaf.route, plan.leaf.slot
+        current = route.__dict__.get(slot)
         if plan.empty and not deny:
             if isinstance(current, BoundHandle):
-                del route.__dict__["handle"]  # back to the class's own method
+                if slot == "handle":
+                    del route.__dict__["handle"]  # back to the class's own method
+                else:
+                    route.__dict__[slot] = current.original  # a router's default app, as it was
             continue
         if isinstance(current, BoundHandle):
             bound = current
             bound.guard = guard
         else:
-            bound = BoundHandle(route.handle, guard)
+            bound = BoundHandle(getattr(route, slot), guard)
         bound.methods = plan.leaf.methods if plan.leaf.protocol == "http" else None
         bound.by_method = dict(plan.by_method)
         bound.any = plan.any
         bound.deny = deny
-        route.__dict__["handle"] = bound
+        route.__dict__[slot] = bound

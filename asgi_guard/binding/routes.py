@@ -6,10 +6,20 @@ is a leaf of its own). FastAPI >= 0.120 keeps `include_router` routers as live `
 entries whose effective routes are built lazily: an `APIRoute` is dispatched through its original
 object's `handle`, while plain Starlette routes, WebSocket routes and mounts of an included router are
 dispatched through copies FastAPI makes per inclusion. Only this module knows those internals.
+
+A router's `default` app (what serves every path no route matches: `Router(default=legacy_app)`) is a
+leaf too, as is the default of each router below a Mount or Host: deny mode and router defaults reach
+it (`Leaf.slot == "default"`). So is each group of FastAPI frontend routes (`router.frontend(...)`).
+
+The watch: each routes list walked is swapped for a `WatchedRoutes` (a list that counts its own
+mutations), so a route appended, removed or replaced in place (`router.routes[i] = Route(...)`) at any
+depth is seen before the next request is routed, at a cost per request of a few attribute reads per
+router and mount, never per route.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,27 +50,100 @@ class Leaf:
     defaults: tuple[JobConfig, ...]  # router-level defaults, outermost first
     declared: JobConfig | None  # the endpoint's own `@guard(...)`
     in_schema: bool  # listed in this FastAPI app's OpenAPI document (not below a Mount/Host)
+    slot: str = "handle"  # the attribute the router calls: a route's `handle`, a router's `default`
 
     @property
     def path_format(self) -> str | None:
         return None if self.template is None else path_format(self.template)
 
 
+class WatchedRoutes(list[Any]):
+    """A router's routes list that counts its mutations (`version`), so the guard notices a route
+    added, removed or replaced in place without comparing routes on every request. It is a list:
+    the router, FastAPI and the app's code use it as before; copies and pickles are plain lists."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, routes: Any = ()) -> None:
+        super().__init__(routes)
+        self.version = 0
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return (list, (list(self),))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(index, value)
+
+    def __delitem__(self, index: Any) -> None:
+        self.version += 1
+        super().__delitem__(index)
+
+    def __iadd__(self, other: Any) -> Any:  # type: ignore[misc]
+        self.version += 1
+        return super().__iadd__(other)
+
+    def __imul__(self, count: Any) -> Any:  # type: ignore[misc]
+        self.version += 1
+        return super().__imul__(count)
+
+    def append(self, value: Any) -> None:
+        self.version += 1
+        super().append(value)
+
+    def extend(self, values: Any) -> None:
+        self.version += 1
+        super().extend(values)
+
+    def insert(self, index: Any, value: Any) -> None:
+        self.version += 1
+        super().insert(index, value)
+
+    def pop(self, index: Any = -1) -> Any:
+        self.version += 1
+        return super().pop(index)
+
+    def remove(self, value: Any) -> None:
+        self.version += 1
+        super().remove(value)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def reverse(self) -> None:
+        self.version += 1
+        super().reverse()
+
+    def sort(self, *, key: Any = None, reverse: bool = False) -> None:
+        self.version += 1
+        super().sort(key=key, reverse=reverse)
+
+
 @dataclass
 class Watch:
-    """What the route tree looked like when bound; `changed()` is a few attribute reads."""
+    """What the route tree looked like when bound; `changed()` is a few attribute reads per router
+    and mount, whatever the number of routes."""
 
-    entries: list[tuple[Any, list[Any], int, int]]  # (router, its routes list, length, fastapi version)
+    # (router, its routes list, that list's mutation count (or -1 - its length, for a list the
+    # guard could not swap), FastAPI's version, its default app)
+    entries: list[tuple[Any, Any, int, int, Any]]
+    # (Mount or Host, the app it hands requests to): a mounted app swapped for another
+    apps: list[tuple[Any, Any]] = field(default_factory=list)
     active: set[int] = field(default_factory=set)  # while walking: the routers being descended
 
     def changed(self) -> bool:
-        for owner, routes, length, version in self.entries:
-            current = owner.routes
-            if current is not routes or len(current) != length:
+        for owner, routes, count, version, default in self.entries:
+            if owner.routes is not routes:
+                return True
+            if (routes.version if count >= 0 else -1 - len(routes)) != count:
                 return True
             if version >= 0 and owner._routes_version != version:
                 return True
-        return False
+            current = owner.default  # bound: a BoundHandle around the app recorded here
+            if current is not default and getattr(current, "original", None) is not default:
+                return True
+        return bool(self.apps) and any(route.app is not app for route, app in self.apps)
 
 
 def find_router(app: Any) -> Any:
@@ -94,8 +177,27 @@ def _watch(router: Any, watch: Watch, seen: set[int]) -> None:
         return
     seen.add(id(router))
     routes = router.routes
+    if not isinstance(routes, WatchedRoutes):
+        with contextlib.suppress(AttributeError, TypeError):  # read-only: by identity and length
+            router.routes = routes = WatchedRoutes(routes)
+    count = routes.version if isinstance(routes, WatchedRoutes) else -1 - len(routes)
     version = getattr(router, "_routes_version", -1)
-    watch.entries.append((router, routes, len(routes), version if isinstance(version, int) else -1))
+    watch.entries.append(
+        (
+            router,
+            routes,
+            count,
+            version if isinstance(version, int) else -1,
+            _unbound(getattr(router, "default", None)),
+        )
+    )
+
+
+def _unbound(app: Any) -> Any:
+    """The app a bound `default` stands in for (itself when not bound)."""
+    from asgi_guard.binding.bind import BoundHandle  # bind.py imports this module
+
+    return app.original if isinstance(app, BoundHandle) else app
 
 
 def _walk_router(
@@ -111,8 +213,34 @@ def _walk_router(
     try:
         for route in list(router.routes):
             yield from _walk_route(route, prefix, defaults, schema, watch, seen)
+        yield from _frontends(router, defaults)
+        yield from _walk_default(router, prefix, defaults, watch, seen)
     finally:
         watch.active.discard(id(router))
+
+
+def _frontends(router: Any, defaults: tuple[JobConfig, ...]) -> Iterator[Leaf]:
+    """FastAPI's frontend routes (`router.frontend("/", directory=...)`): groups the router tries
+    after its routes, before its default. Each group is a leaf of its own (every path it serves)."""
+    for group in list(getattr(router, "_low_priority_routes", ())):
+        if isinstance(group, BaseRoute):
+            yield Leaf(group, None, "mount", None, defaults, None, False)
+
+
+def _walk_default(
+    router: Any, prefix: str, defaults: tuple[JobConfig, ...], watch: Watch, seen: set[int]
+) -> Iterator[Leaf]:
+    """The app a router hands every unmatched request to, unless it is the router's own 404."""
+    default = _unbound(getattr(router, "default", None))
+    if default is None or getattr(default, "__func__", None) is Router.not_found:
+        return
+    sub, chain, own = _descend(default)
+    for app in chain:
+        defaults = _mark(app, defaults)
+    if sub is not None and not own:  # a router (or app) of its own: its routes, under the same prefix
+        yield from _walk_router(sub, prefix, defaults, False, watch, seen)
+    elif sub is None:
+        yield Leaf(router, None, "mount", None, defaults, declared(default), False, slot="default")
 
 
 def _walk_route(
@@ -126,7 +254,8 @@ def _walk_route(
     elif isinstance(route, WebSocketRoute):
         yield Leaf(route, prefix + route.path, "websocket", None, defaults, declared(route.endpoint), False)
     elif isinstance(route, Mount):
-        inner = getattr(route, "_base_app", route.app)
+        watch.apps.append((route, route.app))
+        inner = _mounted_app(route)
         sub, chain, own = _descend(inner)
         mounted = _mark(route, defaults)
         for app in chain:
@@ -137,6 +266,7 @@ def _walk_route(
             template = prefix + route.path + "/{path:path}"
             yield Leaf(route, template, "mount", None, mounted, declared(inner), False)
     elif isinstance(route, Host):
+        watch.apps.append((route, route.app))
         sub, chain, own = _descend(route.app)
         hosted = _mark(route, defaults)
         for app in chain:
@@ -147,6 +277,26 @@ def _walk_route(
             yield Leaf(route, None, "mount", None, hosted, declared(route.app), False)
     elif isinstance(route, BaseRoute):
         yield Leaf(route, None, "other", None, defaults, None, False)
+
+
+def _mounted_app(mount: Mount) -> Any:
+    """The app a Mount serves: its `_base_app` below the Mount's own middleware (`.app` chains), or
+    `mount.app` itself when the app replaced that (`mount.app = other`)."""
+    base = getattr(mount, "_base_app", None)
+    app: Any = mount.app
+    if base is None:
+        return app
+    # what `mount.app` was when the guard first saw it: the Mount's middleware around `_base_app`
+    # even when that middleware keeps its inner app under another name than `.app`
+    if mount.__dict__.setdefault("_asgi_guard_app", app) is app:
+        return base
+    seen: set[int] = set()
+    while app is not None and id(app) not in seen:
+        if app is base:
+            return base
+        seen.add(id(app))
+        app = getattr(app, "app", None)
+    return mount.app
 
 
 def _guards_itself(app: Any) -> bool:
@@ -188,6 +338,12 @@ def _walk_included(
     original = included.original_router
     _watch(original, watch, seen)
     defaults = _mark(original, defaults)
+    if getattr(original, "_low_priority_routes", None):
+        # FastAPI dispatches an included router's frontend groups through contexts that captured
+        # each group's `handle` when built: have them rebuilt (after this binding patched it)
+        with contextlib.suppress(AttributeError):
+            included._effective_low_priority_routes_version = None
+        yield from _frontends(original, defaults)
     for candidate in included.effective_candidates():
         if (included := _included_type()) is not None and isinstance(candidate, included):
             yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)

@@ -1,5 +1,6 @@
-"""`asgi-guard credits grant|set|show USER [N] [--type T] [--memory]` (the work is in
-asgi_guard.stages.credits.cli, which also refuses the in-process store unless `--memory`)."""
+"""`asgi-guard credits grant|set|show USER [N] [--type T] [--memory] [--ip]` (`--ip`: USER is an
+anonymous client's IP address, not a JWT subject). The work is in asgi_guard.stages.credits.cli,
+which also refuses the in-process store unless `--memory`."""
 
 from __future__ import annotations
 
@@ -20,13 +21,23 @@ MemoryOpt = Annotated[
     bool,
     typer.Option("--memory", help="allow the in-process store (the balance is gone when the command exits)"),
 ]
+IpOpt = Annotated[
+    bool, typer.Option("--ip", help="USER is an anonymous client's IP address, not a JWT subject")
+]
 
 
-def _run(action: str, user: str, amount: int | None, credit_type: str, memory: bool) -> None:
+def _run(
+    action: str, user: str, amount: int | None, credit_type: str, memory: bool, ip: bool = False
+) -> None:
     from asgi_guard.stages.credits.cli import handle
 
     args = argparse.Namespace(
-        credits_action=action, user=user, amount=amount, credit_type=credit_type, memory=memory
+        credits_action=action,
+        user=user,
+        amount=amount,
+        credit_type=credit_type,
+        memory=memory,
+        anonymous=ip,
     )
     raise typer.Exit(handle(args))
 
@@ -39,9 +50,10 @@ def grant(
     ],
     credit_type: TypeOpt = "default",
     memory: MemoryOpt = False,
+    ip: IpOpt = False,
 ) -> None:
     """Add N credits and print the new balance."""
-    _run("grant", user, amount, credit_type, memory)
+    _run("grant", user, amount, credit_type, memory, ip)
 
 
 @credits.command("set")
@@ -50,12 +62,15 @@ def set_(
     amount: Annotated[int, typer.Argument(metavar="N", min=0, help="the new balance")],
     credit_type: TypeOpt = "default",
     memory: MemoryOpt = False,
+    ip: IpOpt = False,
 ) -> None:
     """Set the balance to N and print it."""
-    _run("set", user, amount, credit_type, memory)
+    _run("set", user, amount, credit_type, memory, ip)
 
 
 @credits.command("show")
-def show(user: UserArg, credit_type: TypeOpt = "default", memory: MemoryOpt = False) -> None:
+def show(
+    user: UserArg, credit_type: TypeOpt = "default", memory: MemoryOpt = False, ip: IpOpt = False
+) -> None:
     """Print the balance."""
-    _run("show", user, None, credit_type, memory)
+    _run("show", user, None, credit_type, memory, ip)

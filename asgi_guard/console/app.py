@@ -8,11 +8,14 @@ Routes, relative to where it is mounted (`root_path`):
 | `/api/summary` (GET) | JSON: decision counts, top limited keys, circuits, outbox, cache ratio |
 | `/api/policies` (GET) | JSON: each route's template, methods, stages and limit numbers |
 | `/api/credits?user=U&type=T` (GET) | JSON: one balance, read-only (`{"user", "type", "balance"}`) |
+| `/api/credits?ip=A&type=T` (GET) | the same for an anonymous client's balance, by its address |
 | `/login` (GET form, POST `token=`) | sets the session cookie (a keyed digest of the token, not the token) |
 
 Access (checked on every request, page and API alike): the client IP must be in `allow` when it is
 set (else 403), and a `token` must be presented when it is set, as `Authorization: Bearer` or the
-login form's cookie (else 401, with `WWW-Authenticate: Bearer`, RFC 6750 section 3). Refusals are
+login form's cookie (else 401, with `WWW-Authenticate: Bearer`, RFC 6750 section 3). Wrong
+credentials are throttled per client (asgi_guard.console.throttle: 5 in 5 minutes by default, then
+429 with Retry-After for any credential, the right one included, until the window ends). Refusals are
 RFC 9457 problem+json; a browser asking for the page without a credential is sent to the login form.
 At least one of the two must be configured: a console open to anyone is refused at build time.
 """
@@ -30,9 +33,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.console.page import render_login, render_page
 from asgi_guard.console.summary import policies, summary
+from asgi_guard.console.throttle import DEFAULT_ATTEMPTS, DEFAULT_WINDOW, LoginThrottle
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
-from asgi_guard.stages.credits import CreditError, credit_store
+from asgi_guard.stages.credits import Anonymous, CreditError, credit_store
 from asgi_guard.stages.security.ip import in_networks, parse_networks, resolve_client_ip
 
 if TYPE_CHECKING:
@@ -114,6 +118,7 @@ class ConsoleApp:
         routes: Iterable[CompiledRoute],
         token: str | None,
         allow: Iterable[str],
+        throttle: LoginThrottle | None = None,
     ) -> None:
         if token is not None and len(token) < MIN_TOKEN:
             raise ConfigError(f"the console token must have at least {MIN_TOKEN} characters")
@@ -129,30 +134,51 @@ class ConsoleApp:
         self._routes = list(routes)
         self._policies: list[dict[str, Any]] | None = None
         self._credits: Any = None
+        self.throttle = throttle or LoginThrottle()
         runtime.enable_tally()
 
     # -- access ---------------------------------------------------------------------------------
-    def _refusal(self, scope: Scope) -> Problem | None:
-        """None when the request may see the console, else the 403/401 to answer."""
-        return self._ip_refusal(scope) or self._token_refusal(scope)
+    def _refusal(self, scope: Scope, client: str) -> Problem | None:
+        """None when the request may see the console, else the 403/429/401 to answer. A client
+        past its failed-credential budget gets 429 before its credential is even compared."""
+        return self._ip_refusal(client) or self._token_refusal(scope, client)
 
-    def _ip_refusal(self, scope: Scope) -> Problem | None:
-        if self.allow:
-            ip = resolve_client_ip(scope, self._trusted, self._forwarded) if self._trusted else None
-            if ip is None:
-                client = scope.get("client")
-                ip = client[0] if client else "unknown"
-            if not in_networks(ip, self.allow):
-                return Problem(403, "console-forbidden", "Forbidden", "this address may not open the console")
+    def _client(self, scope: Scope) -> str:
+        """The client's address: `trusted_proxies` applied, as the guard resolves it."""
+        ip = resolve_client_ip(scope, self._trusted, self._forwarded) if self._trusted else None
+        if ip is None:
+            peer = scope.get("client")
+            ip = peer[0] if peer else "unknown"
+        return ip
+
+    def _ip_refusal(self, client: str) -> Problem | None:
+        if self.allow and not in_networks(client, self.allow):
+            return Problem(403, "console-forbidden", "Forbidden", "this address may not open the console")
         return None
 
-    def _token_refusal(self, scope: Scope) -> Problem | None:
+    def _throttled(self, client: str) -> Problem | None:
+        wait = self.throttle.retry_after(client)
+        if not wait:
+            return None
+        return Problem(
+            429,
+            "console-throttled",
+            "Too Many Requests",
+            f"too many failed console logins from this address; retry in {wait} s",
+            headers=[(b"retry-after", str(wait).encode())],
+        )
+
+    def _token_refusal(self, scope: Scope, client: str) -> Problem | None:
         if self._bearer is None:
             return None
+        throttled = self._throttled(client)
+        if throttled is not None:
+            return throttled
         supplied = _header(scope, b"authorization")
         if supplied is not None:
             scheme, _, value = supplied.partition(b" ")
             if scheme.lower() == b"bearer" and hmac.compare_digest(value.strip(), self._bearer):
+                self.throttle.succeeded(client)
                 return None
         cookie = _cookie(scope, COOKIE)
         if (
@@ -160,9 +186,11 @@ class ConsoleApp:
             and self._session is not None
             and hmac.compare_digest(cookie.encode(), self._session.encode())
         ):
+            self.throttle.succeeded(client)
             return None
         challenge = b'Bearer realm="asgi-guard console"'
-        if supplied is not None or cookie is not None:
+        if supplied is not None or cookie is not None:  # a wrong credential: it counts
+            self.throttle.failed(client)
             challenge += b', error="invalid_token"'
         return Problem(
             401,
@@ -187,7 +215,7 @@ class ConsoleApp:
         if path == "/login":
             await self._login(scope, receive, send)
             return
-        refusal = self._refusal(scope)
+        refusal = self._refusal(scope, self._client(scope))
         if refusal is not None:
             accept = _header(scope, b"accept") or b""
             if path == "/" and method == "GET" and refusal.status == 401 and b"text/html" in accept:
@@ -224,22 +252,25 @@ class ConsoleApp:
             await send_problem(send, _too_many_fields(8))
             return
         user = (query.get("user") or [""])[0]
+        address = (query.get("ip") or [""])[0]  # an anonymous client's balance, by its address
         kind = (query.get("type") or ["default"])[0] or "default"
-        if not user or len(user) > MAX_FIELD or len(kind) > MAX_FIELD:
+        if (not user and not address) or len(user + address) > MAX_FIELD or len(kind) > MAX_FIELD:
             await send_problem(
                 send,
                 Problem(
                     400,
                     "bad-credits-lookup",
                     "Bad Request",
-                    f"`user` is required; `user` and `type` have at most {MAX_FIELD} characters",
+                    f"`user` (a JWT subject) or `ip` (an anonymous client) is required; each, and "
+                    f"`type`, has at most {MAX_FIELD} characters",
                 ),
             )
             return
         if self._credits is None:
             self._credits = credit_store(self.runtime.backend)
         try:
-            balance = await self._credits.balance(user, kind)
+            owner = user if user else Anonymous(address)
+            balance = await self._credits.balance(owner, kind)
         except CreditError as exc:
             await send_problem(send, Problem(400, "bad-credits-lookup", "Bad Request", str(exc)))
             return
@@ -255,12 +286,14 @@ class ConsoleApp:
                 ),
             )
             return
-        await _json(send, {"user": user, "type": kind, "balance": balance})
+        found = {"user": user} if user else {"ip": address}
+        await _json(send, {**found, "type": kind, "balance": balance})
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         """GET: the form. POST `token=...`: the cookie on a match (303 to the page), else 401."""
         page = b"text/html; charset=utf-8"
-        refusal = self._ip_refusal(scope)  # the allowlist guards the form too
+        client = self._client(scope)
+        refusal = self._ip_refusal(client)  # the allowlist guards the form too
         if refusal is not None:
             await send_problem(send, refusal)
             return
@@ -294,8 +327,13 @@ class ConsoleApp:
         except ValueError:
             await send_problem(send, _too_many_fields(4))
             return
+        throttled = self._throttled(client)  # before the comparison: guessing goes no faster
+        if throttled is not None:
+            await send_problem(send, throttled)
+            return
         supplied = (fields.get("token") or [""])[0]
         if not hmac.compare_digest(supplied.encode("utf-8", "replace"), self.token.encode()):
+            self.throttle.failed(client)
             await _send(
                 send,
                 401,
@@ -304,6 +342,7 @@ class ConsoleApp:
                 [(b"www-authenticate", b'Bearer realm="asgi-guard console", error="invalid_token"')],
             )
             return
+        self.throttle.succeeded(client)
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         root = scope.get("root_path", "") or "/"
         path = root if not any(c in root for c in ';,"\r\n') else "/"  # a cookie attribute value
@@ -337,14 +376,18 @@ def console_app(
     *,
     token: str | None = None,
     allow: Iterable[str] = (),
+    login_attempts: int = DEFAULT_ATTEMPTS,
+    login_window: float = DEFAULT_WINDOW,
 ) -> ASGIApp:
     """The operator console for the app that `runtime` guards, as an ASGI app to mount.
 
     - `routes`: the registry (or its routes) whose policies the page lists;
     - `token`: 16+ characters, wanted as `Authorization: Bearer` or through the login form;
-    - `allow`: CIDRs of the clients that may open it (with `token` too, both must pass).
+    - `allow`: CIDRs of the clients that may open it (with `token` too, both must pass);
+    - `login_attempts` failed credentials per client (IPv4 address, IPv6 /64) in `login_window`
+      seconds, then 429 with Retry-After until the window ends (asgi_guard.console.throttle).
     At least one of `token` and `allow` is required (ConfigError otherwise). It turns on the
     runtime's decision counts, fed by the telemetry stage: build it before `install()` so that the
     telemetry stage is built even on an app with metrics, tracing and access logs all off.
     """
-    return ConsoleApp(runtime, routes, token, allow)
+    return ConsoleApp(runtime, routes, token, allow, LoginThrottle(login_attempts, login_window))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from starlette.types import Message, Receive, Scope
 
 from asgi_guard.core.problems import Problem, payload_too_large
+from asgi_guard.state.keys import principal_part
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -210,8 +211,17 @@ class GuardContext:
 
     @property
     def user_key(self) -> str:
-        """The JWT subject, or the client IP for anonymous requests."""
+        """The JWT subject, or the client IP for anonymous requests: for display (logs, handlers),
+        never a state key (a subject may equal an IP address); keys use `principal_key`."""
         return self.principal.subject if self.principal is not None else self.client_ip
+
+    @property
+    def principal_key(self) -> str:
+        """Who is asking, as one escaped state-key part in which subjects and client addresses live
+        apart (`asgi_guard.state.keys.principal_part`): `alice`, `~10.1.2.3`. Call after the
+        security stage has run."""
+        principal = self.principal
+        return principal_part(principal.subject if principal is not None else None, self.client_ip)
 
     # -- body -----------------------------------------------------------------------------------
     @property

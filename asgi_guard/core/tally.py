@@ -93,7 +93,7 @@ class DecisionTally:
                 self._cache(label, decision.reason)
             elif decision.reason in _LIMITED and name == "rate_limit":
                 resource = ctx.resource_id
-                self.limited.add(f"{label} {ctx.user_key}" + (f" {resource}" if resource else ""))
+                self.limited.add(f"{label} {ctx.principal_key}" + (f" {resource}" if resource else ""))
 
     def _cache(self, label: str, reason: str | None) -> None:
         pair = self.cache.get(label)

@@ -5,7 +5,8 @@ breaker, MFA), in memory and in Valkey.
 chooses (a header, a JWT subject, a resource id, an Idempotency-Key) can equal a part the guard makes
 itself. The guard's own parts are built from characters `key_part` never leaves bare:
 
-- `~<ip>`: the identity of a client that sent no key header (rate limit `header:NAME`);
+- `~<ip>`: a client the guard knows only by its address: an anonymous principal (`principal_part`),
+  the `ip` rate-limit part, and a client that sent no key header (rate limit `header:NAME`);
 - `-`: "no resource id"; `*`: the global bucket; `#<hex>`: the digest of a long value;
 - `:` separates parts, `|` separates parts inside one hash tag, `{` `}` delimit the cluster hash tag.
 
@@ -59,6 +60,17 @@ def key_part(value: str) -> str:
 def fallback_identity(value: str) -> str:
     """A guard-made identity (`~` + the escaped value): equal to no escaped client value."""
     return FALLBACK + key_part(value)
+
+
+def principal_part(subject: str | None, address: str) -> str:
+    """Who made a request, as one key part: the verified JWT subject escaped (`key_part(subject)`),
+    else the client address as a guard-made identity (`~` + escaped address).
+
+    The two kinds never meet: an escaped subject never starts with a bare `~`, so the anonymous
+    client at 10.1.2.3 (`~10.1.2.3`) and the user whose IdP subject is "10.1.2.3" (`10.1.2.3`) or
+    "~10.1.2.3" (`%7E10.1.2.3`) hold three different keys. Every concern that keys state by who is
+    asking (rate limit, idempotency, cache ownership) uses this, via `GuardContext.principal_key`."""
+    return key_part(subject) if subject is not None else FALLBACK + key_part(address)
 
 
 def hash_tag(*parts: str) -> str:

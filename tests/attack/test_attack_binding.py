@@ -173,11 +173,6 @@ async def test_dot_segments_skip_a_narrower_fallback_policy(path: str) -> None:
     assert RAN == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="deny mode binds route objects only: a Router's `default` app (a legacy fallback) serves "
-    "every unmatched path without a policy and is never denied",
-)
 async def test_deny_mode_covers_a_routers_default_app() -> None:
     from starlette.routing import Router
 
@@ -189,11 +184,6 @@ async def test_deny_mode_covers_a_routers_default_app() -> None:
     assert RAN == [] and response.status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the route watch compares each routes list's identity and length only: a route object "
-    "replaced in place (`router.routes[i] = Route(...)`) after binding is served unbound",
-)
 async def test_route_replaced_in_place_while_serving_is_bound() -> None:
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse
@@ -215,3 +205,64 @@ async def test_route_replaced_in_place_while_serving_is_bound() -> None:
         app.router.routes[0] = Route("/page", secret)  # a hot swap
         assert (await c.get("/page")).status_code == 401
     assert RAN == []
+
+
+def _frontend_app(dist: Any, deny: bool) -> FastAPI:
+    from fastapi import APIRouter
+
+    from asgi_guard import guard_router
+
+    app = FastAPI()
+    plain = APIRouter()
+    plain.frontend("/ui", directory=dist)
+    admin = guard_router(APIRouter(), JobConfig(**JWT))
+    admin.frontend("/admin", directory=dist)
+    app.include_router(plain, prefix="/v1")
+    app.include_router(admin, prefix="/v2")
+    app.frontend("/", directory=dist)
+    install(app, None, settings(unregistered="deny" if deny else "allow"))
+    return app
+
+
+async def test_guard_router_covers_fastapi_frontend_routes(tmp_path: Any) -> None:
+    """`guard_router(APIRouter(), policy)` with `router.frontend(...)`: the pages it serves are under
+    the router's policy (they were served without it)."""
+    (tmp_path / "index.html").write_text("admin console")
+    app = _frontend_app(tmp_path, deny=False)
+    async with client(app) as c:
+        assert (await c.get("/v2/admin/")).status_code == 401
+        assert (await c.get("/v2/admin/index.html")).status_code == 401
+        assert (await c.get("/v2/admin/", headers=bearer())).text == "admin console"
+        assert (await c.get("/v1/ui/")).status_code == 200  # no policy, allow mode
+
+
+async def test_deny_mode_covers_fastapi_frontend_routes(tmp_path: Any) -> None:
+    (tmp_path / "index.html").write_text("page")
+    app = _frontend_app(tmp_path, deny=True)
+    async with client(app) as c:
+        for path in ("/", "/index.html", "/v1/ui/", "/v1/ui/index.html"):
+            assert (await c.get(path)).status_code == 404, path
+        assert (await c.get("/v2/admin/", headers=bearer())).status_code == 200
+
+
+async def test_frontend_added_while_serving_is_bound(tmp_path: Any) -> None:
+    from fastapi import APIRouter
+
+    from asgi_guard import guard_router
+
+    (tmp_path / "index.html").write_text("page")
+    app = FastAPI()
+    admin = guard_router(APIRouter(), JobConfig(**JWT))
+
+    @admin.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.include_router(admin, prefix="/v2")
+    install(app, None, settings())
+    async with client(app) as c:
+        assert (await c.get("/v2/ping", headers=bearer())).status_code == 200
+        admin.frontend("/admin", directory=tmp_path)
+        assert (await c.get("/v2/admin/")).status_code == 401
+        app.frontend("/", directory=tmp_path)
+        assert (await c.get("/index.html")).status_code == 200

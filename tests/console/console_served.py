@@ -26,7 +26,7 @@ from asgi_guard.config import (
     RateLimitConfig,
     SecurityConfig,
 )
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 
 ITEMS = JobConfig(
     endpoint_name="items",
@@ -88,7 +88,7 @@ def build(settings: GuardSettings | None = None) -> tuple[Starlette, GuardRuntim
     runtime = GuardRuntime(settings or GuardSettings(jwt_secret="x" * 32))
 
     async def grant() -> None:
-        await credit_store(runtime.backend).grant("127.0.0.1", 50)
+        await credit_store(runtime.backend).grant(Anonymous("127.0.0.1"), 50)
 
     runtime.on_startup(grant)
     install(app, registry, runtime=runtime)

@@ -201,8 +201,8 @@ async def test_summary_counts_decisions_limited_keys_cache_and_circuits() -> Non
     assert decided[("circuit_breaker", "rejected", "circuit_open")] == 2
     assert decided[("credits", "allowed", "committed")] == 1
     assert {row["key"]: row["count"] for row in counts["top_limited"]} == {
-        "items 127.0.0.1 0": 2,
-        "items 127.0.0.1 1": 2,
+        "items ~127.0.0.1 0": 2,  # `~`: an anonymous client, by its address
+        "items ~127.0.0.1 1": 2,
     }
     assert (
         counts["cache"]["hits"] == 3 and counts["cache"]["misses"] == 1 and counts["cache"]["ratio"] == 0.75
@@ -244,8 +244,11 @@ async def test_credits_lookup_is_read_only_and_checks_its_input() -> None:
     async with client:
         await client.get("/report")
         for _ in range(3):
-            response = await client.get("/_guard/api/credits", params={"user": "127.0.0.1"}, headers=BEARER)
-            assert response.json() == {"user": "127.0.0.1", "type": "default", "balance": 49}
+            response = await client.get("/_guard/api/credits", params={"ip": "127.0.0.1"}, headers=BEARER)
+            assert response.json() == {"ip": "127.0.0.1", "type": "default", "balance": 49}
+            # the subject that reads like the address has a balance of its own
+            subject = await client.get("/_guard/api/credits", params={"user": "127.0.0.1"}, headers=BEARER)
+            assert subject.json() == {"user": "127.0.0.1", "type": "default", "balance": 0}
         assert (await client.get("/_guard/api/credits", headers=BEARER)).status_code == 400
         long = await client.get("/_guard/api/credits", params={"user": "u" * 300}, headers=BEARER)
         assert long.status_code == 400 and long.headers["content-type"] == "application/problem+json"

@@ -201,7 +201,7 @@ def test_console_shows_live_numbers_in_chromium(served: str, tmp_path: Path) -> 
             lambda d: _number(d, "s4xx") > 0 and "rate_limited" in d.find_element(By.ID, "decisions").text
         )
         assert "%" in driver.find_element(By.ID, "cache-ratio").text
-        assert "items 127.0.0.1" in driver.find_element(By.ID, "limited").text
+        assert "items ~127.0.0.1" in driver.find_element(By.ID, "limited").text
         wait.until(lambda d: "open" in d.find_element(By.ID, "circuits").text)
         wait.until(lambda d: _number(d, "outbox-depth") > 0)  # no Pulsar: events wait in the outbox
         assert "/items/{resource_id}" in driver.find_element(By.TAG_NAME, "main").text

@@ -26,7 +26,7 @@ from asgi_guard.core.context import Decision, GuardContext
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.stage import RouteInfo, Stage, build_chain, section_of
 from asgi_guard.stages import load_stages
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import MemoryBackend, ValkeyBackend
 
 SETTINGS = GuardSettings(_env_file=None)  # type: ignore[call-arg]
@@ -178,7 +178,7 @@ async def test_route_pooling_bounds_every_store_call(
     app = Starlette(routes=[Route("/p", ok, methods=["POST"])])
     install(app, registry, runtime=runtime)
     client = make_client(app)
-    await credit_store(runtime.backend).set("127.0.0.1", 5)
+    await credit_store(runtime.backend).set(Anonymous("127.0.0.1"), 5)
     assert (await client.post("/p")).status_code == 200
     pid = own_valkey.nodes[0].pid
     os.kill(pid, signal.SIGSTOP)

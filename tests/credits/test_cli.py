@@ -114,3 +114,30 @@ def test_wired_into_the_asgi_guard_command(
     monkeypatch.setenv("ASGI_GUARD_VALKEY_URL", "memory://")
     assert asgi_guard_main(["credits", "set", "erin", "12", "--type", "gpu", "--memory"]) == 0
     assert capsys.readouterr().out == "12\n"
+
+
+def test_ip_flag_addresses_an_anonymous_clients_balance_on_valkey(
+    valkey_url: str, key_prefix: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--ip`: the balance the anonymous client at that address spends, kept apart from the user
+    whose subject reads the same (both through `asgi-guard credits`, on a real valkey-server)."""
+    from asgi_guard.cli import main as asgi_guard_main
+    from asgi_guard.stages.credits import Anonymous
+
+    monkeypatch.setenv("ASGI_GUARD_VALKEY_URL", valkey_url)
+    monkeypatch.setenv("ASGI_GUARD_KEY_PREFIX", key_prefix)
+    assert asgi_guard_main(["credits", "set", "203.0.113.7", "4", "--ip"]) == 0
+    assert asgi_guard_main(["credits", "grant", "203.0.113.7", "1", "--ip"]) == 0
+    assert asgi_guard_main(["credits", "set", "203.0.113.7", "9"]) == 0
+    assert asgi_guard_main(["credits", "show", "203.0.113.7", "--ip"]) == 0
+    assert capsys.readouterr().out == "4\n5\n9\n5\n"
+
+    async def balances() -> tuple[int, int]:
+        backend = ValkeyBackend(valkey_url, key_prefix=key_prefix)
+        try:
+            store = credit_store(backend)
+            return await store.balance(Anonymous("203.0.113.7")), await store.balance("203.0.113.7")
+        finally:
+            await backend.close()
+
+    assert asyncio.run(balances()) == (5, 9)

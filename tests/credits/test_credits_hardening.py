@@ -22,13 +22,14 @@ from starlette.responses import JSONResponse, Response
 
 from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.config import CircuitBreakerConfig, IdempotencyConfig
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import MemoryBackend, backend_from_settings
 from asgi_guard_dev.local import free_port
 
 from ._helpers import client, guarded_app
 
 USER = "127.0.0.1"
+PAYER = Anonymous(USER)  # an anonymous client\'s balance is addressed by its address
 HERE = Path(__file__).resolve().parent
 
 
@@ -46,7 +47,7 @@ def _route(**extra: object) -> JobConfig:
 async def test_background_work_after_the_response_is_not_timed_out_refunded_or_a_failure() -> None:
     backend = MemoryBackend()
     store = credit_store(backend)
-    await store.set(USER, 10)
+    await store.set(PAYER, 10)
     finished: list[int] = []
     calls: list[int] = []
 
@@ -66,7 +67,7 @@ async def test_background_work_after_the_response_is_not_timed_out_refunded_or_a
         again = await http.post("/job", headers={"idempotency-key": "k0"})
     assert statuses == [200, 200, 200], "the breaker must not count background work as a failure"
     assert len(finished) == 3, "background tasks run to completion"
-    assert await store.balance(USER) == 7, "three completed responses are three charges"
+    assert await store.balance(PAYER) == 7, "three completed responses are three charges"
     assert again.status_code == 200 and again.headers.get("idempotent-replayed") == "true"
     assert len(calls) == 3, "the idempotent retry replays instead of running the handler again"
 
@@ -90,7 +91,7 @@ async def test_handler_timeout_applies_without_credits_or_breaker() -> None:
 async def test_timeout_before_the_response_refunds_and_counts_for_the_breaker() -> None:
     backend = MemoryBackend()
     store = credit_store(backend)
-    await store.set(USER, 10)
+    await store.set(PAYER, 10)
 
     async def slow(request: Request) -> Response:
         await asyncio.sleep(2)
@@ -105,7 +106,7 @@ async def test_timeout_before_the_response_refunds_and_counts_for_the_breaker() 
     async with client(guarded_app(slow, config, backend=backend)) as http:
         statuses = [(await http.get("/job")).status_code for _ in range(3)]
     assert statuses == [504, 504, 503]
-    assert await store.balance(USER) == 10
+    assert await store.balance(PAYER) == 10
 
 
 def test_credits_does_not_import_the_breaker_stage() -> None:
@@ -186,7 +187,7 @@ async def test_disconnect_before_the_response_refunds_after_it_charges(
     settings = GuardSettings(valkey_url=valkey_url, key_prefix=key_prefix, _env_file=None)  # type: ignore[call-arg]
     backend = backend_from_settings(settings)
     store = credit_store(backend)
-    await store.set(USER, 100)
+    await store.set(PAYER, 100)
     try:
         loop = asyncio.get_running_loop()
         # 20 clients close their sockets (10 FIN, 10 RST) 150 ms into a 600 ms handler: none is charged.
@@ -197,13 +198,13 @@ async def test_disconnect_before_the_response_refunds_after_it_charges(
             )
         )
         await asyncio.sleep(1.5)  # every handler has long finished (or been cancelled)
-        assert await store.balance(USER) == 100
+        assert await store.balance(PAYER) == 100
         # 5 clients that wait for their answer are charged, one credit each.
         answers = await asyncio.gather(
             *(loop.run_in_executor(None, _raw_request, uvicorn_app, "/slow", None) for _ in range(5))
         )
         assert all(a.startswith(b"HTTP/1.1 200") for a in answers), answers
-        assert await store.balance(USER) == 95
+        assert await store.balance(PAYER) == 95
     finally:
         await backend.close()
 
@@ -213,7 +214,7 @@ async def test_a_client_gone_before_the_answer_is_refunded_and_its_idempotency_k
     (a stored answer replayed for free after a refund would be a way around paying)."""
     backend = MemoryBackend()
     store = credit_store(backend)
-    await store.set(USER, 10)
+    await store.set(PAYER, 10)
     runs: list[int] = []
 
     async def slow(request: Request) -> Response:
@@ -250,8 +251,8 @@ async def test_a_client_gone_before_the_answer_is_refunded_and_its_idempotency_k
         sent.append(message)
 
     await app(scope, receive, send)  # type: ignore[arg-type]
-    assert sent == [] and await store.balance(USER) == 10
+    assert sent == [] and await store.balance(PAYER) == 10
     async with client(app) as http:
         retry = await http.post("/job", headers={"idempotency-key": "k1"})
     assert retry.status_code == 200 and "idempotent-replayed" not in retry.headers
-    assert len(runs) == 2 and await store.balance(USER) == 9
+    assert len(runs) == 2 and await store.balance(PAYER) == 9

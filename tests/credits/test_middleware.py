@@ -12,13 +12,14 @@ from starlette.types import Receive, Scope, Send
 
 from asgi_guard import GuardMiddleware, JobConfig, RouteRegistry
 from asgi_guard.config import CircuitBreakerConfig
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import MemoryBackend
 
 from ._helpers import client, guarded_app
 
 PRICE = JobConfig(endpoint_name="priced", required_credits=3, credit_type="gpu")
 USER = "127.0.0.1"  # anonymous requests are charged to the client IP
+PAYER = Anonymous(USER)  # an anonymous client\'s balance is addressed by its address
 
 
 async def ok(request: Request) -> Response:
@@ -28,21 +29,21 @@ async def ok(request: Request) -> Response:
 async def test_success_commits_and_reports_remaining() -> None:
     backend = MemoryBackend()
     store = credit_store(backend)
-    await store.set(USER, 10, "gpu")
+    await store.set(PAYER, 10, "gpu")
     async with client(guarded_app(ok, PRICE, backend=backend)) as http:
         first = await http.get("/job")
         second = await http.get("/job")
     assert first.status_code == 200 and first.headers["x-credits-remaining"] == "7"
     assert second.headers["x-credits-remaining"] == "4"
-    assert await store.balance(USER, "gpu") == 4
-    assert await store.balance(USER) == 0, "only the route's credit type is charged"
+    assert await store.balance(PAYER, "gpu") == 4
+    assert await store.balance(PAYER) == 0, "only the route's credit type is charged"
     labels = {"route": "priced", "credit_type": "gpu", "action": "committed"}
     assert (REGISTRY.get_sample_value("asgi_guard_credits_total", labels) or 0) >= 2
 
 
 async def test_short_balance_is_402_with_the_balance() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 2, "gpu")
+    await credit_store(backend).set(PAYER, 2, "gpu")
     called = []
 
     async def handler(request: Request) -> Response:
@@ -58,12 +59,12 @@ async def test_short_balance_is_402_with_the_balance() -> None:
     assert body["balance"] == 2 and body["required"] == 3 and body["credit_type"] == "gpu"
     assert body["request_id"] == "req-402" and body["status"] == 402
     assert not called
-    assert await credit_store(backend).balance(USER, "gpu") == 2
+    assert await credit_store(backend).balance(PAYER, "gpu") == 2
 
 
 async def test_raising_handler_refunds() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 5, "gpu")
+    await credit_store(backend).set(PAYER, 5, "gpu")
 
     async def boom(request: Request) -> Response:
         raise RuntimeError("handler bug")
@@ -71,12 +72,12 @@ async def test_raising_handler_refunds() -> None:
     async with client(guarded_app(boom, PRICE, backend=backend)) as http:
         response = await http.get("/job")
     assert response.status_code == 500
-    assert await credit_store(backend).balance(USER, "gpu") == 5
+    assert await credit_store(backend).balance(PAYER, "gpu") == 5
 
 
 async def test_error_statuses_refund_and_header_shows_refund() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 5, "gpu")
+    await credit_store(backend).set(PAYER, 5, "gpu")
 
     async def handler(request: Request) -> Response:
         return PlainTextResponse("x", status_code=int(request.query_params["status"]))
@@ -88,12 +89,12 @@ async def test_error_statuses_refund_and_header_shows_refund() -> None:
             assert response.headers["x-credits-remaining"] == "5"
         redirect = await http.get("/job", params={"status": 302}, follow_redirects=False)
     assert redirect.status_code == 302 and redirect.headers["x-credits-remaining"] == "2"
-    assert await credit_store(backend).balance(USER, "gpu") == 2
+    assert await credit_store(backend).balance(PAYER, "gpu") == 2
 
 
 async def test_handler_timeout_is_504_and_refunds() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 5, "gpu")
+    await credit_store(backend).set(PAYER, 5, "gpu")
 
     async def slow(request: Request) -> Response:
         await asyncio.sleep(30)
@@ -105,12 +106,12 @@ async def test_handler_timeout_is_504_and_refunds() -> None:
     assert response.status_code == 504
     assert response.json()["type"].endswith("handler-timeout")
     assert response.headers["x-credits-remaining"] == "5"
-    assert await credit_store(backend).balance(USER, "gpu") == 5
+    assert await credit_store(backend).balance(PAYER, "gpu") == 5
 
 
 async def test_open_circuit_refunds() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 20, "gpu")
+    await credit_store(backend).set(PAYER, 20, "gpu")
 
     async def failing(request: Request) -> Response:
         return PlainTextResponse("down", status_code=500)
@@ -127,14 +128,14 @@ async def test_open_circuit_refunds() -> None:
     assert statuses == [500, 500]
     assert opened.status_code == 503 and opened.json()["type"].endswith("circuit-open")
     assert opened.headers["x-credits-remaining"] == "20"
-    assert await credit_store(backend).balance(USER, "gpu") == 20
+    assert await credit_store(backend).balance(PAYER, "gpu") == 20
 
 
 async def test_client_disconnect_refunds() -> None:
     """The client went away before the response was complete: the request is not charged, and the
     handler is cancelled (issue 13: nobody will read its answer), so nothing is sent."""
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 5, "gpu")
+    await credit_store(backend).set(PAYER, 5, "gpu")
     registry = RouteRegistry()
     registry.register("/job", PRICE)
 
@@ -166,12 +167,12 @@ async def test_client_disconnect_refunds() -> None:
     }
     await guard(scope, receive, send)  # type: ignore[arg-type]
     assert sent == []
-    assert await credit_store(backend).balance(USER, "gpu") == 5
+    assert await credit_store(backend).balance(PAYER, "gpu") == 5
 
 
 async def test_duplicate_request_id_in_flight_is_409() -> None:
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 10, "gpu")
+    await credit_store(backend).set(PAYER, 10, "gpu")
     gate = asyncio.Event()
 
     async def waits(request: Request) -> Response:
@@ -181,7 +182,7 @@ async def test_duplicate_request_id_in_flight_is_409() -> None:
     async with client(guarded_app(waits, PRICE, backend=backend)) as http:
         first = asyncio.create_task(http.get("/job", headers={"x-request-id": "same"}))
         for _ in range(100):
-            if await credit_store(backend).balance(USER, "gpu") == 7:
+            if await credit_store(backend).balance(PAYER, "gpu") == 7:
                 break
             await asyncio.sleep(0.01)
         second = await http.get("/job", headers={"x-request-id": "same"})
@@ -189,4 +190,4 @@ async def test_duplicate_request_id_in_flight_is_409() -> None:
         assert (await first).status_code == 200
     assert second.status_code == 409
     assert json.loads(second.content)["type"].endswith("duplicate-request-id")
-    assert await credit_store(backend).balance(USER, "gpu") == 7
+    assert await credit_store(backend).balance(PAYER, "gpu") == 7

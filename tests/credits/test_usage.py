@@ -13,12 +13,13 @@ from starlette.responses import JSONResponse
 
 from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.core.context import get_guard
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import Backend, MemoryBackend, ValkeyBackend
 
 from ._helpers import client, guarded_app
 
 USER = "127.0.0.1"  # anonymous requests are charged to the client IP
+PAYER = Anonymous(USER)  # an anonymous client\'s balance is addressed by its address
 
 
 async def completion(request: Request) -> JSONResponse:
@@ -48,44 +49,44 @@ async def backend(request: pytest.FixtureRequest, key_prefix: str):  # type: ign
 @pytest.mark.valkey
 async def test_usage_charges_less_than_reserved_and_never_more(backend: Backend) -> None:
     store = credit_store(backend)
-    await store.set(USER, 1000)
+    await store.set(PAYER, 1000)
     async with client(app_on(backend)) as http:
         low = await http.post("/job", json={"max_tokens": 100, "used": 30})
         assert low.status_code == 200
         assert low.headers["x-credits-remaining"] == "900"  # the reservation, while it was pending
-        assert await store.balance(USER) == 970  # 30 kept, 70 back
+        assert await store.balance(PAYER) == 970  # 30 kept, 70 back
 
         over = await http.post("/job", json={"max_tokens": 100, "used": 5000})
         assert over.status_code == 200
-        assert await store.balance(USER) == 870  # capped at the 100 reserved
+        assert await store.balance(PAYER) == 870  # capped at the 100 reserved
 
         silent = await http.post("/job", json={"max_tokens": 50})
         assert silent.status_code == 200
-        assert await store.balance(USER) == 820  # nothing reported: the reservation is kept
+        assert await store.balance(PAYER) == 820  # nothing reported: the reservation is kept
 
         zero = await http.post("/job", json={"max_tokens": 50, "used": 0})
         assert zero.status_code == 200
-        assert await store.balance(USER) == 820
+        assert await store.balance(PAYER) == 820
 
         failed = await http.post("/job", json={"max_tokens": 100, "used": 10, "status": 500})
         assert failed.status_code == 500
-        assert await store.balance(USER) == 820  # a failure refunds all
+        assert await store.balance(PAYER) == 820  # a failure refunds all
 
         short = await http.post("/job", json={"max_tokens": 821})
         assert short.status_code == 402
         assert short.json()["required"] == 821
-        assert await store.balance(USER) == 820
+        assert await store.balance(PAYER) == 820
 
 
 async def test_price_garbage_is_a_400_and_reserves_nothing() -> None:
     backend = MemoryBackend()
     store = credit_store(backend)
-    await store.set(USER, 10)
+    await store.set(PAYER, 10)
     async with client(app_on(backend)) as http:
         for body in ({"max_tokens": -5}, {"max_tokens": "lots"}, {"max_tokens": 10_001}, {}):
             response = await http.post("/job", json=body)
             assert response.status_code == 400, (body, response.text)
-    assert await store.balance(USER) == 10
+    assert await store.balance(PAYER) == 10
 
 
 async def test_report_usage_accepts_only_whole_numbers() -> None:
@@ -103,9 +104,9 @@ async def test_report_usage_accepts_only_whole_numbers() -> None:
         return JSONResponse({})
 
     backend = MemoryBackend()
-    await credit_store(backend).set(USER, 10)
+    await credit_store(backend).set(PAYER, 10)
     app = guarded_app(handler, JobConfig(required_credits=5), backend=backend)
     async with client(app) as http:
         assert (await http.post("/job")).status_code == 200
     assert len(seen) == 5
-    assert await credit_store(backend).balance(USER) == 8
+    assert await credit_store(backend).balance(PAYER) == 8

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.config import PoolingConfig
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import ValkeyBackend
 
 from ._helpers import client, guarded_app
@@ -26,7 +26,7 @@ async def test_hundred_concurrent_requests_two_processes_exactly_ten_succeed(
 ) -> None:
     backend = ValkeyBackend(valkey_url, key_prefix=key_prefix)
     store = credit_store(backend)
-    await store.set("127.0.0.1", 10)
+    await store.set(Anonymous("127.0.0.1"), 10)
     start_at = time.time() + 2.0
     workers = [
         subprocess.Popen(
@@ -43,7 +43,7 @@ async def test_hundred_concurrent_requests_two_processes_exactly_ten_succeed(
         for status, count in json.loads(out.strip().splitlines()[-1]).items():
             totals[status] = totals.get(status, 0) + count
     assert totals == {"200": 10, "402": 90}
-    assert await store.balance("127.0.0.1") == 0
+    assert await store.balance(Anonymous("127.0.0.1")) == 0
     await backend.close()
 
 
@@ -61,11 +61,11 @@ async def test_raising_handler_refunds_on_valkey(valkey_url: str, key_prefix: st
     app = guarded_app(boom, JobConfig(endpoint_name="boom", required_credits=2), settings=settings)
     backend = ValkeyBackend(valkey_url, key_prefix=key_prefix)
     store = credit_store(backend)
-    await store.set("127.0.0.1", 3)
+    await store.set(Anonymous("127.0.0.1"), 3)
     async with client(app) as http:
         assert (await http.get("/job")).status_code == 500
         assert (await http.get("/job")).status_code == 500
-    assert await store.balance("127.0.0.1") == 3
+    assert await store.balance(Anonymous("127.0.0.1")) == 3
     await backend.close()
 
 
@@ -83,7 +83,7 @@ async def test_backend_down_is_fast_503(own_valkey: object, key_prefix: str) -> 
 
     app = guarded_app(ok, JobConfig(endpoint_name="down", required_credits=1), settings=settings)
     backend = ValkeyBackend(url, key_prefix=key_prefix)
-    await credit_store(backend).set("127.0.0.1", 3)
+    await credit_store(backend).set(Anonymous("127.0.0.1"), 3)
     await backend.close()
     async with client(app) as http:
         assert (await http.get("/job")).status_code == 200

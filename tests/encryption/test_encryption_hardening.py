@@ -10,11 +10,12 @@ from pydantic import BaseModel, SecretStr
 
 from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, install
 from asgi_guard.config import CircuitBreakerConfig, EncryptionConfig
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.stages.encryption.crypto import generate_key
 
 KEY = generate_key()
 USER = "127.0.0.1"
+PAYER = Anonymous(USER)  # an anonymous client\'s balance is addressed by its address
 
 
 class Card(BaseModel):
@@ -52,7 +53,7 @@ def _app() -> tuple[FastAPI, GuardRuntime, list[Payload]]:
 
 async def test_lone_surrogates_are_a_4xx_that_neither_charges_nor_trips_the_breaker(make_client: Any) -> None:
     api, runtime, seen = _app()
-    await credit_store(runtime.backend).set(USER, 10)
+    await credit_store(runtime.backend).set(PAYER, 10)
     client = make_client(api)
     for i in range(6):
         body = f'{{"resource_id":"{i}","secret_value":"\\ud800"}}'
@@ -61,13 +62,13 @@ async def test_lone_surrogates_are_a_4xx_that_neither_charges_nor_trips_the_brea
         assert response.headers["content-type"] == "application/problem+json"
     ok = await client.post("/jobs/9", json={"resource_id": "9", "secret_value": "fine"})
     assert ok.status_code == 200, "the breaker stays closed for everyone"
-    assert await credit_store(runtime.backend).balance(USER) == 9
+    assert await credit_store(runtime.backend).balance(PAYER) == 9
     assert len(seen) == 1
 
 
 async def test_surrogate_in_a_field_that_is_not_encrypted_is_also_a_4xx(make_client: Any) -> None:
     api, runtime, _ = _app()
-    await credit_store(runtime.backend).set(USER, 10)
+    await credit_store(runtime.backend).set(PAYER, 10)
     body = '{"resource_id":"\\udfff","secret_value":"x"}'
     response = await make_client(api).post(
         "/jobs/1", content=body, headers={"content-type": "application/json"}
@@ -77,7 +78,7 @@ async def test_surrogate_in_a_field_that_is_not_encrypted_is_also_a_4xx(make_cli
 
 async def test_a_value_the_model_refuses_is_a_422_without_a_charge(make_client: Any) -> None:
     api, runtime, seen = _app()
-    await credit_store(runtime.backend).set(USER, 10)
+    await credit_store(runtime.backend).set(PAYER, 10)
     client = make_client(api)
     bad: list[dict[str, Any]] = [
         {"resource_id": "x", "secret_value": {}},
@@ -93,7 +94,7 @@ async def test_a_value_the_model_refuses_is_a_422_without_a_charge(make_client: 
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["errors"][0]["loc"][0] == "body"
     assert seen == []
-    assert await credit_store(runtime.backend).balance(USER) == 10
+    assert await credit_store(runtime.backend).balance(PAYER) == 10
     good = await client.post(
         "/jobs/x", json={"resource_id": "x", "secret_value": "s", "cards": [{"number": "1"}]}
     )
@@ -104,10 +105,10 @@ async def test_a_value_the_model_refuses_is_a_422_without_a_charge(make_client: 
 
 async def test_malformed_json_has_one_documented_status(make_client: Any) -> None:
     api, runtime, _seen = _app()
-    await credit_store(runtime.backend).set(USER, 10)
+    await credit_store(runtime.backend).set(PAYER, 10)
     response = await make_client(api).post(
         "/jobs/x", content=b'{"secret_value": ', headers={"content-type": "application/json"}
     )
     assert response.status_code == 400
     assert response.json()["type"] == "urn:asgi-guard:problem:malformed-json"
-    assert await credit_store(runtime.backend).balance(USER) == 10
+    assert await credit_store(runtime.backend).balance(PAYER) == 10

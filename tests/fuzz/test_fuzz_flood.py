@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from asgi_guard import GuardMiddleware, GuardSettings, JobConfig, RouteRegistry
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.stages.idempotency.config import IdempotencyConfig
 from asgi_guard.state import MemoryBackend
 
@@ -63,13 +63,13 @@ def test_idempotency_record_survives_another_clients_key_flood() -> None:
     async def scenario() -> tuple[httpx.Response, httpx.Response, int]:
         first = await post(VICTIM, "victim-key")  # builds the stack and starts the runtime
         store = credit_store(backend)
-        await store.grant(VICTIM, 10)
-        await store.grant(ATTACKER, 10 * BOUND)
+        await store.grant(Anonymous(VICTIM), 10)  # anonymous clients: balances by address
+        await store.grant(Anonymous(ATTACKER), 10 * BOUND)
         first = await post(VICTIM, "victim-key-2")
         for i in range(2 * BOUND):
             await post(ATTACKER, f"flood-{i}")
         retry = await post(VICTIM, "victim-key-2")
-        return first, retry, await store.balance(VICTIM)
+        return first, retry, await store.balance(Anonymous(VICTIM))
 
     first, retry, balance = asyncio.run(scenario())
     assert first.status_code == 200, first.text

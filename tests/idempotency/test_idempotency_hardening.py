@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from asgi_guard import GuardSettings, JobConfig
 from asgi_guard.config import IdempotencyConfig
-from asgi_guard.stages.credits import credit_store
+from asgi_guard.stages.credits import Anonymous, credit_store
 from asgi_guard.state import MemoryBackend
 from asgi_guard.state.memory import ExpiringStore
 
@@ -22,8 +22,8 @@ VICTIM, ATTACKER = "198.51.100.7", "203.0.113.9"
 async def test_a_flood_of_keys_from_one_client_does_not_evict_anothers_record() -> None:
     backend = MemoryBackend(max_keys=50, max_keys_per_owner=20)
     store = credit_store(backend)
-    await store.set(VICTIM, 10)
-    await store.set(ATTACKER, 10_000)
+    await store.set(Anonymous(VICTIM), 10)  # anonymous clients: balances by address
+    await store.set(Anonymous(ATTACKER), 10_000)
     calls: list[str] = []
 
     async def handler(request: Request) -> Response:
@@ -52,7 +52,7 @@ async def test_a_flood_of_keys_from_one_client_does_not_evict_anothers_record() 
     assert first.status_code == retry.status_code == 201
     assert retry.headers.get("idempotent-replayed") == "true"
     assert calls.count("pay-1") == 1
-    assert await store.balance(VICTIM) == 9, "charged once"
+    assert await store.balance(Anonymous(VICTIM)) == 9, "charged once"
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,7 +4,10 @@
 store = credit_store(runtime.backend)        # or credit_store(backend_from_settings(GuardSettings()))
 await store.grant("alice", 100, "gpu")
 await store.balance("alice", "gpu")          # -> 100
+await store.set(Anonymous("203.0.113.7"), 5) # an anonymous client's balance, by its IP address
 ```
+A plain string is always a JWT subject; an anonymous client's balance is `Anonymous(address)`, so
+the two never share a balance (`store.account`).
 The names below are imported on first use (`import asgi_guard` loads none of them).
 """
 
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from asgi_guard.stages.credits.memory import MemoryCreditStore
     from asgi_guard.stages.credits.store import (
         DEFAULT_TYPE,
+        Anonymous,
         CreditError,
         CreditStore,
         Reservation,
@@ -41,6 +45,7 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "DEFAULT_TYPE": "store",
+        "Anonymous": "store",
         "CreditError": "store",
         "CreditStore": "store",
         "Reservation": "store",
@@ -53,6 +58,7 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     "DEFAULT_TYPE",
+    "Anonymous",
     "CreditError",
     "CreditStore",
     "MemoryCreditStore",

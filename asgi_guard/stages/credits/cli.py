@@ -1,4 +1,8 @@
-"""`asgi-guard credits grant|set|show USER [N] [--type T]` on the backend named by ASGI_GUARD_VALKEY_URL.
+"""`asgi-guard credits grant|set|show USER [N] [--type T] [--ip]` on the backend that
+ASGI_GUARD_VALKEY_URL names.
+
+USER is a JWT subject (`sub`) as the IdP writes it; with `--ip` it is the IP address of an anonymous
+client instead (its own balance: `Anonymous(address)`, never the subject that reads the same).
 
 Each command prints the resulting balance as a plain number, so scripts can read it. With no Valkey
 configured (unset or memory://) the command refuses (exit 2): the in-process store would forget the
@@ -19,7 +23,7 @@ from typing import Any
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.stages.credits import credit_store
-from asgi_guard.stages.credits.store import DEFAULT_TYPE, CreditError
+from asgi_guard.stages.credits.store import DEFAULT_TYPE, Anonymous, CreditError, User
 from asgi_guard.state import Backend, backend_from_settings
 
 MEMORY_REFUSAL = (
@@ -69,6 +73,12 @@ def _fill(parser: argparse.ArgumentParser) -> None:
             "--type", dest="credit_type", default=DEFAULT_TYPE, help="credit type (default: %(default)s)"
         )
         sub.add_argument(
+            "--ip",
+            dest="anonymous",
+            action="store_true",
+            help="USER is an anonymous client's IP address, not a JWT subject",
+        )
+        sub.add_argument(
             "--memory",
             action="store_true",
             help="allow the in-process store (the balance is gone when the command exits)",
@@ -79,7 +89,8 @@ def _fill(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace, backend: Backend) -> int:
     """Apply the parsed command to `backend` and return the resulting balance."""
     store = credit_store(backend)
-    action, user, credit_type = args.credits_action, args.user, args.credit_type
+    action, credit_type = args.credits_action, args.credit_type
+    user: User = Anonymous(args.user) if getattr(args, "anonymous", False) else args.user
     if action == "grant":
         return await store.grant(user, args.amount, credit_type)
     if action == "set":

@@ -7,7 +7,14 @@ clock, as the rate limiter's memory form runs the reference steps: one logic, no
 from __future__ import annotations
 
 from asgi_guard.stages.credits.reference import ReferenceLedger
-from asgi_guard.stages.credits.store import DEFAULT_TYPE, Reservation, Settlement, check_amount
+from asgi_guard.stages.credits.store import (
+    DEFAULT_TYPE,
+    Reservation,
+    Settlement,
+    User,
+    account,
+    check_amount,
+)
 from asgi_guard.state.memory import MemoryBackend
 
 _LEDGER_KEY = "__ledger__"
@@ -29,24 +36,24 @@ class MemoryCreditStore:
         self._clock = backend.clock
 
     async def reserve(
-        self, user: str, amount: int, reservation_id: str, ttl: float, credit_type: str = DEFAULT_TYPE
+        self, user: User, amount: int, reservation_id: str, ttl: float, credit_type: str = DEFAULT_TYPE
     ) -> Reservation:
-        return self._ledger.reserve(user, amount, reservation_id, ttl, self._clock(), credit_type)
+        return self._ledger.reserve(account(user), amount, reservation_id, ttl, self._clock(), credit_type)
 
     async def commit(
-        self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
+        self, user: User, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
     ) -> Settlement:
         keep = None if amount is None else check_amount(amount)
-        return self._ledger.settle(user, reservation_id, False, self._clock(), credit_type, keep)
+        return self._ledger.settle(account(user), reservation_id, False, self._clock(), credit_type, keep)
 
-    async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
-        return self._ledger.settle(user, reservation_id, True, self._clock(), credit_type)
+    async def refund(self, user: User, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
+        return self._ledger.settle(account(user), reservation_id, True, self._clock(), credit_type)
 
-    async def grant(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
-        return self._ledger.grant(user, amount, self._clock(), credit_type)
+    async def grant(self, user: User, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
+        return self._ledger.grant(account(user), amount, self._clock(), credit_type)
 
-    async def set(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
-        return self._ledger.set(user, amount, self._clock(), credit_type)
+    async def set(self, user: User, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
+        return self._ledger.set(account(user), amount, self._clock(), credit_type)
 
-    async def balance(self, user: str, credit_type: str = DEFAULT_TYPE) -> int:
-        return self._ledger.balance(user, self._clock(), credit_type)
+    async def balance(self, user: User, credit_type: str = DEFAULT_TYPE) -> int:
+        return self._ledger.balance(account(user), self._clock(), credit_type)

@@ -30,6 +30,7 @@ from asgi_guard.core.exemptions import may_exempt
 from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.credits import ReserveStatus, Settlement, credit_store
+from asgi_guard.stages.credits.store import Anonymous, User
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -38,6 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("asgi_guard.credits")
 HEADER = b"x-credits-remaining"
 DEFAULT_RESERVATION_TTL = 600.0
+
+
+def payer(ctx: GuardContext) -> User:
+    """Whose balance a request spends: the verified JWT subject, else `Anonymous(client address)`
+    (never the subject that reads like that address: see `store.account`)."""
+    principal = ctx.principal
+    return principal.subject if principal is not None else Anonymous(ctx.client_ip)
 
 
 def reservation_ttl(handler_timeout: float | None) -> float:
@@ -93,7 +101,7 @@ class CreditsMiddleware(Stage["CreditsConfig"]):
             ctx.decide(self.name, "allowed", "exempt", credit_type=self.credit_type)
             await self.app(scope, receive, send)
             return
-        user, rid = ctx.user_key, ctx.request_id
+        user, rid = payer(ctx), ctx.request_id
         amount = self.amount if self.price is None else await self.price(ctx, scope)
         try:
             reservation = await self.store.reserve(user, amount, rid, self.ttl, self.credit_type)
@@ -226,10 +234,10 @@ class _Charge:
             if commit:
                 keep = self._usage()
                 result: Settlement = await stage.store.commit(
-                    ctx.user_key, ctx.request_id, stage.credit_type, keep
+                    payer(ctx), ctx.request_id, stage.credit_type, keep
                 )
             else:
-                result = await stage.store.refund(ctx.user_key, ctx.request_id, stage.credit_type)
+                result = await stage.store.refund(payer(ctx), ctx.request_id, stage.credit_type)
         except BackendUnavailable as exc:
             stage._faults.inc()
             self._decide("unsettled")

@@ -12,6 +12,8 @@ from asgi_guard.stages.credits.store import (
     Reservation,
     ReserveStatus,
     Settlement,
+    User,
+    account,
     check_amount,
 )
 from asgi_guard.state.valkey import ValkeyBackend, lua
@@ -26,8 +28,8 @@ class ValkeyCreditStore:
     def __init__(self, backend: ValkeyBackend) -> None:
         self._backend = backend
 
-    def _keys(self, user: str, credit_type: str) -> tuple[str, str, str]:
-        tag = (credit_type, user)  # escaped by the backend's one key rule
+    def _keys(self, user: User, credit_type: str) -> tuple[str, str, str]:
+        tag = (credit_type, account(user))  # escaped by the backend's one key rule
         key = self._backend.key
         return (
             key("credits", tag, "balance"),
@@ -36,7 +38,7 @@ class ValkeyCreditStore:
         )
 
     async def _run(
-        self, op: str, user: str, credit_type: str, amount: int | str = 0, rid: str = "", ttl: float = 0
+        self, op: str, user: User, credit_type: str, amount: int | str = 0, rid: str = "", ttl: float = 0
     ) -> tuple[int, int]:
         args = [op, amount, rid, repr(float(ttl)), self._backend.script_now()]
         reply = await self._backend.run(
@@ -45,33 +47,33 @@ class ValkeyCreditStore:
         return int(reply[0]), int(reply[1])
 
     async def reserve(
-        self, user: str, amount: int, reservation_id: str, ttl: float, credit_type: str = DEFAULT_TYPE
+        self, user: User, amount: int, reservation_id: str, ttl: float, credit_type: str = DEFAULT_TYPE
     ) -> Reservation:
         check_amount(amount)
         code, balance = await self._run("reserve", user, credit_type, amount, reservation_id, ttl)
         return Reservation(ReserveStatus(code), balance)
 
     async def commit(
-        self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
+        self, user: User, reservation_id: str, credit_type: str = DEFAULT_TYPE, amount: int | None = None
     ) -> Settlement:
         keep: int | str = "" if amount is None else check_amount(amount)
         code, balance = await self._run("commit", user, credit_type, keep, rid=reservation_id)
         return Settlement(code == 1, balance)
 
-    async def refund(self, user: str, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
+    async def refund(self, user: User, reservation_id: str, credit_type: str = DEFAULT_TYPE) -> Settlement:
         code, balance = await self._run("refund", user, credit_type, rid=reservation_id)
         return Settlement(code == 1, balance)
 
-    async def grant(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
+    async def grant(self, user: User, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
         check_amount(amount, allow_negative=True)
         code, balance = await self._run("grant", user, credit_type, amount)
         if code != 1:
             raise CreditError(f"granting {amount} would make the balance negative (it is {balance})")
         return balance
 
-    async def set(self, user: str, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
+    async def set(self, user: User, amount: int, credit_type: str = DEFAULT_TYPE) -> int:
         check_amount(amount)
         return (await self._run("set", user, credit_type, amount))[1]
 
-    async def balance(self, user: str, credit_type: str = DEFAULT_TYPE) -> int:
+    async def balance(self, user: User, credit_type: str = DEFAULT_TYPE) -> int:
         return (await self._run("get", user, credit_type))[1]

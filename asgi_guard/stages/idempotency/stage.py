@@ -80,10 +80,11 @@ class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
         fingerprint = _digest(
             ctx.method.encode(), ctx.path.encode(), scope.get("query_string", b""), body, size=20
         )
-        record = _digest(self._label, ctx.user_key.encode(), key, size=20)
+        owner = ctx.principal_key  # subjects and anonymous addresses in separate namespaces
+        record = _digest(self._label, owner.encode(), key, size=20)
         token = os.urandom(12).hex()
         try:
-            claim = await self._store.claim(record, fingerprint, token, self._lock_ttl, ctx.user_key)
+            claim = await self._store.claim(record, fingerprint, token, self._lock_ttl, owner)
         except BackendUnavailable as exc:
             self._faults.inc()
             if not self._fail_open:

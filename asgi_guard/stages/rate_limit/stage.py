@@ -92,13 +92,13 @@ def _user_part(prefix: int) -> Part:
         principal = ctx.principal
         if principal is not None:
             return key_part(principal.subject)
-        return key_part(client_block(ctx.client_ip, prefix))
+        return fallback_identity(client_block(ctx.client_ip, prefix))  # never equal to a subject
 
     return part
 
 
 def _ip_part(prefix: int) -> Part:
-    return lambda ctx, scope, resource: key_part(client_block(ctx.client_ip, prefix))
+    return lambda ctx, scope, resource: fallback_identity(client_block(ctx.client_ip, prefix))
 
 
 def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
@@ -219,8 +219,11 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         if self._default_key:
             res = _NO_RESOURCE if resource is None else key_part(resource)
             principal = ctx.principal
-            user = principal.subject if principal is not None else client_block(ctx.client_ip, self._v6)
-            identity = f"{self._label}:{key_part(user)}:{res}"
+            if principal is not None:
+                user = key_part(principal.subject)
+            else:  # the anonymous client's identity is guard-made: no subject can equal it
+                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
+            identity = f"{self._label}:{user}:{res}"
         else:
             identity = ":".join([part(ctx, scope, resource) for part in self._parts])
         cost = self._fixed_cost
