@@ -74,7 +74,9 @@ async def test_another_clients_url_flood_never_evicts_my_entry(algo: str) -> Non
     install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
 
     def client_at(ip: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 4000)), base_url="http://api")
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 4000)), base_url="http://api"
+        )
 
     async with client_at("198.51.100.7") as alice, client_at("203.0.113.9") as mallory:
         assert (await alice.get("/items/mine")).headers["x-cache"] == "MISS"

@@ -33,7 +33,9 @@ def value(name: str) -> CachedResponse:
 
 
 def memory(algo: str, capacity: int, quota: int | None, clock: Clock | None = None) -> MemoryCacheStore:
-    store = build_store(MemoryBackend(clock=clock or Clock(T0)), "q", algo, capacity, 300.0, max_per_owner=quota)
+    store = build_store(
+        MemoryBackend(clock=clock or Clock(T0)), "q", algo, capacity, 300.0, max_per_owner=quota
+    )
     assert isinstance(store, MemoryCacheStore)
     return store
 
@@ -101,7 +103,9 @@ async def test_a_store_without_owners_is_unchanged() -> None:
 # -- properties -------------------------------------------------------------------------------------
 OWNERS = ["alice", "bob", "mallory", "trent"]
 gap = st.one_of(st.just(0.0), st.sampled_from([0.5, 3.0]))
-step = st.tuples(gap, st.sampled_from(["get", "set", "set", "set"]), st.integers(0, 7), st.sampled_from(OWNERS))
+step = st.tuples(
+    gap, st.sampled_from(["get", "set", "set", "set"]), st.integers(0, 7), st.sampled_from(OWNERS)
+)
 config = st.tuples(st.integers(1, 8), st.one_of(st.none(), st.integers(1, 4)), st.sampled_from([1.0, 10.0]))
 
 
