@@ -78,12 +78,17 @@ async def settled(check: Callable[[], bool]) -> None:
     raise AssertionError("the background revalidation did not finish")
 
 
-async def revalidations(c: httpx.AsyncClient, result: str) -> float:
+async def counted(c: httpx.AsyncClient, family: str, label: str) -> float:
+    """The value of `family` (a counter) on the sample that carries `label` (`name="value"`)."""
     text = (await c.get("/metrics")).text
     for line in text.splitlines():
-        if line.startswith("asgi_guard_cache_lookups_total{") and f'result="{result}"' in line:
+        if line.startswith(family + "{") and label in line and 'route="page"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+async def revalidations(c: httpx.AsyncClient, result: str) -> float:
+    return await counted(c, "asgi_guard_cache_lookups_total", f'result="{result}"')
 
 
 async def test_revalidation_is_free_and_spends_no_rate_limit() -> None:
@@ -92,7 +97,8 @@ async def test_revalidation_is_free_and_spends_no_rate_limit() -> None:
     app, backend = build(handler, clock, required_credits=1, rate_limit=limit, **JWT)
     await credit_store(backend).set("alice", 10)
     async with client(app) as c:
-        before = await revalidations(c, "revalidated")  # the counter is the process's
+        before = await revalidations(c, "revalidated")  # the counters are the process's
+        exempt = await counted(c, "asgi_guard_credits_total", 'action="exempt"')
         assert (await c.get("/page", headers=bearer())).json() == {"n": 0}  # miss: 1 credit, 1 of 3
         clock.now += 10
         stale = await c.get("/page", headers=bearer())  # 2 of 3
@@ -103,6 +109,7 @@ async def test_revalidation_is_free_and_spends_no_rate_limit() -> None:
         assert fresh.status_code == 200 and fresh.json() == {"n": 1}
         assert (await c.get("/page", headers=bearer())).status_code == 429
         assert await revalidations(c, "revalidated") == before + 1
+        assert await counted(c, "asgi_guard_credits_total", 'action="exempt"') == exempt + 1
     assert await credit_store(backend).balance("alice") == 9  # the miss only
 
 
