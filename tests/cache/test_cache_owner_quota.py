@@ -17,11 +17,19 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from binding.bindkit import JWT, bearer, settings
+from cache_helpers import guard
 from hypothesis import given
 from hypothesis import strategies as st
 from propkit import LOCAL, T0, Clock
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from asgi_guard import JobConfig, RouteRegistry, install
 from asgi_guard.core.http import CachedResponse
+from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.stages.cache.memory import MemoryCacheStore
 from asgi_guard.stages.cache.reference import ALGOS, ReferenceCache
 from asgi_guard.stages.cache.stores import build_store
@@ -172,3 +180,48 @@ async def test_no_owner_loses_entries_to_another_while_within_its_share(
 
 def store_counts(store: MemoryCacheStore) -> dict[str, int]:
     return {o: store.owned(o) for o in OWNERS}
+
+
+# -- through the stack ------------------------------------------------------------------------------
+async def test_the_routes_quota_bounds_each_client(make_client: Any) -> None:
+    """`cache.max_entries_per_owner` reaches the store: a client past it loses its own oldest entry
+    although the namespace has room; another client's entries stay."""
+
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["resource_id"]})
+
+    config = JobConfig(
+        endpoint_name="items",
+        cache={"enabled": True, "algo": "lru", "lru": {"capacity": 100}, "max_entries_per_owner": 3},
+    )
+    app = guard(MemoryBackend(), [Route("/items/{resource_id}", item)], {"/items/{resource_id}": config})
+    alice = make_client(app, client_addr=("198.51.100.7", 4000))
+    bob = make_client(app, client_addr=("203.0.113.9", 4000))
+    await bob.get("/items/b")
+    for n in range(5):
+        await alice.get(f"/items/a{n}")
+    cached = {n: (await alice.get(f"/items/a{n}")).headers["x-cache"] for n in (2, 3, 4)}
+    assert cached == {2: "HIT", 3: "HIT", 4: "HIT"}
+    assert (await bob.get("/items/b")).headers["x-cache"] == "HIT"
+    assert (await alice.get("/items/a0")).headers["x-cache"] == "MISS"  # her own oldest went
+
+
+async def test_principals_own_their_entries_on_a_shared_route(make_client: Any) -> None:
+    """JWT subjects (not addresses) own entries: on a `shared` route two users behind one address
+    are still two owners, so one user's flood does not evict the other's entry."""
+
+    async def item(request: Request) -> JSONResponse:
+        return JSONResponse({"id": request.path_params["resource_id"]})
+
+    registry = RouteRegistry()
+    cache = {"enabled": True, "shared": True, "algo": "fifo", "fifo": {"capacity": 32}}
+    registry.register("/items/{resource_id}", JobConfig(endpoint_name="items", cache=cache, **JWT))
+    app = Starlette(routes=[Route("/items/{resource_id}", item)])
+    install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
+    c = make_client(app)  # one address for both users
+    alice, mallory = bearer("alice"), bearer("mallory")
+    await c.get("/items/mine", headers=alice)
+    for n in range(500):
+        await c.get(f"/items/flood-{n}", headers=mallory)
+    assert (await c.get("/items/mine", headers=alice)).headers["x-cache"] == "HIT"
+    assert (await c.get("/items/mine", headers=mallory)).headers["x-cache"] == "HIT"  # shared
