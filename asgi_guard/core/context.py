@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from asgi_guard.registry import CompiledRoute
 
 SCOPE_KEY = "asgi_guard"
+# The per-client stages (core.exemptions.ExemptStage) a revalidation context is exempt from: work the
+# guard does on its own after a request charges nobody and spends nobody's limit.
+BACKGROUND_EXEMPT: frozenset[str] = frozenset({"credits", "rate_limit"})
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")  # a \uD800-\uDFFF escape (maybe paired)
 _NO_JSON = object()
 
@@ -209,6 +213,36 @@ class GuardContext:
                 self._exempt = await exempt_stages(self, scope)
         return stage in self._exempt
 
+    def revalidation(self, request_id: str, method: str | None = None) -> GuardContext:
+        """A context for a revalidation the guard runs on its own after this request (the cache's
+        stale-while-revalidate refresh), to run through the stages inside the one that starts it.
+
+        The same route, principal, client, path, parameters, resource id, tier and buffered body
+        (replayed by `receive()`; then no message ever comes: there is no client to leave); its own
+        `request_id` (up to 128 visible ASCII characters, like any), `method` (default this one's),
+        decisions, headers and status. It is exempt from `BACKGROUND_EXEMPT` (credits, rate limit):
+        the chain builder lets the stages inside a `Stage.background_work` stage ask, so a
+        revalidation is never charged, nor refused as a second charge of a settled request.
+        """
+        other = GuardContext(
+            request_id,
+            self.route,
+            self.path_params,
+            method or self.method,
+            self.path,
+            self.client_ip,
+            self.runtime,
+            _no_client,
+            self.max_body_size,
+        )
+        other.principal = self.principal
+        other._body = self._body if self._body is not None else b""
+        other._json = self._json
+        other._resource_id, other._resource_resolved = self._resource_id, self._resource_resolved
+        other.tier = self.tier
+        other._exempt = BACKGROUND_EXEMPT
+        return other
+
     @property
     def user_key(self) -> str:
         """The JWT subject, or the client IP for anonymous requests: for display (logs, handlers),
@@ -324,6 +358,13 @@ class GuardContext:
             self._resource_id = self._body_field()
         self._resource_resolved = True
         return self._resource_id
+
+
+async def _no_client() -> Message:
+    """The receive of a revalidation past its body: no client, so nothing ever arrives (a handler
+    that listens for a disconnect, as Starlette's streaming responses do, is cancelled when done)."""
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _not_json(name: str) -> Any:

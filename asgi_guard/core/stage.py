@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from asgi_guard.core.context import BACKGROUND_EXEMPT
+
 if TYPE_CHECKING:
     from asgi_guard.config import JobConfig
     from asgi_guard.core.pooling import PoolingConfig
@@ -67,6 +69,11 @@ class Stage(Generic[C]):
 
     name: ClassVar[str] = "stage"
     section: ClassVar[str | None] = None
+    # True: the stage runs work of its own after a request through the stages inside it, with a
+    # `GuardContext.revalidation` context (the cache's background refresh). Those inner stages then
+    # find `core.context.BACKGROUND_EXEMPT` in their `RouteInfo.exempt`, so they ask
+    # `ctx.exempt_from` and never charge or limit a client for the guard's own work.
+    background_work: ClassVar[bool] = False
 
     def __init__(self, app: ASGIApp, route: RouteInfo[C], runtime: GuardRuntime) -> None:
         self.app = app
@@ -170,12 +177,18 @@ def build_chain(
     base = route_info(route, _shared_names(frozenset(stage.name for stage, _ in enabled)))
     make: Factory = factory or (lambda stage, inner, info, rt: stage(inner, info, rt))
     needs_body = config.resource_id_from_body
+    bases: dict[StageType, RouteInfo[Any]] = {}
+    current = base
+    for stage, _ in enabled:  # stages inside one that does background work may exempt its contexts
+        bases[stage] = current
+        if stage.background_work and current is base:
+            current = dataclasses.replace(base, exempt=base.exempt | BACKGROUND_EXEMPT)
 
     def wrap(terminal: ASGIApp, inner: list[tuple[StageType, Any]]) -> ASGIApp:
         built = terminal
         for position in range(len(inner) - 1, -1, -1):
             stage, section = inner[position]
-            info = _with_section(base, section, _Inner(wrap, inner, position + 1))
+            info = _with_section(bases[stage], section, _Inner(wrap, inner, position + 1))
             built = make(stage, built, info, runtime)
         return built
 

@@ -1,4 +1,9 @@
-"""Attacks on the response cache (cross-client leaks held; see the report). What broke is recorded here."""
+"""Attacks on the response cache (cross-client leaks held; see the report). What broke is recorded here:
+- a stale-while-revalidate refresh on a route with credits was refused (the settled request id) and
+  never revalidated; it now runs as its own, uncharged revalidation;
+- on the embedded backend, one client's flood of distinct URLs evicted every other client's entries
+  (one eviction order for everyone); entries now belong to the client that filled them.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,6 @@ from asgi_guard.stages.credits import credit_store
 from asgi_guard.state.memory import MemoryBackend
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a stale-while-revalidate refresh re-runs the inner stages with the triggering request's "
-    "context: on a route with credits the reservation of that (settled) request id is refused, "
-    "the refresh fails quietly, and the stale entry is never revalidated",
-)
 async def test_stale_while_revalidate_refreshes_on_a_route_with_credits() -> None:
     counter = itertools.count()
 
@@ -51,6 +50,42 @@ async def test_stale_while_revalidate_refreshes_on_a_route_with_credits() -> Non
         assert "stale-while-revalidate" in stale.headers["cache-status"]
         await asyncio.sleep(0.3)  # the background refresh
         assert (await c.get("/page", headers=bearer())).json() == {"n": 1}
+    # one charge: the miss; the stale hit, the revalidation and the fresh hit are free
+    assert await credit_store(backend).balance("alice") == 9
+
+
+@pytest.mark.parametrize("algo", ["lru", "lfu", "fifo", "lifo", "mru"])
+async def test_another_clients_url_flood_never_evicts_my_entry(algo: str) -> None:
+    """Client A fills one entry; client B (another IP) requests thousands of distinct URLs of the
+    same cached route (capacity 64). A's next request is still a hit: B's flood evicted B's own."""
+    calls: list[str] = []
+
+    async def page(request: Request) -> JSONResponse:
+        calls.append(request.url.path)
+        return JSONResponse({"path": request.url.path})
+
+    registry = RouteRegistry()
+    registry.register(
+        "/items/{resource_id}",
+        JobConfig(endpoint_name="items", cache={"enabled": True, "algo": algo, algo: {"capacity": 64}}),
+        methods=["GET"],
+    )
+    app = Starlette(routes=[Route("/items/{resource_id}", page)])
+    install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
+
+    def client_at(ip: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, client=(ip, 4000)), base_url="http://api"
+        )
+
+    async with client_at("198.51.100.7") as alice, client_at("203.0.113.9") as mallory:
+        assert (await alice.get("/items/mine")).headers["x-cache"] == "MISS"
+        assert (await alice.get("/items/mine")).headers["x-cache"] == "HIT"
+        for i in range(2000):
+            assert (await mallory.get(f"/items/flood-{i}")).status_code == 200
+        again = await alice.get("/items/mine")
+    assert again.headers["x-cache"] == "HIT", f"{algo}: another client's flood evicted the entry"
+    assert calls.count("/items/mine") == 1
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,15 @@ class CacheConfig(GuardModel):
         default="cache-tag", description="response header listing the entry's purge tags (not stored)"
     )
     max_variants: int = Field(default=16, ge=1, description="Vary variants kept per entry")
+    max_entries_per_owner: int | None = Field(
+        default=None,
+        ge=1,
+        description="embedded backend: entries one client (the principal whose request filled them:"
+        " JWT subject, else client IP) may hold in the route's namespace; past it the client loses its"
+        " own entry. None: no bound of its own (the namespace's capacity). Either way, a full namespace"
+        " takes room from the client holding the most entries, so one client's flood of distinct URLs"
+        " evicts its own entries, never another's smaller set",
+    )
     fail_open: bool = Field(default=True, description="store down: serve uncached (False: answer 503)")
     vary_headers: list[str] = Field(default=[], description="request headers that are part of the key")
     single_flight_timeout: float = Field(

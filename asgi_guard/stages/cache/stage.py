@@ -8,12 +8,16 @@ Per request (see docs/cache-rules.md for the table):
   said `public` / `s-maxage` / `must-revalidate` (§3.5) and never join or lead a fill.
 - A hit answers at once (inner stages, credits included, never run) with `X-Cache: HIT`, `Age`
   and an RFC 9211 `Cache-Status`, or 304 for a matching `If-None-Match` / `If-Modified-Since`.
-  A stale entry is served while one background refresh runs (stale-while-revalidate) or when the
-  handler fails (stale-if-error), as far as the response allowed (RFC 5861).
+  A stale entry is served while one background revalidation runs (stale-while-revalidate) or when
+  the handler fails (stale-if-error), as far as the response allowed (RFC 5861). The revalidation
+  is the guard's own request: its own request id, through the stages inside this one with a
+  `GuardContext.revalidation` context (never charged: exempt from credits), as a GET without
+  conditional headers; a failure leaves the stale entry and logs.
 - A miss runs the handler once per key (single flight in the process; a fill lock in Valkey
   across processes) and stores what `control.storability` allows, as a variant of the response's
   Vary (§4.1). A response that is not storable (decided at its start) releases the waiters at
-  once, so a stream (SSE) never holds them.
+  once, so a stream (SSE) never holds them. On the embedded backend the entry belongs to the
+  client that filled it (`ctx.user_key`), so one client's flood evicts its own entries (`memory`).
 On Valkey, when an outer stage carries it, the lookup rides that stage's round trip (`prefetch`).
 """
 
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +36,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.http import CachedResponse
-from asgi_guard.core.problems import backend_unavailable
+from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.cache import control, prefetch
 from asgi_guard.stages.cache.keys import BYPASS, PASS, REFRESH, CacheKeyBuilder, Plan, unsafe
 from asgi_guard.stages.cache.purge import CachePurger, namespaces, request_tags
 from asgi_guard.stages.cache.singleflight import Flight, SingleFlight
-from asgi_guard.stages.cache.stores import Filling, Hit, ValkeyCacheStore, build_store
+from asgi_guard.stages.cache.stores import Filling, Hit, MemoryCacheStore, ValkeyCacheStore, build_store
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -54,12 +59,19 @@ _ERRORS = frozenset({500, 502, 503, 504})
 _LOCATIONS = (b"location", b"content-location")
 # Never part of a stored entry: per-request or per-hop fields, and what the stage adds itself.
 _DROP_ALWAYS = frozenset({b"age", b"x-cache", b"cache-status", b"x-request-id", b"date", b"connection"})
-_TASKS: set[asyncio.Task[None]] = set()  # background refreshes (kept referenced until done)
+_TASKS: set[asyncio.Task[None]] = set()  # background revalidations (kept referenced until done)
+_REQUEST_ID = b"x-request-id"
+# Not sent on a revalidation: it asks for the whole current response, not for the client's
+# conditional or partial one (a 304 or 206 could not replace the entry).
+_REVALIDATION_DROPS = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-unmodified-since", b"if-range", b"range"}
+)
 
 
 class CacheMiddleware(Stage["CacheConfig"]):
     name = "cache"
     section = "cache"
+    background_work = True  # stale-while-revalidate runs the inner stages on its own (uncharged)
 
     def __init__(self, app: ASGIApp, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
         super().__init__(app, route, runtime)
@@ -77,7 +89,10 @@ class CacheMiddleware(Stage["CacheConfig"]):
             cache.policy.capacity,
             max((self._ttl, *self._tier_ttls.values())) + self._stale_cap,
             cache.single_flight_timeout,
+            max_per_owner=cache.max_entries_per_owner,
         )
+        # the embedded store bounds entries per owner (the client whose request filled them)
+        self._owned = self._store if isinstance(self._store, MemoryCacheStore) else None
         namespaces(runtime)[route.label] = self._store
         self._flights = SingleFlight()
         self._refreshing: set[str] = set()
@@ -95,6 +110,8 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._misses = metrics.cache.labels(label, "miss")
         self._bypasses = metrics.cache.labels(label, "bypass")
         self._errors = metrics.cache.labels(label, "error")
+        self._revalidated = metrics.cache.labels(label, "revalidated")
+        self._unrevalidated = metrics.cache.labels(label, "revalidation_failed")
         self._faults = metrics.backend_faults.labels(label, "cache")
         # Valkey: offer the lookup to an outer stage's round trip (the rate limiter carries it)
         self._rides = False
@@ -315,34 +332,96 @@ class CacheMiddleware(Stage["CacheConfig"]):
         await response.send(send, [], body=ctx.method != "HEAD")
 
     def _refresh_in_background(self, plan: Plan, ctx: GuardContext, scope: Scope) -> None:
-        """One refresh per key and process while a stale entry is served (RFC 5861 §3)."""
+        """One revalidation per key and process while a stale entry is served (RFC 5861 §3), as a
+        request of the guard's own: its own request id and context (`GuardContext.revalidation`:
+        uncharged), a GET without the client's conditional headers, whose answer goes nowhere but
+        the cache. Outer stages (rate limit, idempotency) ran once, for the triggering request."""
         if plan.key in self._refreshing:
             return
         self._refreshing.add(plan.key)
+        request_id = "revalidate-" + secrets.token_hex(8)
+        revalidation = ctx.revalidation(request_id, method="GET")
         inner = dict(scope)
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return {"type": "http.disconnect"}
-
-        async def discard(message: Message) -> None:
-            return None
-
-        async def refresh() -> None:
-            try:
-                await self._fill(plan, ctx, inner, receive, discard, None, quiet=True)
-            except Exception:
-                log.warning("cache background refresh failed", exc_info=True)
-            finally:
-                self._refreshing.discard(plan.key)
-
-        task = asyncio.get_running_loop().create_task(refresh())
+        inner["method"] = "GET"
+        inner[SCOPE_KEY] = revalidation
+        state = scope.get("state")
+        inner["state"] = (
+            {**state, "guard": revalidation} if isinstance(state, dict) else {"guard": revalidation}
+        )
+        inner["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in _REVALIDATION_DROPS and name != _REQUEST_ID
+        ]
+        inner["headers"].append((_REQUEST_ID, request_id.encode()))
+        task = asyncio.get_running_loop().create_task(
+            self._revalidate(plan, revalidation, inner, ctx.request_id)
+        )
         _TASKS.add(task)
         task.add_done_callback(_TASKS.discard)
+
+    async def _revalidate(self, plan: Plan, ctx: GuardContext, scope: Scope, trigger: str) -> None:
+        """Run the revalidation; a success replaces the entry, anything else leaves the stale one
+        (and logs why). Counted in `asgi_guard_cache_lookups_total{result="revalidated" |
+        "revalidation_failed"}`, decided as `cache: revalidate` on its own context, and traced as a
+        `cache revalidate` span (parent of the inner stages' spans) when tracing is on."""
+
+        async def discard(message: Message) -> None:  # no client: the answer only fills the cache
+            if message["type"] == "http.response.start":
+                ctx.status = message["status"]
+
+        tracing = self.runtime.tracing
+        span_cm: Any = (
+            tracing.tracer.start_as_current_span(
+                f"cache revalidate {self.route.label}",
+                attributes={
+                    "asgi_guard.route": self.route.label,
+                    "asgi_guard.request_id": ctx.request_id,
+                    "asgi_guard.revalidates": trigger,
+                },
+            )
+            if tracing.active()
+            else contextlib.nullcontext()
+        )
+        stored: Flight | None = None
+        error: Exception | None = None
+        with span_cm as span:
+            try:
+                stored = await self._fill(plan, ctx, scope, ctx.receive, discard, None, quiet=True)
+            except Exception as exc:  # noqa: BLE001 - a background task: logged below, never raised
+                error = exc
+            finally:
+                self._refreshing.discard(plan.key)
+            result = "revalidated" if stored is not None else "revalidation_failed"
+            if span is not None:
+                span.set_attribute("asgi_guard.cache.result", result)
+                if ctx.status is not None:
+                    span.set_attribute("http.response.status_code", ctx.status)
+        detail: dict[str, Any] = {"result": result, "revalidates": trigger, "stored": stored is not None}
+        if ctx.status is not None:
+            detail["status"] = ctx.status
+        ctx.decide(self.name, "allowed", "revalidate", **detail)
+        if stored is not None:
+            self._revalidated.inc()
+            log.debug(
+                "cache revalidation %s (after request %s) of %s stored", ctx.request_id, trigger, ctx.path
+            )
+            return
+        self._unrevalidated.inc()
+        if isinstance(error, Problem):
+            why = f"{error.status} {error.slug}"
+        elif error is not None:
+            why = f"{type(error).__name__}: {error}"
+        else:
+            why = f"status {ctx.status}, not storable" if ctx.status is not None else "no response"
+        log.warning(
+            "cache revalidation %s (after request %s) of %s failed (%s); the stale entry stays",
+            ctx.request_id,
+            trigger,
+            ctx.path,
+            why,
+            exc_info=error if error is not None and not isinstance(error, Problem) else None,
+        )
 
     async def _lookup(self, plan: Plan) -> tuple[Hit | None, bool]:
         """(entry or None, whether this caller holds the fill lock). While another process fills
@@ -421,15 +500,15 @@ class CacheMiddleware(Stage["CacheConfig"]):
             if entry is None or plan.directives.no_store:
                 return None
             value, verdict = entry
+            variant = control.secondary(verdict.names, plan.prints)
+            tags = self._tags(ctx, scope, captured.headers)
             try:
-                await self._store.set(
-                    key,
-                    value,
-                    control.secondary(verdict.names, plan.prints),
-                    verdict.names,
-                    self._tags(ctx, scope, captured.headers),
-                    self._max_variants,
-                )
+                if self._owned is not None:  # the entry counts against the filling client's share
+                    await self._owned.set(
+                        key, value, variant, verdict.names, tags, self._max_variants, owner=ctx.user_key
+                    )
+                else:
+                    await self._store.set(key, value, variant, verdict.names, tags, self._max_variants)
             except BackendUnavailable as exc:
                 self._faults.inc()
                 self._errors.inc()
