@@ -2,7 +2,7 @@
 bounded per owner so one client's flood of distinct keys evicts its own entries, not another's.
 
 Owners (issue 13, "bounded state per client"): an entry belongs to the owner whose write created
-it (the stage passes the request's principal, `ctx.user_key`: the JWT subject, else the client
+it (the stage passes the request's principal, `ctx.principal_key`: the JWT subject, else the client
 IP); a rewrite keeps it, entries written without an owner share the owner None. Each owner has its
 own eviction order of the route's algorithm over its own entries, and the victim is always one
 owner's own victim:

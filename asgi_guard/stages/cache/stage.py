@@ -17,7 +17,7 @@ Per request (see docs/cache-rules.md for the table):
   across processes) and stores what `control.storability` allows, as a variant of the response's
   Vary (§4.1). A response that is not storable (decided at its start) releases the waiters at
   once, so a stream (SSE) never holds them. On the embedded backend the entry belongs to the
-  client that filled it (`ctx.user_key`), so one client's flood evicts its own entries (`memory`).
+  client that filled it (`ctx.principal_key`), so one client's flood evicts its own entries (`memory`).
 On Valkey, when an outer stage carries it, the lookup rides that stage's round trip (`prefetch`).
 """
 
@@ -505,7 +505,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
             try:
                 if self._owned is not None:  # the entry counts against the filling client's share
                     await self._owned.set(
-                        key, value, variant, verdict.names, tags, self._max_variants, owner=ctx.user_key
+                        key, value, variant, verdict.names, tags, self._max_variants, owner=ctx.principal_key
                     )
                 else:
                     await self._store.set(key, value, variant, verdict.names, tags, self._max_variants)
