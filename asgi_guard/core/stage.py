@@ -260,7 +260,7 @@ def section_key(value: Any) -> Hashable:
     is keyed by its identity (never shared, never wrong)."""
     kind = type(value)
     if kind is str or value is None:
-        return value
+        return value  # type: ignore[no-any-return]
     if kind in (int, float, bool):
         return (kind, value)
     if isinstance(value, BaseModel):
