@@ -131,6 +131,8 @@ def plan_pipeline(
 
 
 _BUILD_LOCK = threading.Lock()
+_BARE: tuple[ASGIApp, bool] = (_route_handle, False)  # a route without stages (shared by all)
+_BARE_BODY: tuple[ASGIApp, bool] = (_route_handle, True)
 
 
 class _LazyChain:
@@ -203,6 +205,7 @@ class Guard:
         self._max_body = settings.max_body_size
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
         self._validated: set[Any] = set()  # (stage, route settings, validation key) built once
+        self._last: tuple[Any, ...] | None = None  # the last lazily planned config, methods, plan
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
@@ -291,16 +294,21 @@ class Guard:
         while 10,000 routes sharing a few policies build a few chains (issue 16: start-up time and
         memory); the others are built on their first request."""
         runtime = self.runtime
-        plan, probe = plan_pipeline(route, runtime, only)
-        if not plan.enabled:
-            return _route_handle, plan.needs_body
-        settings = route_key(route)
-        seen = self._validated
-        fresh = [
-            key
-            for stage, section in plan.enabled
-            if (key := (stage, settings, stage.validation_key(section))) not in seen
-        ]
+        last = self._last  # routes sharing one JobConfig object (and methods) plan alike
+        if last is not None and last[0] is route.config and last[1] is route.methods and last[2] == only:
+            plan, probe, fresh = last[3], last[4], []
+        else:
+            plan, probe = plan_pipeline(route, runtime, only)
+            if not plan.enabled:
+                return _BARE_BODY if plan.needs_body else _BARE
+            settings = route_key(route)
+            seen = self._validated
+            fresh = [
+                key
+                for stage, section in plan.enabled
+                if (key := (stage, settings, stage.validation_key(section))) not in seen
+            ]
+            self._last = None if fresh else (route.config, route.methods, only, plan, probe)
         if fresh:
             built = build_chain(_route_handle, route, runtime, (), probe, plan)
             seen.update(fresh)  # only once built: a failed key fails again next time (reload)

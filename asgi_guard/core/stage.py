@@ -143,10 +143,13 @@ def section_of(config: JobConfig, stage: StageType) -> Any:
     return None if stage.section is None else getattr(config, stage.section)
 
 
-def route_info(route: CompiledRoute, stages: frozenset[str] = frozenset()) -> RouteInfo[None]:
-    """The section-less route info of a registered route."""
+def route_info(
+    route: CompiledRoute, stages: frozenset[str] = frozenset(), section: Any = None
+) -> RouteInfo[Any]:
+    """The route info of a registered route (with a stage's `section`, else section-less)."""
     config = route.config
     return RouteInfo(
+        config=section,
         template=route.template,
         methods=route.methods,
         label=route.label,
@@ -229,11 +232,9 @@ def _construct(stage: StageType, inner: ASGIApp, info: RouteInfo[Any], runtime: 
 
 def declare_chain(route: CompiledRoute, runtime: GuardRuntime, plan: ChainPlan) -> None:
     """Run `Stage.declare` of each planned stage that has one (a chain not built at start-up)."""
-    base: RouteInfo[None] | None = None
     for stage, section in plan.enabled:
         if stage.declare.__func__ is not Stage.declare.__func__:  # type: ignore[attr-defined]
-            base = base or route_info(route, plan.names)
-            stage.declare(_with_section(base, section, _no_inner), runtime)
+            stage.declare(route_info(route, plan.names, section), runtime)
 
 
 def route_key(route: CompiledRoute) -> Hashable:
