@@ -33,7 +33,15 @@ from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
-from asgi_guard.core.stage import ChainPlan, StageType, build_chain, declare_chain, plan_chain, route_key
+from asgi_guard.core.stage import (
+    ChainPlan,
+    StageType,
+    build_chain,
+    declare_chain,
+    plan_chain,
+    replan,
+    route_key,
+)
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import stages_for
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
@@ -142,9 +150,11 @@ class _LazyChain:
 
     The start-up check (`Guard._prepare`) has built, eagerly, one route for every distinct way a
     stage can be configured, so a build here repeats a construction that already succeeded (with
-    another route's names): a route's config error still surfaces at start-up."""
+    another route's names): a route's config error still surfaces at start-up. The build uses the
+    stages planned at start-up (`shape`), not a new plan: a gate that depends on the runtime's state
+    (a tracer provider or a log level set later) cannot add a stage that was never checked."""
 
-    __slots__ = ("built", "only", "probe", "route", "runtime", "table")
+    __slots__ = ("built", "pair", "probe", "route", "runtime", "shape", "table")
 
     def __init__(
         self,
@@ -152,9 +162,11 @@ class _LazyChain:
         route: CompiledRoute,
         runtime: GuardRuntime,
         probe: Any,
-        only: frozenset[str] | None,
+        shape: tuple[tuple[StageType, ...], bool],
+        pair: bool,
     ) -> None:
-        self.table, self.route, self.runtime, self.probe, self.only = table, route, runtime, probe, only
+        self.table, self.route, self.runtime, self.probe = table, route, runtime, probe
+        self.shape, self.pair = shape, pair  # pair: the table holds (chain, needs body)
         self.built: ASGIApp | None = None
 
     def build(self) -> ASGIApp:
@@ -163,14 +175,13 @@ class _LazyChain:
             with _BUILD_LOCK:
                 built = self.built
                 if built is None:
-                    plan, _ = plan_pipeline(self.route, self.runtime, self.only)
-                    chain, needs_body = build_chain(
-                        _route_handle, self.route, self.runtime, (), self.probe, plan
-                    )
+                    stages, needs_body = self.shape
+                    plan = replan(self.route, stages, needs_body)
+                    chain, _ = build_chain(_route_handle, self.route, self.runtime, (), self.probe, plan)
                     built = self.built = chain
                     entry = self.table.get(self.route)
                     if entry is self or (type(entry) is tuple and entry[0] is self):
-                        self.table[self.route] = chain if self.only is not None else (chain, needs_body)
+                        self.table[self.route] = (chain, needs_body) if self.pair else chain
         return built
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -206,6 +217,7 @@ class Guard:
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
         self._validated: set[Any] = set()  # (stage, route settings, validation key) built once
         self._last: tuple[Any, ...] | None = None  # the last lazily planned config, methods, plan
+        self._shapes: dict[Any, tuple[tuple[StageType, ...], bool]] = {}
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
@@ -314,7 +326,9 @@ class Guard:
             seen.update(fresh)  # only once built: a failed key fails again next time (reload)
             return built
         declare_chain(route, runtime, plan)
-        return _LazyChain(table, route, runtime, probe, only), plan.needs_body
+        shape = (tuple(stage for stage, _ in plan.enabled), plan.needs_body)
+        shape = self._shapes.setdefault(shape, shape)  # one tuple per distinct stage list
+        return _LazyChain(table, route, runtime, probe, shape, only is None), plan.needs_body
 
     async def startup(self) -> None:
         self.registry.freeze()

@@ -109,7 +109,9 @@ class Stage(Generic[C]):
         shared services, start-up hooks) happens before anything is served. Default: the whole
         section (`section_key`). A stage whose section holds per-route names (span names, labels)
         that cannot make it fail may return less. Its errors must not depend on the route's label
-        or template (those are not in the key)."""
+        or template (those are not in the key), and app-wide start-up hooks go through
+        `runtime.service` (made once, by the first construction, before start-up), since later
+        constructions may happen after it."""
         return section_key(config)
 
     @classmethod
@@ -194,6 +196,20 @@ def plan_chain(route: CompiledRoute, runtime: GuardRuntime, stages: Sequence[Sta
     for stage, section in enabled:
         needs_body = needs_body or stage.needs_body(section)
     return ChainPlan(enabled, needs_body, _shared_names(frozenset(stage.name for stage, _ in enabled)))
+
+
+def replan(route: CompiledRoute, stages: Sequence[StageType], needs_body: bool) -> ChainPlan:
+    """The plan `plan_chain` made earlier for `route` (its enabled `stages`, in run order), with each
+    stage's section taken again from the route's config (equal values): a chain built later has
+    exactly the stages it was checked with, whatever the runtime's state is by then."""
+    config = route.config
+    sections: dict[str | None, Any] = {None: None}
+    enabled = []
+    for stage in stages:
+        if stage.section not in sections:
+            sections[stage.section] = section_of(config, stage)
+        enabled.append((stage, sections[stage.section]))
+    return ChainPlan(enabled, needs_body, _shared_names(frozenset(stage.name for stage in stages)))
 
 
 def build_chain(

@@ -186,3 +186,40 @@ def test_the_matcher_is_built_on_first_use_and_after_new_registrations() -> None
         registry.register("/c/{rest:path}/d", JobConfig())
     with pytest.raises(ConfigError, match="unknown path convertor"):
         registry.register("/c/{x:nope}", JobConfig())
+
+
+class Switchable(Stage[Any]):
+    """A stage whose `enabled_in` follows the runtime's state (like telemetry's log level gate)."""
+
+    name = "switchable"
+    section: ClassVar[str | None] = None
+    on: ClassVar[bool] = False
+    built: ClassVar[int] = 0
+
+    def __init__(self, app: Any, route: RouteInfo[Any], runtime: GuardRuntime) -> None:
+        super().__init__(app, route, runtime)
+        type(self).built += 1
+
+    @classmethod
+    def enabled_for(cls, config: Any) -> bool:
+        return True
+
+    @classmethod
+    def enabled_in(cls, config: Any, runtime: GuardRuntime) -> bool:
+        return cls.on
+
+
+async def test_a_later_build_has_the_stages_checked_at_startup(
+    counting: type[Counting], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gate that would now say yes (a tracer provider, a log level set after install) adds no
+    stage that start-up never built (its app-wide hooks could no longer be registered)."""
+    monkeypatch.setattr(stack_module, "STAGES", (Switchable, Counting))
+    monkeypatch.setattr(Switchable, "on", False)
+    monkeypatch.setattr(Switchable, "built", 0)
+    app, registry = _app([_config(i) for i in range(3)])
+    install(app, registry, SETTINGS, backend=MemoryBackend())
+    Switchable.on = True
+    assert await _get(app, "/r2/x") == 200
+    assert counting.built == ["route0", "route2"]
+    assert Switchable.built == 0
