@@ -267,12 +267,19 @@ def route_key(route: CompiledRoute) -> Hashable:
     )
 
 
+def _identity(value: Any) -> str:
+    """What the JSON key holds for a value JSON cannot (a hook given as a callable): its identity (the
+    config keeps it alive, so the id is not reused while it matters)."""
+    return f"\x00{type(value).__qualname__}@{id(value):x}"
+
+
 def section_key(value: Any) -> Hashable:
     """A hashable key equal for equal config values (pydantic models, lists, dicts, sets, scalars).
 
     A model is keyed by its class and JSON form (pydantic-core's serializer: ~3 us for a cache
     section, several times faster than walking its fields here; the config models have no
-    secret or excluded fields, so the JSON holds every setting). Numbers carry their type (`True`,
+    secret or excluded fields, so the JSON holds every setting; a callable, such as a hook, by
+    its identity). Numbers carry their type (`True`,
     `1` and `1.0` compare equal in Python, not as settings); a value of any other unhashable kind
     is keyed by its identity (never shared, never wrong)."""
     kind = type(value)
@@ -281,7 +288,7 @@ def section_key(value: Any) -> Hashable:
     if kind in (int, float, bool):
         return (kind, value)
     if isinstance(value, BaseModel):
-        return (kind, str(value.model_dump_json()))
+        return (kind, value.model_dump_json(fallback=_identity))
     if kind in (list, tuple):
         return (kind, tuple(section_key(v) for v in value))
     if isinstance(value, dict):

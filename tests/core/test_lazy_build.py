@@ -172,6 +172,22 @@ def test_section_keys_tell_settings_apart() -> None:
     assert section_key([1, {"a": {2}}]) == section_key([1, {"a": {2}}])
 
 
+def test_section_keys_of_hooks_given_as_callables() -> None:
+    """A cost hook in code (not JSON): keyed by identity, so routes sharing the hook share a key."""
+
+    def hook(ctx: Any) -> int:
+        return 1
+
+    def other(ctx: Any) -> int:
+        return 2
+
+    def limit(h: Any) -> Any:
+        return JobConfig(rate_limit={"enabled": True, "cost": {"source": "hook", "hook": h}}).rate_limit
+
+    assert section_key(limit(hook)) == section_key(limit(hook))
+    assert section_key(limit(hook)) != section_key(limit(other))
+
+
 def test_the_matcher_is_built_on_first_use_and_after_new_registrations() -> None:
     registry = RouteRegistry()
     registry.register("/a/{x:int}", JobConfig(endpoint_name="a"), methods=["GET"])
