@@ -119,7 +119,9 @@ class CacheMiddleware(Stage["CacheConfig"]):
     def declare(cls, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
         """A route whose chain waits for its first request owns its namespace from start-up, so a
         purge (by route, path, resource or tag) reaches what other processes cached for it."""
-        namespaces(runtime).setdefault(route.label, cls._namespace(route, runtime.backend_for(route.pooling)))
+        stores = namespaces(runtime)
+        if route.label not in stores:  # routes sharing a label share its namespace
+            stores[route.label] = cls._namespace(route, runtime.backend_for(route.pooling))
 
     @classmethod
     def enabled_for(cls, config: CacheConfig) -> bool:
