@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import os
+import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,7 +33,15 @@ from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
-from asgi_guard.core.stage import StageType, build_chain
+from asgi_guard.core.stage import (
+    ChainPlan,
+    StageType,
+    build_chain,
+    declare_chain,
+    plan_chain,
+    replan,
+    route_key,
+)
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import stages_for
 from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
@@ -113,12 +122,70 @@ def build_pipeline(
 ) -> tuple[ASGIApp, bool]:
     """The route's chain of enabled stages around `app` (only those named in `only`, if given), and
     whether any stage needs the body."""
+    plan, probe = plan_pipeline(route, runtime, only)
+    return build_chain(app, route, runtime, (), probe, plan)
+
+
+def plan_pipeline(
+    route: CompiledRoute, runtime: GuardRuntime, only: frozenset[str] | None = None
+) -> tuple[ChainPlan, Any]:
+    """The route's planned stages (nothing built) and the stage factory its build will use."""
     stages = STAGES or stages_for(route.config, runtime)
     if only is not None:
         stages = tuple(stage for stage in stages if stage.name in only)
     # the probe (None when nothing is traced) wraps stages to time their child spans
     probe = runtime.tracing.stage_probe(route.config.tracing.stage_spans)
-    return build_chain(app, route, runtime, stages, probe)
+    return plan_chain(route, runtime, stages), probe
+
+
+_BUILD_LOCK = threading.Lock()
+_BARE: tuple[ASGIApp, bool] = (_route_handle, False)  # a route without stages (shared by all)
+_BARE_BODY: tuple[ASGIApp, bool] = (_route_handle, True)
+
+
+class _LazyChain:
+    """Stands in for a route's chain until its first request, which builds it (once: under a lock,
+    for servers running several event loops in threads) and puts it in the pipeline table, so
+    later requests find the real chain; a request already holding this stand-in goes through it.
+
+    The start-up check (`Guard._prepare`) has built, eagerly, one route for every distinct way a
+    stage can be configured, so a build here repeats a construction that already succeeded (with
+    another route's names): a route's config error still surfaces at start-up. The build uses the
+    stages planned at start-up (`shape`), not a new plan: a gate that depends on the runtime's state
+    (a tracer provider or a log level set later) cannot add a stage that was never checked."""
+
+    __slots__ = ("built", "pair", "probe", "route", "runtime", "shape", "table")
+
+    def __init__(
+        self,
+        table: dict[CompiledRoute, Any],
+        route: CompiledRoute,
+        runtime: GuardRuntime,
+        probe: Any,
+        shape: tuple[tuple[StageType, ...], bool],
+        pair: bool,
+    ) -> None:
+        self.table, self.route, self.runtime, self.probe = table, route, runtime, probe
+        self.shape, self.pair = shape, pair  # pair: the table holds (chain, needs body)
+        self.built: ASGIApp | None = None
+
+    def build(self) -> ASGIApp:
+        built = self.built
+        if built is None:
+            with _BUILD_LOCK:
+                built = self.built
+                if built is None:
+                    stages, needs_body = self.shape
+                    plan = replan(self.route, stages, needs_body)
+                    chain, _ = build_chain(_route_handle, self.route, self.runtime, (), self.probe, plan)
+                    built = self.built = chain
+                    entry = self.table.get(self.route)
+                    if entry is self or (type(entry) is tuple and entry[0] is self):
+                        self.table[self.route] = (chain, needs_body) if self.pair else chain
+        return built
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.build()(scope, receive, send)
 
 
 @contextmanager
@@ -148,14 +215,17 @@ class Guard:
         self._deny = settings.unregistered == "deny"
         self._max_body = settings.max_body_size
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
+        self._validated: set[Any] = set()  # (stage, route settings, validation key) built once
+        self._last: tuple[Any, ...] | None = None  # the last lazily planned config, methods, plan
+        self._shapes: dict[Any, tuple[tuple[StageType, ...], bool]] = {}
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
         self.bindings: list[Any] = []  # the last plans (OpenAPI reads them)
 
     def validate(self) -> None:
-        """Build every registry entry's pipeline now: config errors (a JWT route without a key, ...)
-        surface before anything is served."""
+        """Check every registry entry's pipeline now: config errors (a JWT route without a key, ...)
+        surface before anything is served (see `_prepare`)."""
         with _no_cyclic_gc():
             for route in self.registry:
                 self.pipeline(route)
@@ -215,21 +285,55 @@ class Guard:
             self.bind()
 
     def pipeline(self, route: CompiledRoute) -> tuple[ASGIApp, bool]:
+        """The route's (chain, needs body): the chain itself, or a stand-in built on first use."""
         built = self._pipelines.get(route)
         if built is None:
-            built = self._pipelines[route] = build_pipeline(_route_handle, route, self.runtime)
+            built = self._pipelines[route] = self._prepare(self._pipelines, route, None)
         return built
 
     def ws_pipeline(self, route: CompiledRoute) -> ASGIApp:
         built = self._ws_pipelines.get(route)
         if built is None:
-            built = self._ws_pipelines[route] = build_pipeline(
-                _route_handle, route, self.runtime, WEBSOCKET_STAGES
-            )[0]
+            built = self._ws_pipelines[route] = self._prepare(self._ws_pipelines, route, WEBSOCKET_STAGES)[0]
         return built
+
+    def _prepare(
+        self, table: dict[CompiledRoute, Any], route: CompiledRoute, only: frozenset[str] | None
+    ) -> tuple[ASGIApp, bool]:
+        """Build the route's chain now if one of its stages comes with a (validation key, route
+        settings) pair no route has brought before; else a `_LazyChain` (after the stages' per-route
+        `declare`). So each distinct stage configuration is constructed, and can fail, at start-up,
+        while 10,000 routes sharing a few policies build a few chains (issue 16: start-up time and
+        memory); the others are built on their first request."""
+        runtime = self.runtime
+        last = self._last  # routes sharing one JobConfig object (and methods) plan alike
+        if last is not None and last[0] is route.config and last[1] is route.methods and last[2] == only:
+            plan, probe, fresh = last[3], last[4], []
+        else:
+            plan, probe = plan_pipeline(route, runtime, only)
+            if not plan.enabled:
+                return _BARE_BODY if plan.needs_body else _BARE
+            settings = route_key(route)
+            seen = self._validated
+            fresh = [
+                key
+                for stage, section in plan.enabled
+                if (key := (stage, settings, stage.validation_key(section))) not in seen
+            ]
+            self._last = None if fresh else (route.config, route.methods, only, plan, probe)
+        if fresh:
+            built = build_chain(_route_handle, route, runtime, (), probe, plan)
+            seen.update(fresh)  # only once built: a failed key fails again next time (reload)
+            return built
+        declare_chain(route, runtime, plan)
+        shape = (tuple(stage for stage, _ in plan.enabled), plan.needs_body)
+        shape = self._shapes.setdefault(shape, shape)  # one tuple per distinct stage list
+        return _LazyChain(table, route, runtime, probe, shape, only is None), plan.needs_body
 
     async def startup(self) -> None:
         self.registry.freeze()
+        if self.router is None:  # a bare ASGI app: every request goes through the registry matcher
+            self.registry.compile_matcher()
         await self.runtime.startup()
 
     # -- per request ----------------------------------------------------------------------------

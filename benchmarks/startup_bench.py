@@ -5,9 +5,13 @@ Measures, in a fresh process per N, with the memory backend and no tracer provid
 - `register`: `RouteRegistry.register` for each;
 - `build`: `install` + the first request (the middleware stack and every route's pipeline are built,
   the runtime starts);
-and the RSS growth of register + build (the guard's part), in MiB and bytes per route.
+and the RSS growth of register + build (the guard's part), in MiB and bytes per route; with
+`--tracemalloc`, also the Python memory the guard still holds and its peak (tracemalloc: slower, so
+its times are not comparable). Routes sharing a policy are built on their first request (the
+start-up builds one route per distinct stage configuration): `later_first_request_ms` is that
+deferred cost for one route, `later_request_ms` the same route's next request.
 
-Run:  python benchmarks/startup_bench.py [--routes 10000] [--kind full|plain|shared]
+Run:  python benchmarks/startup_bench.py [--routes 10000] [--kind full|plain|shared] [--tracemalloc]
   full:   each route its own JobConfig with JWT, a rate limit, a cache, tracing labels and a histogram
   shared: one such JobConfig object for every route (apps that reuse a policy)
   plain:  JobConfig() (telemetry only)
@@ -22,6 +26,7 @@ import gc
 import json
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +54,7 @@ def config_for(kind: str, i: int) -> Any:
     )
 
 
-async def run(n: int, kind: str) -> dict[str, Any]:
+async def run(n: int, kind: str, traced: bool = False) -> dict[str, Any]:
     from _asgi import call, make_scope
     from starlette.applications import Starlette
     from starlette.responses import PlainTextResponse
@@ -71,6 +76,8 @@ async def run(n: int, kind: str) -> dict[str, Any]:
     routes = [Route(f"/svc{i}/items/{{item_id}}", endpoint) for i in range(n)]
     gc.collect()
     rss0 = rss_bytes()
+    if traced:
+        tracemalloc.start()
     t1 = time.perf_counter()
     c1 = time.process_time()
     registry = RouteRegistry()
@@ -86,6 +93,17 @@ async def run(n: int, kind: str) -> dict[str, Any]:
     cpu = time.process_time() - c1
     gc.collect()
     rss1 = rss_bytes()
+    memory: dict[str, Any] = {}
+    if traced:
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        memory = {"traced_mib": round(held / 2**20, 1), "traced_peak_mib": round(peak / 2**20, 1)}
+    t3 = time.perf_counter()
+    await call(app, make_scope("GET", "/svc1/items/1"))  # built on this request (early in the
+    # router's list: Starlette tries routes in order, ~0.5 us each, ms for the last of 10,000)
+    t4 = time.perf_counter()
+    await call(app, make_scope("GET", "/svc1/items/1"))
+    t5 = time.perf_counter()
     await runtime.shutdown()
     return {
         "routes": n,
@@ -98,6 +116,9 @@ async def run(n: int, kind: str) -> dict[str, Any]:
         "guard_rss_mib": round((rss1 - rss0) / 2**20, 1),
         "bytes_per_route": (rss1 - rss0) // n,
         "first_status": status,
+        **memory,
+        "later_first_request_ms": round((t4 - t3) * 1000, 2),
+        "later_request_ms": round((t5 - t4) * 1000, 2),
     }
 
 
@@ -106,17 +127,18 @@ def main() -> None:
     parser.add_argument("--routes", type=int, default=10_000)
     parser.add_argument("--kind", choices=("full", "plain", "shared"), default="full")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the register + build phases")
+    parser.add_argument("--tracemalloc", action="store_true", help="also trace the guard's Python memory")
     args = parser.parse_args()
     if args.profile:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.0005)
         profiler.start()
-        result = asyncio.run(run(args.routes, args.kind))
+        result = asyncio.run(run(args.routes, args.kind, args.tracemalloc))
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False))
     else:
-        result = asyncio.run(run(args.routes, args.kind))
+        result = asyncio.run(run(args.routes, args.kind, args.tracemalloc))
     print(json.dumps(result))
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import BACKGROUND_EXEMPT
@@ -105,6 +106,28 @@ class Stage(Generic[C]):
         The credits stage moves before the cache when the route charges cache hits."""
         return None
 
+    @classmethod
+    def validation_key(cls, config: C) -> Hashable:
+        """What this stage's construction depends on, besides the route's settings and the runtime.
+
+        A route's chain is built on its first request; at start-up the guard builds, eagerly, every
+        route that brings a stage a key (with the route's settings) not seen before, so each
+        distinct way a stage can fail (a ConfigError) or register something app-wide (redaction,
+        shared services, start-up hooks) happens before anything is served. Default: the whole
+        section (`section_key`). A stage whose section holds per-route names (span names, labels)
+        that cannot make it fail may return less. Its errors must not depend on the route's label
+        or template (those are not in the key), and app-wide start-up hooks go through
+        `runtime.service` (made once, by the first construction, before start-up), since later
+        constructions may happen after it."""
+        return section_key(config)
+
+    @classmethod
+    def declare(cls, route: RouteInfo[C], runtime: GuardRuntime) -> None:
+        """Per-route registration that must exist from start-up even when the route's chain is built
+        later, on its first request (e.g. the cache's namespace, so a purge reaches it). Called
+        once per route that enables the stage and is not built at start-up. Default: nothing."""
+        return None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
 
@@ -129,10 +152,13 @@ def section_of(config: JobConfig, stage: StageType) -> Any:
     return None if stage.section is None else getattr(config, stage.section)
 
 
-def route_info(route: CompiledRoute, stages: frozenset[str] = frozenset()) -> RouteInfo[None]:
-    """The section-less route info of a registered route."""
+def route_info(
+    route: CompiledRoute, stages: frozenset[str] = frozenset(), section: Any = None
+) -> RouteInfo[Any]:
+    """The route info of a registered route (with a stage's `section`, else section-less)."""
     config = route.config
     return RouteInfo(
+        config=section,
         template=route.template,
         methods=route.methods,
         label=route.label,
@@ -147,19 +173,18 @@ def route_info(route: CompiledRoute, stages: frozenset[str] = frozenset()) -> Ro
     )
 
 
-def build_chain(
-    app: ASGIApp,
-    route: CompiledRoute,
-    runtime: GuardRuntime,
-    stages: Sequence[StageType],
-    factory: Factory | None = None,
-) -> tuple[ASGIApp, bool]:
-    """The route's chain of enabled stages around `app` (outermost first in `stages`), and whether
-    any stage needs the request body. Each stage gets its own section and the route's `RouteInfo`.
+@dataclass(slots=True)
+class ChainPlan:
+    """A route's enabled stages with their sections, in run order, before anything is built."""
 
-    `factory(stage, app, info, runtime)` builds one stage (a tracing probe wraps them); default:
-    the stage class itself.
-    """
+    enabled: list[tuple[StageType, Any]]
+    needs_body: bool  # whether any stage (or the route's resource id) reads the request body
+    names: frozenset[str]  # the enabled stages' names (shared between routes)
+
+
+def plan_chain(route: CompiledRoute, runtime: GuardRuntime, stages: Sequence[StageType]) -> ChainPlan:
+    """Which of `stages` (outermost first) `route` enables, each with its own section: cheap class
+    methods only (`enabled_for`, `enabled_in`, `needs_body`, `runs_before`); no stage is built."""
     config = route.config
     sections: dict[str | None, Any] = {None: None}  # composed sections (telemetry) are made once
 
@@ -174,12 +199,47 @@ def build_chain(
         if stage.enabled_for(section := section_for(stage)) and stage.enabled_in(section, runtime)
     ]
     enabled = _reorder(enabled)
-    base = route_info(route, _shared_names(frozenset(stage.name for stage, _ in enabled)))
-    make: Factory = factory or (lambda stage, inner, info, rt: stage(inner, info, rt))
     needs_body = config.resource_id_from_body
+    for stage, section in enabled:
+        needs_body = needs_body or stage.needs_body(section)
+    return ChainPlan(enabled, needs_body, _shared_names(frozenset(stage.name for stage, _ in enabled)))
+
+
+def replan(route: CompiledRoute, stages: Sequence[StageType], needs_body: bool) -> ChainPlan:
+    """The plan `plan_chain` made earlier for `route` (its enabled `stages`, in run order), with each
+    stage's section taken again from the route's config (equal values): a chain built later has
+    exactly the stages it was checked with, whatever the runtime's state is by then."""
+    config = route.config
+    sections: dict[str | None, Any] = {None: None}
+    enabled = []
+    for stage in stages:
+        if stage.section not in sections:
+            sections[stage.section] = section_of(config, stage)
+        enabled.append((stage, sections[stage.section]))
+    return ChainPlan(enabled, needs_body, _shared_names(frozenset(stage.name for stage in stages)))
+
+
+def build_chain(
+    app: ASGIApp,
+    route: CompiledRoute,
+    runtime: GuardRuntime,
+    stages: Sequence[StageType],
+    factory: Factory | None = None,
+    plan: ChainPlan | None = None,
+) -> tuple[ASGIApp, bool]:
+    """The route's chain of enabled stages around `app` (outermost first in `stages`), and whether
+    any stage needs the request body. Each stage gets its own section and the route's `RouteInfo`.
+
+    `factory(stage, app, info, runtime)` builds one stage (a tracing probe wraps them); default:
+    the stage class itself. `plan`: the route's `plan_chain` when the caller has it already.
+    """
+    if plan is None:
+        plan = plan_chain(route, runtime, stages)
+    base = route_info(route, plan.names)
+    make: Factory = factory or _construct
     bases: dict[StageType, RouteInfo[Any]] = {}
     current = base
-    for stage, _ in enabled:  # stages inside one that does background work may exempt its contexts
+    for stage, _ in plan.enabled:  # stages inside one that does background work may exempt its contexts
         bases[stage] = current
         if stage.background_work and current is base:
             current = dataclasses.replace(base, exempt=base.exempt | BACKGROUND_EXEMPT)
@@ -192,9 +252,67 @@ def build_chain(
             built = make(stage, built, info, runtime)
         return built
 
-    for stage, section in enabled:
-        needs_body = needs_body or stage.needs_body(section)
-    return wrap(app, enabled), needs_body
+    return wrap(app, plan.enabled), plan.needs_body
+
+
+def _construct(stage: StageType, inner: ASGIApp, info: RouteInfo[Any], runtime: GuardRuntime) -> ASGIApp:
+    return stage(inner, info, runtime)
+
+
+def declare_chain(route: CompiledRoute, runtime: GuardRuntime, plan: ChainPlan) -> None:
+    """Run `Stage.declare` of each planned stage that has one (a chain not built at start-up)."""
+    for stage, section in plan.enabled:
+        if stage.declare.__func__ is not Stage.declare.__func__:  # type: ignore[attr-defined]
+            stage.declare(route_info(route, plan.names, section), runtime)
+
+
+def route_key(route: CompiledRoute) -> Hashable:
+    """The route settings a stage's construction may depend on (`RouteInfo` without the route's
+    names): with `Stage.validation_key`, what the start-up check compares."""
+    config = route.config
+    return (
+        route.methods,
+        config.resource_id_field,
+        config.resource_id_from_body,
+        config.handler_timeout,
+        section_key(config.pooling),
+        section_key(config.exempt),
+    )
+
+
+def _identity(value: Any) -> str:
+    """What the JSON key holds for a value JSON cannot (a hook given as a callable): its identity (the
+    config keeps it alive, so the id is not reused while it matters)."""
+    return f"\x00{type(value).__qualname__}@{id(value):x}"
+
+
+def section_key(value: Any) -> Hashable:
+    """A hashable key equal for equal config values (pydantic models, lists, dicts, sets, scalars).
+
+    A model is keyed by its class and JSON form (pydantic-core's serializer: ~3 us for a cache
+    section, several times faster than walking its fields here; the config models have no
+    secret or excluded fields, so the JSON holds every setting; a callable, such as a hook, by
+    its identity). Numbers carry their type (`True`,
+    `1` and `1.0` compare equal in Python, not as settings); a value of any other unhashable kind
+    is keyed by its identity (never shared, never wrong)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value  # type: ignore[no-any-return]
+    if kind in (int, float, bool):
+        return (kind, value)
+    if isinstance(value, BaseModel):
+        return (kind, value.model_dump_json(fallback=_identity))
+    if kind in (list, tuple):
+        return (kind, tuple(section_key(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((section_key(k), section_key(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return (frozenset, frozenset(section_key(v) for v in value))
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return (kind, value)
 
 
 class _Inner:

@@ -47,6 +47,8 @@ from asgi_guard.stages.cache.stores import Filling, Hit, MemoryCacheStore, Valke
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
     from asgi_guard.stages.cache.config import CacheConfig
+    from asgi_guard.stages.cache.stores import CacheStore
+    from asgi_guard.state import Backend
 
 log = logging.getLogger("asgi_guard.cache")
 
@@ -82,15 +84,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._tier_ttls = {tier: float(seconds) for tier, seconds in cache.tier_ttls.items()}
         self._shared_ttl = float(cache.shared_ttl) if self._tier_ttls else self._ttl
         self._stale_cap = float(min(cache.max_stale, cache.ttl))
-        self._store = build_store(
-            self.backend,
-            route.label,
-            cache.algo.value,
-            cache.policy.capacity,
-            max((self._ttl, *self._tier_ttls.values())) + self._stale_cap,
-            cache.single_flight_timeout,
-            max_per_owner=cache.max_entries_per_owner,
-        )
+        self._store = self._namespace(route, self.backend)
         # the embedded store bounds entries per owner (the client whose request filled them)
         self._owned = self._store if isinstance(self._store, MemoryCacheStore) else None
         namespaces(runtime)[route.label] = self._store
@@ -120,6 +114,31 @@ class CacheMiddleware(Stage["CacheConfig"]):
             with contextlib.suppress(ValueError):
                 riders.register(route, prefetch.CacheRider(self._keys, self._store))
                 self._rides = True
+
+    @staticmethod
+    def _namespace(route: RouteInfo[CacheConfig], backend: Backend) -> CacheStore:
+        """The route's store: its label is the namespace; entries live up to the longest tier TTL
+        plus the stale-while-revalidate allowance."""
+        cache = route.config
+        ttl = float(cache.ttl)
+        longest = max((ttl, *(float(seconds) for seconds in cache.tier_ttls.values())))
+        return build_store(
+            backend,
+            route.label,
+            cache.algo.value,
+            cache.policy.capacity,
+            longest + float(min(cache.max_stale, cache.ttl)),
+            cache.single_flight_timeout,
+            max_per_owner=cache.max_entries_per_owner,
+        )
+
+    @classmethod
+    def declare(cls, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
+        """A route whose chain waits for its first request owns its namespace from start-up, so a
+        purge (by route, path, resource or tag) reaches what other processes cached for it."""
+        stores = namespaces(runtime)
+        if route.label not in stores:  # routes sharing a label share its namespace
+            stores[route.label] = cls._namespace(route, runtime.backend_for(route.pooling))
 
     @classmethod
     def enabled_for(cls, config: CacheConfig) -> bool:

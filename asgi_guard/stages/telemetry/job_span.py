@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.metrics import LabelCap, job_histogram
 from asgi_guard.core.problems import Problem
-from asgi_guard.core.stage import RouteInfo, Stage
+from asgi_guard.core.stage import RouteInfo, Stage, section_key
 
 if TYPE_CHECKING:
     from prometheus_client import Histogram
@@ -51,6 +52,12 @@ class JobSpanMiddleware(Stage["TelemetryConfig"]):
                 self._by_route = self._histogram.labels(route.label)
             else:
                 self._cap = LabelCap(metrics.resource_id_cap)
+
+    @classmethod
+    def validation_key(cls, config: TelemetryConfig) -> Hashable:
+        """Only the histogram can fail to build (a metric name clash): span names and labels are
+        per route and cannot."""
+        return section_key(config.metrics)
 
     @classmethod
     def enabled_for(cls, config: TelemetryConfig) -> bool:

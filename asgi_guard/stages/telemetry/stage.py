@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from asyncio import CancelledError
+from collections.abc import Hashable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.logging import JsonMessage, access_log
 from asgi_guard.core.problems import Problem, answer_problem
 from asgi_guard.core.redaction import attach_redaction, current_scope
-from asgi_guard.core.stage import RouteInfo, Stage
+from asgi_guard.core.stage import RouteInfo, Stage, section_key
 from asgi_guard.core.tracing import STAGES_KEY, current_trace_id, emit_stage_spans, server_span_middleware
 
 if TYPE_CHECKING:
@@ -58,6 +59,13 @@ class TelemetryMiddleware(Stage["TelemetryConfig"]):
         runtime.redactor.add_headers(runtime.settings.redact_headers)
         # once per app, not per route (it walks every logger): loggers made later get it at start-up
         runtime.service("telemetry.redaction", lambda: _attach_at_startup(runtime))
+
+    @classmethod
+    def validation_key(cls, config: TelemetryConfig) -> Hashable:
+        """What building can fail on or register app-wide (metrics, redacted fields, the span
+        form); the route's span names and labels cannot."""
+        tracing = config.tracing
+        return (section_key(config.metrics), config.redact_fields, tracing.message_spans, tracing.stage_spans)
 
     @classmethod
     def enabled_for(cls, config: TelemetryConfig) -> bool:
