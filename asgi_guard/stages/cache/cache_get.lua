@@ -1,33 +1,38 @@
 -- Response-cache lookup; a hit also counts as a use for lru / mru / lfu.
--- The entry hash holds `n` (the Vary names, comma-joined, sorted) and one `v:<variant>` value and
+-- The entry hash holds `n` (the Vary names, comma-joined, sorted), `x` (its expiry, server ms: the
+-- last fill's time + the namespace's ttl, the hash's own PEXPIRE) and one `v:<variant>` value and
 -- `t:<variant>` store time per variant; the variant is SHA-1 of `name=digest` / `name!` lines over
 -- the request's header fingerprint (control.secondary computes the same in Python).
+-- The caller guesses the entry's names (the route's last seen) and sends that guess's variant, so a
+-- right guess costs one HMGET; a wrong one a second HMGET with the variant computed here.
+-- The time is derived, not read (no TIME): now = x - PTTL(entry), exact to the millisecond because
+-- the fill that wrote `x` set the hash's expiry to the same instant.
 -- On a miss with a lock time, the caller also takes the fill lock unless another caller holds it.
--- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock
--- ARGV: 1 member (entry digest), 2 algo, 3 fill lock ms (0: don't lock), 4 time (script_now),
---       5.. header name, digest, ...
--- Returns {value, age_ms, ttl_ms} (server time) on a hit; on a miss false (go ahead, and fill
+-- Commands: a hit 2 (HMGET, PTTL) + 2 for lru/mru/lfu (ZINCRBY sequence, ZADD XX) [+1 wrong guess];
+-- a miss 1 (HMGET) + 1 with the lock (SET NX). Dead members stay in the zsets until a fill sweeps them.
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset (also holds the use sequence, see cache_set),
+--       4 fill lock
+-- ARGV: 1 member (entry digest), 2 algo, 3 fill lock ms (0: don't lock), 4 time (script_now; "" =
+--       derive), 5 guessed names, 6 guessed variant, 7.. header name, digest, ...
+-- Returns {value, age_ms, ttl_ms, names} (server time) on a hit; on a miss false (go ahead, and fill
 -- when locking) or 0 (another caller is filling this key: wait for it).
-local names = redis.call('HGET', KEYS[1], 'n')
-local value, stored
-if names then
+local got = redis.call('HMGET', KEYS[1], 'n', 'x', 'v:' .. ARGV[6], 't:' .. ARGV[6])
+local names, expiry, value, stored = got[1], got[2], got[3], got[4]
+if names and names ~= ARGV[5] then
   local prints = {}
-  for i = 5, #ARGV - 1, 2 do prints[ARGV[i]] = ARGV[i + 1] end
+  for i = 7, #ARGV - 1, 2 do prints[ARGV[i]] = ARGV[i + 1] end
   local lines = {}
   for name in string.gmatch(names, '[^,]+') do
     local digest = prints[name]
     if digest then lines[#lines + 1] = name .. '=' .. digest else lines[#lines + 1] = name .. '!' end
   end
   local variant = redis.sha1hex(table.concat(lines, '\n'))
-  local got = redis.call('HMGET', KEYS[1], 'v:' .. variant, 't:' .. variant)
-  value, stored = got[1], got[2]
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
+  local more = redis.call('HMGET', KEYS[1], 'v:' .. variant, 't:' .. variant)
+  value, stored = more[1], more[2]
 end
 if not value then
   local lock_ms = tonumber(ARGV[3])
-  if lock_ms > 0 and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', lock_ms) then
+  if lock_ms > 0 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', lock_ms) then
     return 0
   end
   return false
@@ -35,16 +40,23 @@ end
 local algo = ARGV[2]
 local SHIFT = 4294967296
 if algo == 'lru' or algo == 'mru' then
-  local seq = redis.call('INCR', KEYS[4])
+  local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n'))
   redis.call('ZADD', KEYS[2], 'XX', seq, ARGV[1])
 elseif algo == 'lfu' then
+  -- XX CH INCR cannot carry the sequence part; read the count, then write count + 1
   local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
   if current then
     local count = math.floor(tonumber(current) / SHIFT) + 1
     if count > 1048575 then count = 1048575 end
-    local seq = redis.call('INCR', KEYS[4]) % SHIFT
+    local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n')) % SHIFT
     redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', count * SHIFT + seq), ARGV[1])
   end
 end
-local now = math.floor(script_now(ARGV[4]) * 1000)
-return {value, now - tonumber(stored), redis.call('PTTL', KEYS[1])}
+local ttl = redis.call('PTTL', KEYS[1])
+local now
+if ARGV[4] ~= '' or not expiry then
+  now = math.floor(script_now(ARGV[4]) * 1000)
+else
+  now = tonumber(expiry) - ttl
+end
+return {value, now - tonumber(stored), ttl, names}
