@@ -13,3 +13,8 @@ local function script_now(arg)
   end
   return tonumber(arg)
 end
+-- The server time this run has already read (TIME), or nil: lets a script skip a command that only
+-- stands in for the time.
+local function script_time_read()
+  return server_now
+end

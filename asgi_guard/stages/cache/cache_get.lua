@@ -6,9 +6,11 @@
 -- The caller guesses the entry's names (the route's last seen) and sends that guess's variant, so a
 -- right guess costs one HMGET; a wrong one a second HMGET with the variant computed here.
 -- The time is derived, not read (no TIME): now = x - PTTL(entry), exact to the millisecond because
--- the fill that wrote `x` set the hash's expiry to the same instant.
+-- the fill that wrote `x` set the hash's expiry to the same instant; when this run has read TIME
+-- already (fused with the rate limit), ttl = x - now instead, and no PTTL either.
 -- On a miss with a lock time, the caller also takes the fill lock unless another caller holds it.
--- Commands: a hit 2 (HMGET, PTTL) + 2 for lru/mru/lfu (ZINCRBY sequence, ZADD XX) [+1 wrong guess];
+-- Commands: a hit 2 (HMGET, PTTL; 1 in a fused run) + 2 for lru/mru/lfu (ZINCRBY sequence, ZADD XX)
+-- [+1 on a wrong guess];
 -- a miss 1 (HMGET) + 1 with the lock (SET NX). Dead members stay in the zsets until a fill sweeps them.
 -- KEYS: 1 entry hash, 2 order zset, 3 expiry zset (also holds the use sequence, see cache_set),
 --       4 fill lock
@@ -52,11 +54,12 @@ elseif algo == 'lfu' then
     redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', count * SHIFT + seq), ARGV[1])
   end
 end
-local ttl = redis.call('PTTL', KEYS[1])
-local now
-if ARGV[4] ~= '' or not expiry then
-  now = math.floor(script_now(ARGV[4]) * 1000)
-else
+local now, ttl
+if expiry and ARGV[4] == '' and not script_time_read() then
+  ttl = redis.call('PTTL', KEYS[1])
   now = tonumber(expiry) - ttl
+else  -- a test clock, an entry written before `x`, or TIME already read (a fused run)
+  now = math.floor(script_now(ARGV[4]) * 1000)
+  ttl = expiry and tonumber(expiry) - now or redis.call('PTTL', KEYS[1])
 end
 return {value, now - tonumber(stored), ttl, names}

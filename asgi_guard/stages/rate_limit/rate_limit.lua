@@ -64,11 +64,20 @@ for i = 1, n do
     local idx = math.floor(now / b)
     local st = redis.call('HMGET', key, 'w', 'n')
     local count = 0
-    if tonumber(st[1]) == idx then count = tonumber(st[2]) end
+    local same = tonumber(st[1]) == idx
+    if same then count = tonumber(st[2]) end
     reset = (idx + 1) * b - now
     if count + cost <= a then
       ok, remaining = 1, a - count - cost
-      write = function() redis.call('HSET', key, 'w', num(idx), 'n', count + cost); redis.call('PEXPIRE', key, ttl_ms(reset)) end
+      -- the window's first write set the expiry (its end + slack); a later one in it would set the same
+      write = function()
+        if same then
+          redis.call('HINCRBY', key, 'n', cost)
+        else
+          redis.call('HSET', key, 'w', num(idx), 'n', count + cost)
+          redis.call('PEXPIRE', key, ttl_ms(reset))
+        end
+      end
     else
       remaining = a - count
       retry = reset
