@@ -2,10 +2,11 @@
 
 For each side and pattern (cache hit / miss, one user), on a private valkey-server: commands per
 request (INFO commandstats, which counts the commands Lua scripts run too), commands per script call,
-reads per request (round trips) and the server's main-thread CPU per request (Linux
-/proc schedstat of its main thread, else INFO used_cpu_*_main_thread) delta, less the idle rate measured just before, over `--n` requests).
+reads per request (round trips) and the server's main-thread CPU per request (/proc schedstat,
+else INFO used_cpu_*_main_thread; delta less the idle rate measured just before, over `--n`
+requests; the median of `--repeat` runs, the sides alternating).
 
-Run:  python benchmarks/valkey_cost.py [--n 3000]
+Run:  python benchmarks/valkey_cost.py [--n 3000] [--repeat 3]
 """
 
 from __future__ import annotations
