@@ -32,6 +32,17 @@ if names and names ~= ARGV[5] then
   local more = redis.call('HMGET', KEYS[1], 'v:' .. variant, 't:' .. variant)
   value, stored = more[1], more[2]
 end
+local now, ttl
+if value then
+  if expiry and ARGV[4] == '' and not script_time_read() then
+    ttl = redis.call('PTTL', KEYS[1])
+    now = tonumber(expiry) - ttl
+  else  -- a test clock, an entry written before `x`, or TIME already read (a fused run)
+    now = math.floor(script_now(ARGV[4]) * 1000)
+    ttl = expiry and tonumber(expiry) - now or redis.call('PTTL', KEYS[1])
+  end
+  if ttl <= 0 then value = nil end  -- expired by `x` (a test clock runs ahead of the key's own TTL)
+end
 if not value then
   local lock_ms = tonumber(ARGV[3])
   if lock_ms > 0 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', lock_ms) then
@@ -53,13 +64,5 @@ elseif algo == 'lfu' then
     local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n')) % SHIFT
     redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', count * SHIFT + seq), ARGV[1])
   end
-end
-local now, ttl
-if expiry and ARGV[4] == '' and not script_time_read() then
-  ttl = redis.call('PTTL', KEYS[1])
-  now = tonumber(expiry) - ttl
-else  -- a test clock, an entry written before `x`, or TIME already read (a fused run)
-  now = math.floor(script_now(ARGV[4]) * 1000)
-  ttl = expiry and tonumber(expiry) - now or redis.call('PTTL', KEYS[1])
 end
 return {value, now - tonumber(stored), ttl, names}

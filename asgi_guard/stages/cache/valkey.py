@@ -5,8 +5,9 @@ expiry and, per variant, the value and store time; with the namespace's storage 
 order `...:o` (zset), expiry times `...:x` (zset; it also holds the use sequence), fill locks
 `...:l:<digest>` and purge tag sets `...:g:<tag>` (entry digests). They all share the `{label}`
 hash tag, so every script touches one cluster slot: a purge of one namespace is atomic on a cluster
-too. A purge across routes is one such script per namespace (each atomic; see `purge.py`). A miss looked up with `lead` also takes
-the fill lock in the same script, so processes sharing the server run the handler once per key.
+too. A purge across routes is one such script per namespace (each atomic; see `purge.py`). A miss
+looked up with `lead` also takes the fill lock in the same script, so processes sharing the server
+run the handler once per key.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ class ValkeyCacheStore:
         max_variants: int = 16,
     ) -> list[str]:
         self._remember(",".join(names))
+        now = self._backend.script_now()
         evicted = await self._backend.run(
             _SET,
             self._keys(key),
@@ -120,7 +122,8 @@ class ValkeyCacheStore:
                 ",".join(names),
                 max_variants,
                 self._tag_prefix,
-                self._backend.script_now(),
+                now,
+                0 if now == "" else self._backend.gc_slack_ms,  # a test clock: keys outlive its time
                 *tags,
             ),
         )
