@@ -410,6 +410,8 @@ class ValkeyBackend(Backend):
         the calls run concurrently and independently (one round trip per call, all at once), and a
         call that fails fails alone.
         """
+        if not calls:
+            return []
         if self.is_cluster:
             return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
         if len(calls) == 1:
