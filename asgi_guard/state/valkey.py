@@ -74,27 +74,27 @@ def _body(ref: str) -> str:
 
 _PRELUDE = resources.files(__package__).joinpath("clock.lua").read_text()
 _FUSED = "fused:"
-# The fused script's dispatcher. ARGV: [1] n calls; per call i: [2+3(i-1)] its script's index,
+# The fused script's dispatcher. ARGV: [1] n calls; per call i: [3i - 1] its script's index,
 # then its key count and argument count; then every call's arguments in order. KEYS: every call's
 # keys in order. Each call runs in a pcall, so one call's error is its own answer, not the others'.
-# Answer per call: {1, answer} or {0, error text}.
+# Answer: a flat list, per call 1, answer (nil as false) or 0, error text.
 _DISPATCH = """
 local n = tonumber(ARGV[1])
 local out = {}
-local ki, ai = 1, 2 + 3 * n
+local ki, ai = 0, 1 + 3 * n
 for i = 1, n do
-  local at = 3 * (i - 1) + 2
-  local f, nk, na = __scripts[tonumber(ARGV[at])], tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local at = 3 * i - 1
+  local nk, na = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
   local keys, args = {}, {}
-  for j = 1, nk do keys[j] = KEYS[ki]; ki = ki + 1 end
-  for j = 1, na do args[j] = ARGV[ai]; ai = ai + 1 end
-  local ok, answer = pcall(f, keys, args)
-  if not ok then
-    out[i] = {0, type(answer) == 'table' and tostring(answer.err) or tostring(answer)}
-  elseif type(answer) == 'table' and answer.err then
-    out[i] = {0, tostring(answer.err)}
+  for j = 1, nk do keys[j] = KEYS[ki + j] end
+  for j = 1, na do args[j] = ARGV[ai + j] end
+  ki, ai = ki + nk, ai + na
+  local ok, answer = pcall(__scripts[tonumber(ARGV[at])], keys, args)
+  if ok and not (type(answer) == 'table' and answer.err) then
+    if answer == nil then answer = false end
+    out[2 * i - 1], out[2 * i] = 1, answer
   else
-    out[i] = {1, answer}
+    out[2 * i - 1], out[2 * i] = 0, tostring(type(answer) == 'table' and answer.err or answer)
   end
 end
 return out
@@ -429,10 +429,10 @@ class ValkeyBackend(Backend):
             ref, keys, [*head, *args], timeout, retry=all(n in _RETRY_SAFE for n in order)
         )
         return [
-            (answer[1] if len(answer) > 1 else None)
-            if answer[0] == 1
-            else BackendUnavailable(f"valkey: script error: {_text(answer[1])}")
-            for answer in answers
+            answers[i + 1]
+            if answers[i] == 1
+            else BackendUnavailable(f"valkey: script error: {_text(answers[i + 1])}")
+            for i in range(0, len(answers), 2)
         ]
 
     async def _settled(self, call: ScriptCall, timeout: float | None) -> Any:
