@@ -9,11 +9,10 @@
 -- the fill that wrote `x` set the hash's expiry to the same instant; when this run has read TIME
 -- already (fused with the rate limit), ttl = x - now instead, and no PTTL either.
 -- On a miss with a lock time, the caller also takes the fill lock unless another caller holds it.
--- Commands: a hit 2 (HMGET, PTTL; 1 in a fused run) + 2 for lru/mru/lfu (ZINCRBY sequence, ZADD XX)
+-- Commands: a hit 2 (HMGET, PTTL; 1 in a fused run) + 2 for lru/mru/lfu (INCR sequence, ZADD XX)
 -- [+1 on a wrong guess];
 -- a miss 1 (HMGET) + 1 with the lock (SET NX). Dead members stay in the zsets until a fill sweeps them.
--- KEYS: 1 entry hash, 2 order zset, 3 expiry zset (also holds the use sequence, see cache_set),
---       4 fill lock
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock
 -- ARGV: 1 member (entry digest), 2 algo, 3 fill lock ms (0: don't lock), 4 time (script_now; "" =
 --       derive), 5 guessed names, 6 guessed variant, 7.. header name, digest, ...
 -- Returns {value, age_ms, ttl_ms, names} (server time) on a hit; on a miss false (go ahead, and fill
@@ -45,7 +44,7 @@ if value then
 end
 if not value then
   local lock_ms = tonumber(ARGV[3])
-  if lock_ms > 0 and not redis.call('SET', KEYS[4], '1', 'NX', 'PX', lock_ms) then
+  if lock_ms > 0 and not redis.call('SET', KEYS[5], '1', 'NX', 'PX', lock_ms) then
     return 0
   end
   return false
@@ -53,7 +52,7 @@ end
 local algo = ARGV[2]
 local SHIFT = 4294967296
 if algo == 'lru' or algo == 'mru' then
-  local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n'))
+  local seq = redis.call('INCR', KEYS[4])
   redis.call('ZADD', KEYS[2], 'XX', seq, ARGV[1])
 elseif algo == 'lfu' then
   -- XX CH INCR cannot carry the sequence part; read the count, then write count + 1
@@ -61,7 +60,7 @@ elseif algo == 'lfu' then
   if current then
     local count = math.floor(tonumber(current) / SHIFT) + 1
     if count > 1048575 then count = 1048575 end
-    local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n')) % SHIFT
+    local seq = redis.call('INCR', KEYS[4]) % SHIFT
     redis.call('ZADD', KEYS[2], 'XX', string.format('%.0f', count * SHIFT + seq), ARGV[1])
   end
 end

@@ -1,18 +1,16 @@
 -- Response-cache store: drop expired entries, evict by the algorithm when the namespace is full,
 -- then write the variant, its entry's bookkeeping and its purge tags, all in one atomic step.
--- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 fill lock (one hash tag: one slot)
+-- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock (one hash tag: one slot)
 -- ARGV: 1 member, 2 value, 3 ttl_ms, 4 capacity, 5 algo, 6 entry key prefix, 7 variant,
 --       8 Vary names (comma-joined), 9 max variants, 10 tag key prefix, 11 time (script_now),
 --       12 slack ms (keys outlive `x` by it: 0 unless a test clock runs), 13.. tags
 -- Entry and tag keys are built from prefixes that carry the namespace's hash tag: same slot.
 -- Order scores: fifo/lifo = write sequence; lru/mru = last use sequence;
 -- lfu = uses * 2^32 + last use sequence (fewest uses first, then least recent).
--- The sequence is the member `\0n` of the expiry zset, counting down (-1, -2, ...): a negative
--- score no sweep (0..now) reaches, and no key of its own to keep alive.
 -- A tag set may hold entries of an older, longer ttl (a changed policy), so its expiry only grows
 -- (NX for a new set, else GT).
 -- Commands, a new entry with one tag in a namespace not full: 12 (TIME, ZMSCORE, ZADD, ZCARD,
--- ZINCRBY, ZADD, HGET, HSET, PEXPIRE, SADD, PEXPIRE, DEL; + 3 once per ttl); full: + 1 (ZRANGEBYSCORE),
+-- INCR, ZADD, HGET, HSET, PEXPIRE, SADD, PEXPIRE, DEL; + 4 once per ttl); full: + 1 (ZRANGEBYSCORE),
 -- + 3 to drop what expired, + 3 to evict.
 -- Returns the evicted members, first evicted first.
 local member, ttl, capacity, algo, prefix = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
@@ -67,7 +65,7 @@ if not old then
   end
 end
 
-local seq = -tonumber(redis.call('ZINCRBY', KEYS[3], -1, '\0n'))
+local seq = redis.call('INCR', KEYS[4])
 local score = seq
 if algo == 'lfu' then
   local count = 1
@@ -85,17 +83,19 @@ if current and (current ~= names or (redis.call('HEXISTS', KEYS[1], 'v:' .. vari
 end
 redis.call('HSET', KEYS[1], 'n', names, 'x', now + ttl, 'v:' .. variant, ARGV[2], 't:' .. variant, now)
 redis.call('PEXPIRE', KEYS[1], ttl + slack)
--- the zsets must outlive every entry: push their expiry to 2 ttl once per ttl (`\0t` remembers
--- when, as -(time + 1): below the sweep's 0..now), and when the order zset is new
-if not pushed or size == 0 or now < -pushed - 1 or now >= -pushed - 1 + ttl then
+-- the zsets and the counter must outlive every entry: push their expiry to 2 ttl once per ttl
+-- (`\0t` in the expiry zset remembers when, as -(time + 1): below the sweep's 0..now), and when
+-- the order zset or the counter is new
+if not pushed or size == 0 or seq == 1 or now < -pushed - 1 or now >= -pushed - 1 + ttl then
   redis.call('ZADD', KEYS[3], -(now + 1), '\0t')
   redis.call('PEXPIRE', KEYS[2], 2 * ttl + slack)
   redis.call('PEXPIRE', KEYS[3], 2 * ttl + slack)
+  redis.call('PEXPIRE', KEYS[4], 2 * ttl + slack)
 end
 for i = 13, #ARGV do
   local tag = tag_prefix .. ARGV[i]
   redis.call('SADD', tag, member)
   if redis.call('PEXPIRE', tag, ttl + slack, 'NX') == 0 then redis.call('PEXPIRE', tag, ttl + slack, 'GT') end
 end
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[5])
 return evicted

@@ -2,12 +2,12 @@
 
 A route's namespace is `prefix:cache:{label}`: entries `...:e:<digest>` (a hash: the Vary names, the
 expiry and, per variant, the value and store time; with the namespace's storage TTL), the eviction
-order `...:o` (zset), expiry times `...:x` (zset; it also holds the use sequence), fill locks
-`...:l:<digest>` and purge tag sets `...:g:<tag>` (entry digests). They all share the `{label}`
-hash tag, so every script touches one cluster slot: a purge of one namespace is atomic on a cluster
-too. A purge across routes is one such script per namespace (each atomic; see `purge.py`). A miss
-looked up with `lead` also takes the fill lock in the same script, so processes sharing the server
-run the handler once per key.
+order `...:o` (zset), expiry times `...:x` (zset), a use counter `...:n`, fill locks
+`...:l:<digest>` and purge tag sets `...:g:<tag>` (entry digests). They all share the `{label}` hash
+tag, so every script touches one cluster slot: a purge of one namespace is atomic on a cluster too.
+A purge across routes is one such script per namespace (each atomic; see `purge.py`). A miss looked
+up with `lead` also takes the fill lock in the same script, so processes sharing the server run the
+handler once per key.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class ValkeyCacheStore:
         "_lock_prefix",
         "_names",
         "_order",
+        "_seq",
         "_tag_prefix",
         "_ttl_ms",
     )
@@ -56,14 +57,15 @@ class ValkeyCacheStore:
         self._tag_prefix = f"{base}:g:"
         self._order = f"{base}:o"
         self._expiry = f"{base}:x"
+        self._seq = f"{base}:n"
         self._names: tuple[str, ...] = ()  # the Vary names last seen here: the lookup's guess
         self._algo = algo
         self._capacity = capacity
         self._ttl_ms = max(1, int(ttl * 1000))
         self._lock_ms = max(1, int(fill_lock * 1000))
 
-    def _keys(self, key: str) -> tuple[str, str, str, str]:
-        return (self._entry_prefix + key, self._order, self._expiry, self._lock_prefix + key)
+    def _keys(self, key: str) -> tuple[str, str, str, str, str]:
+        return (self._entry_prefix + key, self._order, self._expiry, self._seq, self._lock_prefix + key)
 
     def lookup_call(self, key: str, lead: bool, prints: Mapping[str, str] | None) -> ScriptCall:
         """The lookup of `key` as one script call (for `run`, or to ride another stage's round trip).
