@@ -13,14 +13,25 @@ class PoolingConfig(GuardModel):
     The pool blocks (valkey-py's `BlockingConnectionPool`): when all `max_connections` are busy a call
     waits up to `pool_timeout` for one, then fails fast (503 or fail-open), instead of failing at
     once. Every call, the wait included, is bounded by `socket_timeout`.
+
+    Defaults (1 s each) from `benchmarks/valkey_burst.py`: 150 concurrent requests in one process
+    (rate limit + cache on a real valkey-server, 50 connections). The time a call waits is mostly
+    the event loop serving the other requests, not the server: its slowest call took 0.10-0.15 s
+    on an idle 2-core machine and 0.5-1.1 s with three busy processes beside it. The former
+    defaults (0.25 s call, 0.2 s pool wait, 0.5 s connect) turned 36-75% of such a loaded burst
+    into 503s (no pooled connection in time; then the call bound, then connecting); 1 s keeps an
+    idle machine's burst 7x inside the bound and a hung server still costs a request at most ~1 s.
     """
 
     max_connections: int = Field(default=50, ge=1, description="connections in the Valkey pool (per process)")
     pool_timeout: float = Field(
-        default=0.2, gt=0, description="seconds a call waits for a free pooled connection before failing"
+        default=1.0,
+        gt=0,
+        description="seconds a call waits for a free pooled connection before failing (socket_timeout "
+        "bounds the wait too)",
     )
-    connect_timeout: float = Field(default=0.5, gt=0, description="seconds to connect")
-    socket_timeout: float = Field(default=0.25, gt=0, description="bound on one backend call (seconds)")
+    connect_timeout: float = Field(default=1.0, gt=0, description="seconds to connect")
+    socket_timeout: float = Field(default=1.0, gt=0, description="bound on one backend call (seconds)")
     health_check_interval: float = Field(
         default=5.0,
         ge=0,

@@ -60,13 +60,63 @@ async def _async_no_retry_after_waiting(error: Exception) -> None:
 
 
 def load_script_source(ref: str) -> str:
-    """The text of the script `ref` (see `lua`) shipped with the package, after the shared prelude
-    (clock.lua: `script_now(arg)`, the server's clock unless a test passes its own)."""
+    """The text of the script `ref` (see `lua`, or `fused`) shipped with the package, after the
+    shared prelude (clock.lua: `script_now(arg)`, the server's clock unless a test passes its own)."""
+    if ref.startswith(_FUSED):
+        return _fused_source(ref[len(_FUSED) :].split("|"))
+    return _PRELUDE + _body(ref)
+
+
+def _body(ref: str) -> str:
     package, _, name = ref.rpartition(":")
-    return _PRELUDE + resources.files(package).joinpath(f"{name}.lua").read_text()
+    return resources.files(package).joinpath(f"{name}.lua").read_text()
 
 
 _PRELUDE = resources.files(__package__).joinpath("clock.lua").read_text()
+_FUSED = "fused:"
+# The fused script's dispatcher. ARGV: [1] n calls; per call i: [3i - 1] its script's index,
+# then its key count and argument count; then every call's arguments in order. KEYS: every call's
+# keys in order. Each call runs in a pcall, so one call's error is its own answer, not the others'.
+# Answer: a flat list, per call 1, answer (nil as false) or 0, error text.
+_DISPATCH = """
+local n = tonumber(ARGV[1])
+local out = {}
+local ki, ai = 0, 1 + 3 * n
+for i = 1, n do
+  local at = 3 * i - 1
+  local nk, na = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[ki + j] end
+  for j = 1, na do args[j] = ARGV[ai + j] end
+  ki, ai = ki + nk, ai + na
+  local ok, answer = pcall(__scripts[tonumber(ARGV[at])], keys, args)
+  if ok and not (type(answer) == 'table' and answer.err) then
+    if answer == nil then answer = false end
+    out[2 * i - 1], out[2 * i] = 1, answer
+  else
+    out[2 * i - 1], out[2 * i] = 0, tostring(type(answer) == 'table' and answer.err or answer)
+  end
+end
+return out
+"""
+
+
+def fused(names: Sequence[str]) -> str:
+    """The script ref that runs the distinct scripts of `names` as one script (see `run_many`)."""
+    return _FUSED + "|".join(sorted(set(names)))
+
+
+def _fused_source(refs: Sequence[str]) -> str:
+    """One script holding each of `refs` as a function of (KEYS, ARGV), and `_DISPATCH`. They share
+    one prelude, so one TIME serves every call of the run."""
+    parts = [_PRELUDE, "local __scripts = {}"]
+    for i, ref in enumerate(refs, 1):
+        parts.append(f"__scripts[{i}] = function(KEYS, ARGV)\n{_body(ref)}\nend")
+    return "\n".join([*parts, _DISPATCH])
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 class _Connection:
@@ -346,10 +396,12 @@ class ValkeyBackend(Backend):
     async def run_many(self, calls: Sequence[ScriptCall], timeout: float | None = None) -> list[Any]:
         """Run several scripts together: each answer, or a BackendUnavailable for a call that failed.
 
-        Standalone: one non-transactional pipeline of EVALSHAs, hence one round trip; it raises
-        BackendUnavailable (no answer at all) only when the round trip itself fails. A script the
-        server does not know yet (NOSCRIPT: a fresh or flushed server) is loaded and rerun on its
-        own; a NOSCRIPT call ran nothing, so rerunning it never applies it twice.
+        Standalone (and Sentinel): one EVALSHA of a fused script (`fused`) that runs each call as a
+        function of its own keys and arguments, in a pcall, in order: one round trip, one command
+        sent, one TIME for all, and the calls atomic together. A call whose script errors answers
+        that error alone (its writes before the error stay, as with EVALSHA). It raises
+        BackendUnavailable (no answer at all) only when the round trip itself fails; it is retried
+        as `run` does when every call is retry-safe. valkey-py loads the fused script on NOSCRIPT.
 
         Cluster: the calls' keys may live in different slots, hence nodes. valkey-py's ClusterPipeline
         would send one pipeline per node concurrently, but a node that fails makes the whole execute()
@@ -358,32 +410,30 @@ class ValkeyBackend(Backend):
         the calls run concurrently and independently (one round trip per call, all at once), and a
         call that fails fails alone.
         """
+        if not calls:
+            return []
         if self.is_cluster:
             return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
-        shas = [(self.script(name).sha, keys, args) for name, keys, args in calls]
-
-        def execute() -> Awaitable[list[Any]]:
-            pipe = self.client.pipeline(transaction=False)
-            for sha, keys, args in shas:
-                pipe.evalsha(sha, len(keys), *keys, *args)
-            result: Awaitable[list[Any]] = pipe.execute(raise_on_error=False)
-            return result
-
-        results: list[Any]
-        if all(name in _RETRY_SAFE for name, _, _ in calls):
-            results = await self.call_retrying(execute, timeout)
-        else:
-            results = await self.call(execute(), timeout)
-        for i, result in enumerate(results):
-            if isinstance(result, Exception):
-                from valkey.exceptions import NoScriptError  # valkey is an optional dependency
-
-                results[i] = (
-                    await self._settled(calls[i], timeout)
-                    if isinstance(result, NoScriptError)
-                    else BackendUnavailable(f"valkey: {type(result).__name__}: {result}")
-                )
-        return results
+        if len(calls) == 1:
+            return [await self._settled(calls[0], timeout)]
+        ref = fused([name for name, _, _ in calls])
+        order = ref[len(_FUSED) :].split("|")
+        head: list[Any] = [len(calls)]
+        keys: list[str] = []
+        args: list[Any] = []
+        for name, call_keys, call_args in calls:
+            head += (order.index(name) + 1, len(call_keys), len(call_args))
+            keys += call_keys
+            args += call_args
+        answers = await self.run(
+            ref, keys, [*head, *args], timeout, retry=all(n in _RETRY_SAFE for n in order)
+        )
+        return [
+            answers[i + 1]
+            if answers[i] == 1
+            else BackendUnavailable(f"valkey: script error: {_text(answers[i + 1])}")
+            for i in range(0, len(answers), 2)
+        ]
 
     async def _settled(self, call: ScriptCall, timeout: float | None) -> Any:
         """run() whose failure is returned, not raised."""

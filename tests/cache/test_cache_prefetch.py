@@ -115,12 +115,12 @@ async def test_hit_is_one_round_trip_on_standalone(
         trips.reset()
         miss = await client.get("/items/3", headers={"x-tenant": "a"})
         assert miss.headers["x-cache"] == "MISS"
-        # limit + locking lookup pipelined; the store: a miss is 2 round trips
-        assert trips.batches == [["EVALSHA", "EVALSHA"], ["EVALSHA"]]
+        # limit + locking lookup fused into one script call; the store: a miss is 2 round trips
+        assert trips.batches == [["EVALSHA"], ["EVALSHA"]]
 
         trips.reset()
         hit = await client.get("/items/1", headers={"x-tenant": "a"})
-        assert trips.trips == 1 and trips.batches == [["EVALSHA", "EVALSHA"]]
+        assert trips.trips == 1 and trips.batches == [["EVALSHA"]]
         assert hit.status_code == 200 and hit.json() == first.json() == {"call": 1, "path": "/items/1"}
         assert hit.headers["x-cache"] == "HIT"
         assert int(hit.headers["age"]) >= 0
@@ -140,7 +140,8 @@ async def test_refresh_request_skips_the_prefetch(valkey_url: str, make_client: 
     app = guard(backend, [Route("/r", handler.endpoint)], {"/r": limited_and_cached()}, key_prefix)
     client = make_client(app)
     try:
-        await client.get("/r", headers={"x-tenant": "a"})
+        await client.get("/r", headers={"x-tenant": "a", "cache-control": "no-cache"})  # limit alone: loaded
+        await client.get("/r", headers={"x-tenant": "a"})  # a hit: the fused limit + lookup loaded
         trips.reset()
         fresh = await client.get("/r", headers={"x-tenant": "a", "cache-control": "no-cache"})
         assert fresh.headers["x-cache"] == "MISS" and fresh.json()["call"] == 2
@@ -181,25 +182,28 @@ async def test_rate_limited_request_leaves_no_lock(
 async def test_failed_cache_part_keeps_the_limit_answer(
     valkey_url: str, make_client: Any, key_prefix: str
 ) -> None:
-    """The cache script fails on the server (its order key holds the wrong type): the limit still
-    decides from the same pipeline, and the cache stage serves uncached (fail_open)."""
+    """The cache part fails on the server (its entry key holds the wrong type): the limit still
+    decides from the same round trip, and the cache stage serves uncached (fail_open)."""
     backend = backend_for(valkey_url, key_prefix)
     trips = RoundTrips(backend)
     handler = Handler()
-    app = guard(backend, [Route("/f", handler.endpoint)], {"/f": limited_and_cached(limit=2)}, key_prefix)
+    app = guard(backend, [Route("/f", handler.endpoint)], {"/f": limited_and_cached(limit=3)}, key_prefix)
     client = make_client(app)
     try:
+        assert (await client.get("/f", headers={"x-tenant": "a"})).headers["x-cache"] == "MISS"
         label = next(iter(app.registry)).label
-        await backend.client.set(backend.key("cache", label, "o"), "not a zset")
+        entries = await backend.client.keys(backend.key("cache", label, "e") + ":*")
+        assert len(entries) == 1
+        await backend.client.set(entries[0], "not a hash")
         trips.reset()
         first = await client.get("/f", headers={"x-tenant": "a"})
         assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
         assert "store-unavailable" in first.headers["cache-status"]
-        assert trips.batches[0] == ["EVALSHA", "EVALSHA"]
+        assert trips.batches[0] == ["EVALSHA"]  # limit + lookup, one fused call
         second = await client.get("/f", headers={"x-tenant": "a"})
         assert second.status_code == 200 and ";r=0;" in second.headers["ratelimit"]
         third = await client.get("/f", headers={"x-tenant": "a"})
-        assert third.status_code == 429 and handler.calls == 2
+        assert third.status_code == 429 and handler.calls == 3
     finally:
         await app.runtime.shutdown()
 
@@ -218,7 +222,7 @@ async def test_flushed_scripts_are_reloaded(valkey_url: str, make_client: Any, k
         trips.reset()
         hit = await client.get("/s", headers={"x-tenant": "a"})
         assert hit.headers["x-cache"] == "HIT" and ";r=997;" in hit.headers["ratelimit"]
-        assert trips.batches == [["EVALSHA", "EVALSHA"]] and handler.calls == 1
+        assert trips.batches == [["EVALSHA"]] and handler.calls == 1
     finally:
         await app.runtime.shutdown()
 
@@ -306,7 +310,7 @@ async def test_round_trips_counted_on_the_server(
     try:
         await client.get("/items/0", headers={"x-tenant": "a"})  # scripts loaded
         await client.get("/items/0", headers={"x-tenant": "a"})
-        per_request = 2 if limited else 1  # commands in the first round trip (limit + lookup)
+        per_request = 1  # script calls in the first round trip (limit + lookup: one fused call)
 
         before = await _commands(backend.client)
         trips.reset()

@@ -66,3 +66,43 @@ def test_lua_evicts_as_the_reference(scripted: Scripted, cfg: tuple[int, float],
     for algo in ALGOS:
         store = build_store(scripted.backend, fresh(), algo, capacity, 3600.0)
         scripted.run(drive(store, ReferenceCache(algo, capacity, 3600.0), plan, scripted.clock, timed=False))
+
+
+# gaps whose sums stay whole milliseconds in binary floating point, so the Lua forms (ms) and the
+# reference (float seconds) meet each expiry at the same instant
+exact_gap = st.one_of(st.just(0.0), st.sampled_from([0.25, 0.5, 1.0, 3.0]))
+exact_steps = st.lists(
+    st.tuples(exact_gap, st.sampled_from(["get", "set", "set"]), st.integers(0, 5)), max_size=50
+)
+
+
+@pytest.mark.valkey
+@pytest.mark.cluster
+@SCRIPTED
+@given(cfg=config, plan=exact_steps)
+def test_lua_expires_and_evicts_as_the_reference(
+    scripted: Scripted, cfg: tuple[int, float], plan: list[Any]
+) -> None:
+    """With time passing (the scripts read the test clock): expired entries miss, make room only when
+    the namespace is full, an expired key written again starts over (lfu), and each hit's value, age
+    and seconds left are the reference's."""
+    for algo in ALGOS:
+        store = build_store(scripted.backend, fresh(), algo, *cfg)
+        scripted.run(drive(store, ReferenceCache(algo, *cfg), plan, scripted.clock, timed=True))
+
+
+@pytest.mark.valkey
+def test_lua_an_expired_key_written_again_starts_its_uses_over(scripted: Scripted) -> None:
+    """lfu: k0 used twice, expires, is written again (1 use), k1 gets 2 uses: a full namespace then
+    evicts k0, as the reference does (a count carried over the expiry would evict k1)."""
+    plan = [
+        (0.0, "set", 0),
+        (0.0, "get", 0),
+        (1.0, "set", 0),
+        (0.0, "set", 1),
+        (0.0, "get", 1),
+        (0.0, "set", 2),
+    ]
+    for algo in ALGOS:
+        store = build_store(scripted.backend, fresh(), algo, 2, 1.0)
+        scripted.run(drive(store, ReferenceCache(algo, 2, 1.0), plan, scripted.clock, timed=True))

@@ -160,8 +160,8 @@ def test_route_pooling_sets_only_the_route_bound() -> None:
     assert memory.bounded(0.1) is memory
     valkey = ValkeyBackend("valkey://127.0.0.1:1", key_prefix="x")
     view = valkey.bounded(0.1)
-    assert view.timeout == 0.1 and valkey.timeout == 0.25 and view.client is valkey.client
-    assert valkey.bounded(0.1) is view and valkey.bounded(0.25) is valkey
+    assert view.timeout == 0.1 and valkey.timeout == 1.0 and view.client is valkey.client  # the default
+    assert valkey.bounded(0.1) is view and valkey.bounded(1.0) is valkey
 
 
 async def test_route_pooling_bounds_every_store_call(

@@ -1,12 +1,13 @@
 """Valkey cache store: value and eviction bookkeeping change together in one Lua script.
 
-A route's namespace is `prefix:cache:{label}`: entries `...:e:<digest>` (a hash: the Vary names and,
-per variant, the value and store time; with the namespace's storage TTL), the eviction order `...:o`
-(zset), expiry times `...:x` (zset), a use counter `...:n`, fill locks `...:l:<digest>` and purge tag
-sets `...:g:<tag>` (entry digests). They all share the `{label}` hash tag, so every script touches
-one cluster slot: a purge of one namespace is atomic on a cluster too. A purge across routes is one
-such script per namespace (each atomic; see `purge.py`). A miss looked up with `lead` also takes
-the fill lock in the same script, so processes sharing the server run the handler once per key.
+A route's namespace is `prefix:cache:{label}`: entries `...:e:<digest>` (a hash: the Vary names, the
+expiry and, per variant, the value and store time; with the namespace's storage TTL), the eviction
+order `...:o` (zset), expiry times `...:x` (zset), a use counter `...:n`, fill locks
+`...:l:<digest>` and purge tag sets `...:g:<tag>` (entry digests). They all share the `{label}` hash
+tag, so every script touches one cluster slot: a purge of one namespace is atomic on a cluster too.
+A purge across routes is one such script per namespace (each atomic; see `purge.py`). A miss looked
+up with `lead` also takes the fill lock in the same script, so processes sharing the server run the
+handler once per key.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class ValkeyCacheStore:
         "_expiry",
         "_lock_ms",
         "_lock_prefix",
+        "_names",
         "_order",
         "_seq",
         "_tag_prefix",
@@ -56,6 +58,7 @@ class ValkeyCacheStore:
         self._order = f"{base}:o"
         self._expiry = f"{base}:x"
         self._seq = f"{base}:n"
+        self._names: tuple[str, ...] = ()  # the Vary names last seen here: the lookup's guess
         self._algo = algo
         self._capacity = capacity
         self._ttl_ms = max(1, int(ttl * 1000))
@@ -65,23 +68,35 @@ class ValkeyCacheStore:
         return (self._entry_prefix + key, self._order, self._expiry, self._seq, self._lock_prefix + key)
 
     def lookup_call(self, key: str, lead: bool, prints: Mapping[str, str] | None) -> ScriptCall:
-        """The lookup of `key` as one script call (for `run`, or to ride another stage's round trip)."""
-        args = (key, self._algo, self._lock_ms if lead else 0, self._backend.script_now())
-        return (_GET, self._keys(key), (*args, *flat(prints if prints is not None else {})))
+        """The lookup of `key` as one script call (for `run`, or to ride another stage's round trip).
+
+        It carries a guess of the entry's Vary names (the route's last seen) and that guess's
+        variant, so a right guess reads the entry once (cache_get.lua)."""
+        prints = prints if prints is not None else {}
+        names = self._names
+        args = (
+            key,
+            self._algo,
+            self._lock_ms if lead else 0,
+            self._backend.script_now(),
+            ",".join(names),
+            secondary(names, prints),
+        )
+        return (_GET, self._keys(key), (*args, *flat(prints)))
 
     async def get(
         self, key: str, lead: bool = False, prints: Mapping[str, str] | None = None
     ) -> Hit | Filling | None:
         return self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
 
-    @staticmethod
-    def decode(found: Any) -> Hit | Filling | None:
+    def decode(self, found: Any) -> Hit | Filling | None:
         """cache_get's answer: the hit, None (a miss; locked when asked to lead) or WAIT."""
         if found == 0 and not isinstance(found, list):
             return WAIT
         if not found:
             return None
-        raw, age_ms, ttl_ms = found
+        raw, age_ms, ttl_ms, names = found
+        self._remember(names)
         return CachedResponse.decode(raw), max(0, int(age_ms)) / 1000, max(0, int(ttl_ms)) / 1000
 
     async def set(
@@ -93,6 +108,8 @@ class ValkeyCacheStore:
         tags: Sequence[str] = (),
         max_variants: int = 16,
     ) -> list[str]:
+        self._remember(",".join(names))
+        now = self._backend.script_now()
         evicted = await self._backend.run(
             _SET,
             self._keys(key),
@@ -107,11 +124,18 @@ class ValkeyCacheStore:
                 ",".join(names),
                 max_variants,
                 self._tag_prefix,
-                self._backend.script_now(),
+                now,
+                0 if now == "" else self._backend.gc_slack_ms,  # a test clock: keys outlive its time
                 *tags,
             ),
         )
         return [v.decode() if isinstance(v, bytes) else str(v) for v in evicted or ()]
+
+    def _remember(self, names: str | bytes) -> None:
+        """Keep the Vary names an entry of this route had, as the next lookup's guess."""
+        text = names.decode() if isinstance(names, bytes) else names
+        if text != ",".join(self._names):
+            self._names = tuple(text.split(",")) if text else ()
 
     async def unlock(self, key: str) -> None:
         await self._backend.call(self._backend.client.delete(self._lock_prefix + key))

@@ -30,10 +30,13 @@ local balance = tonumber(redis.call('GET', balance_key) or '0')
 
 if op == 'reserve' then
   local amount, rid = tonumber(ARGV[2]), ARGV[3]
-  if redis.call('HEXISTS', pending_key, rid) == 1 then return {2, balance} end
-  if balance < amount then return {0, balance} end
+  -- HSETNX both checks for a pending id and records the reservation (undone when short)
+  if redis.call('HSETNX', pending_key, rid, amount) == 0 then return {2, balance} end
+  if balance < amount then
+    redis.call('HDEL', pending_key, rid)
+    return {0, balance}
+  end
   balance = redis.call('DECRBY', balance_key, amount)
-  redis.call('HSET', pending_key, rid, amount)
   redis.call('ZADD', deadline_key, string.format('%.17g', now + tonumber(ARGV[4])), rid)
   return {1, balance}
 elseif op == 'commit' or op == 'refund' then

@@ -7,7 +7,9 @@
 --       [4] number of limits; then per limit: code, a, b, c (see stages/rate_limit/reference.py,
 --       whose arithmetic this mirrors step for step). A cost is taken all or nothing.
 -- Phase 1 reads every state and decides; phase 2 writes only if all limits admit the request
--- (a debounce limit records every attempt). Returns, per limit: allowed (1/0), remaining,
+-- (a debounce limit records every attempt). Commands per limit and admitted request, after the
+-- shared TIME: fixed and sliding-approximate windows 2 (HMGET, HINCRBY; the window's first write
+-- HSET + PEXPIRE instead), token bucket 3, sliding exact 6-7, throttle and debounce 2. Returns, per limit: allowed (1/0), remaining,
 -- reset and retry_after (seconds, as %.17g strings so no precision is lost).
 
 local now = script_now(ARGV[1])
@@ -64,11 +66,20 @@ for i = 1, n do
     local idx = math.floor(now / b)
     local st = redis.call('HMGET', key, 'w', 'n')
     local count = 0
-    if tonumber(st[1]) == idx then count = tonumber(st[2]) end
+    local same = tonumber(st[1]) == idx
+    if same then count = tonumber(st[2]) end
     reset = (idx + 1) * b - now
     if count + cost <= a then
       ok, remaining = 1, a - count - cost
-      write = function() redis.call('HSET', key, 'w', num(idx), 'n', count + cost); redis.call('PEXPIRE', key, ttl_ms(reset)) end
+      -- the window's first write set the expiry (its end + slack); a later one in it would set the same
+      write = function()
+        if same then
+          redis.call('HINCRBY', key, 'n', cost)
+        else
+          redis.call('HSET', key, 'w', num(idx), 'n', count + cost)
+          redis.call('PEXPIRE', key, ttl_ms(reset))
+        end
+      end
     else
       remaining = a - count
       retry = reset
@@ -134,8 +145,12 @@ for i = 1, n do
     if estimate <= room then
       ok, remaining = 1, math.floor(room - estimate)
       write = function()
-        redis.call('HSET', key, 'w', num(idx), 'c', current + cost, 'p', previous)
-        redis.call('PEXPIRE', key, ttl_ms(keep))
+        if w0 == idx then  -- the window's first write set w, p and the expiry (the same deadline)
+          redis.call('HINCRBY', key, 'c', cost)
+        else
+          redis.call('HSET', key, 'w', num(idx), 'c', current + cost, 'p', previous)
+          redis.call('PEXPIRE', key, ttl_ms(keep))
+        end
       end
     else
       remaining = math.max(0, math.floor(a - estimate))
