@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS lanes (lane INTEGER PRIMARY KEY, next_seq INTEGER NOT NULL)",
 )
-# Added to files written by earlier versions (their rows have no lane yet: the first lane claimed adopts them).
+# Added to files of earlier versions (their rows have no lane yet: the first lane claimed adopts them).
 _COLUMNS = {"lane": "INTEGER", "seq": "INTEGER", "attempted": "INTEGER NOT NULL DEFAULT 0"}
 
 
@@ -98,7 +98,8 @@ class Outbox:
                     "CREATE INDEX IF NOT EXISTS outbox_lane_seq ON outbox (lane, seq) WHERE lane IS NOT NULL"
                 )
                 conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (uuid.uuid4().hex[:16],)
+                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)",
+                    (uuid.uuid4().hex[:16],),
                 )
                 conn.execute("COMMIT")
             except BaseException:
@@ -183,8 +184,8 @@ class Outbox:
         with contextlib.closing(db.cursor()) as cur:
             cur.execute("BEGIN IMMEDIATE")
             cur.executemany(
-                "INSERT INTO outbox (topic, partition_key, properties, payload, created, lane, seq, attempted)"
-                " VALUES (?,?,?,?,?,?,?,?)",
+                "INSERT INTO outbox (topic, partition_key, properties, payload, created, lane, seq,"
+                " attempted) VALUES (?,?,?,?,?,?,?,?)",
                 [
                     (
                         e.topic,

@@ -65,7 +65,34 @@ class Lane:
     limit: int = 0  # ids in [next_seq, limit) are reserved in the outbox for this object
     floor: int = 0  # the broker knows ids below this for the name: never hand them out
     producers: dict[str, Any] = field(default_factory=dict)
+    sent_high: dict[str, int] = field(default_factory=dict)  # per topic: the highest id that may have landed
     down_since: dict[str, float] = field(default_factory=dict)
+
+
+# Client-side rejections: the message was never handed to the broker (anything else, above all a
+# time-out, may have landed).
+_NEVER_SENT = frozenset(
+    {
+        "ProducerQueueIsFull",
+        "MemoryBufferIsFull",
+        "MessageTooBig",
+        "InvalidMessage",
+        "AlreadyClosed",
+        "ProducerNotInitialized",
+        "CryptoError",
+        "OperationNotSupported",
+        "InvalidConfiguration",
+    }
+)
+
+
+def _never_sent(error: BaseException) -> bool:
+    """A Pulsar error that proves the message never left this process."""
+    code = getattr(error, "error", None)
+    try:
+        return callable(code) and getattr(code(), "name", "") in _NEVER_SENT
+    except Exception:  # noqa: BLE001 - an unknown error type: assume it may have been sent
+        return False
 
 
 def _deduplicated(message_id: Any) -> bool:
@@ -159,7 +186,7 @@ class EventPublisher:
         return lane
 
     async def _close_lane(self, lane: Lane) -> None:
-        """Close the lane's producers (before its lock is released, so the name is free for the next holder)."""
+        """Close the lane's producers (before its lock is released: the name is free for the next holder)."""
         for producer in lane.producers.values():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(producer.close(), self.send_timeout)
@@ -255,11 +282,12 @@ class EventPublisher:
     async def _send_lane(
         self, lane: Lane, events: Sequence[OutboxEvent]
     ) -> list[tuple[OutboxEvent, BaseException | None]]:
-        """Send one lane's events (numbered, in sequence order); per event: (the event as it now
-        stands, None or the error). Failed events keep their id unless it had to change."""
-        results: list[tuple[OutboxEvent, BaseException | None]] = [(e, None) for e in events]
+        """Send one lane's events (numbered); per event: (the event as it now stands, None or the
+        error). Failed events keep their id unless it had to change."""
+        current = list(events)
+        results: list[tuple[OutboxEvent, BaseException | None]] = [(e, None) for e in current]
         by_topic: dict[str, list[int]] = {}
-        for index, event in enumerate(events):
+        for index, event in enumerate(current):
             by_topic.setdefault(event.topic, []).append(index)
         producers: dict[str, Any] = {}
         for topic, indexes in by_topic.items():
@@ -270,26 +298,50 @@ class EventPublisher:
                     raise BrokerUnreachable(f"producer {lane.name} for {topic} is not connected")
             except Exception as exc:  # noqa: BLE001 - nothing of this topic is sent: all fail with it
                 for index in indexes:
-                    results[index] = (events[index], exc)
+                    results[index] = (current[index], exc)
                 continue
             lane.down_since.pop(topic, None)
             producers[topic] = producer
-        sending = [i for topic in producers for i in by_topic[topic]]
+        # Never sent, but a later id of the lane may have landed: under its own id the broker would
+        # drop it. A new id above everything sent cannot make a duplicate (it never left).
+        stale = [
+            i
+            for topic in producers
+            for i in by_topic[topic]
+            if not current[i].attempted and (current[i].seq or 0) <= lane.sent_high.get(topic, -1)
+        ]
+        if stale:
+            await self._renumber(lane, current, stale, "overtaken before its first send")
+        sending = [
+            i for topic in producers for i in sorted(by_topic[topic], key=lambda i: current[i].seq or 0)
+        ]
         if not sending:
             return results
         # write-ahead: a row handed to a producer may land, so a later drop of its resend is a duplicate
-        first_time = [events[i] for i in sending if not events[i].attempted]
-        await self.outbox.update([replace(e, attempted=True) for e in first_time])
-        # one task per send, created in order: each hands its message to the producer before the
-        # next starts, so a topic's sends leave in sequence order
+        await self.outbox.update(
+            [replace(current[i], attempted=True) for i in sending if not current[i].attempted]
+        )
+        # one task per send, created in sequence order: each hands its message to the producer
+        # before the next starts, so a topic's sends leave in sequence order
         outcomes = await asyncio.gather(
-            *(self._transmit(producers[events[i].topic], events[i]) for i in sending), return_exceptions=True
+            *(self._transmit(producers[current[i].topic], current[i]) for i in sending),
+            return_exceptions=True,
         )
         top: dict[str, int] = {}  # per topic, the highest id the broker took or already had
+        handed: dict[str, int] = {}  # per topic, the highest id that left in this pass (may have landed)
+        restore: list[OutboxEvent] = []  # rows whose write-ahead mark is undone (never left)
         for index, outcome in zip(sending, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
                 raise outcome
-            event = replace(events[index], attempted=True)
+            before = current[index]
+            event = replace(before, attempted=True)
+            if isinstance(outcome, BaseException) and _never_sent(outcome):
+                if not before.attempted:
+                    restore.append(before)
+                results[index] = (before, outcome)
+                continue
+            handed[event.topic] = max(handed.get(event.topic, -1), event.seq or 0)
+            lane.sent_high[event.topic] = max(lane.sent_high.get(event.topic, -1), event.seq or 0)
             if isinstance(outcome, BaseException):
                 results[index] = (event, outcome)
                 continue
@@ -297,38 +349,60 @@ class EventPublisher:
             if not _deduplicated(outcome):
                 self._metrics.events.labels(event.topic, "drained" if event.row_id else "published").inc()
                 results[index] = (event, None)
-            elif events[index].attempted:  # an earlier send of it landed: this is the duplicate
+            elif before.attempted:  # an earlier send of it landed: this is the duplicate
                 self._metrics.events.labels(event.topic, "deduplicated").inc()
                 results[index] = (event, None)
             else:  # never sent before, yet dropped: the broker knows a higher id of this name
-                results[index] = (events[index], Renumbered(f"{lane.name} seq {event.seq} dropped unsent"))
+                results[index] = (before, Renumbered(f"{lane.name} seq {event.seq} dropped unsent"))
         lost: list[int] = []
         for index in sending:
             event, error = results[index]
+            current[index] = event
             if isinstance(error, Renumbered):
                 lost.append(index)
             elif error is not None and (event.seq or 0) < top.get(event.topic, -1):
-                # failed while a later id of the lane landed: it never reached the broker (receipts
-                # come in order), and a resend under its id would be dropped
+                # failed while a later id of the lane landed: it did not reach the broker this time
+                # (receipts come in order), and a resend under its id would be dropped
+                lost.append(index)
+                results[index] = (event, Renumbered(f"{lane.name} seq {event.seq} overtaken: {error}"))
+            elif error is not None and _never_sent(error) and (event.seq or 0) < handed.get(event.topic, -1):
+                # it did not leave, a later id did and may have landed: under its id it could be
+                # dropped. (If an earlier send of it landed, the new id makes a duplicate: nothing
+                # lost beats no duplicates.)
                 lost.append(index)
                 results[index] = (event, Renumbered(f"{lane.name} seq {event.seq} overtaken: {error}"))
         if lost:
-            for topic in {events[i].topic for i in lost}:
+            for topic in {current[i].topic for i in lost}:
                 with contextlib.suppress(Exception):
                     lane.floor = max(lane.floor, int(producers[topic].last_sequence_id()) + 1)
-            for topic, seq in top.items():
-                lane.floor = max(lane.floor, seq + 1)
-            log.warning("%s: %d event(s) renumbered to be sent again", lane.name, len(lost))
-            renumbered = await self._number(lane, [results[i][0] for i in lost])
-            for index, event in zip(lost, renumbered, strict=True):
-                results[index] = (event, results[index][1])
-            await self.outbox.update(renumbered)
+            renumbered = await self._renumber(lane, current, lost, "overtaken or dropped", persist=False)
+            for index in lost:
+                results[index] = (current[index], results[index][1])
+            restore = [e for e in restore if e.row_id not in {r.row_id for r in renumbered}] + renumbered
+        await self.outbox.update(restore)
         return results
+
+    async def _renumber(
+        self, lane: Lane, current: list[OutboxEvent], indexes: list[int], why: str, *, persist: bool = True
+    ) -> list[OutboxEvent]:
+        """New ids above anything the lane sent, for events that must not be sent under their old one."""
+        for seq in lane.sent_high.values():
+            lane.floor = max(lane.floor, seq + 1)
+        log.warning("%s: %d event(s) renumbered (%s)", lane.name, len(indexes), why)
+        renumbered = await self._number(lane, [current[i] for i in indexes])
+        for index, event in zip(indexes, renumbered, strict=True):
+            current[index] = event
+        if persist:
+            await self.outbox.update(renumbered)
+        return renumbered
 
     async def _transmit(self, producer: Any, event: OutboxEvent) -> Any:
         """One send; the broker's receipt (a message id; -1:-1 when deduplication dropped it)."""
         return await producer.send(
-            event.payload, properties=event.properties, partition_key=event.partition_key, sequence_id=event.seq
+            event.payload,
+            properties=event.properties,
+            partition_key=event.partition_key,
+            sequence_id=event.seq,
         )
 
     def _maybe_recreate(self, lane: Lane, topic: str) -> None:
@@ -367,7 +441,9 @@ class EventPublisher:
                 block_if_queue_full=False,
                 max_pending_messages=max(1000, 2 * BATCH),
             )
-            lane.floor = max(lane.floor, int(producer.last_sequence_id()) + 1)
+            stored = int(producer.last_sequence_id())  # the broker's highest for the name (-1: none)
+            lane.floor = max(lane.floor, stored + 1)
+            lane.sent_high[topic] = max(lane.sent_high.get(topic, -1), stored)
             lane.producers[topic] = producer
         return producer
 
