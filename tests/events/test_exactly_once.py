@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import os
-import signal
 import sqlite3
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -29,7 +25,6 @@ from pulsar_helpers import FaultyPublisher, Injected, drained, receive_all, subs
 from asgi_guard.stages.events import publisher as publisher_module
 from asgi_guard.stages.events.outbox import Outbox, OutboxEvent
 from asgi_guard.stages.events.publisher import EventPublisher, RetryPolicy
-from asgi_guard_dev.pulsar import PulsarBroker
 
 pytestmark = pytest.mark.pulsar
 
@@ -37,6 +32,7 @@ pytestmark = pytest.mark.pulsar
 @pytest.fixture(autouse=True)
 def quick_drain(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(publisher_module, "DRAIN_INTERVAL", 0.05)
+    monkeypatch.setattr(publisher_module, "ORPHAN_CHECK", 0.2)
 
 
 def events(topic: str, n: int, tag: str = "e") -> list[OutboxEvent]:
@@ -130,17 +126,14 @@ MODES = st.sampled_from([Injected.OK, Injected.UNSENT, Injected.ACK_LOST, Inject
 
 
 def physical(modes: list[str]) -> list[str]:
-    """What one producer can really see in one pass: receipts arrive in order and the broker stores
-    in order, so after a lost receipt nothing later succeeds, and after a send that never arrived
-    nothing later is stored. Client-side rejections can hit any send."""
-    out, phase = [], 0  # 0: ok allowed, 1: after a lost receipt, 2: after a send that never arrived
+    """What one producer can really see in one pass: the broker stores a producer's sends in order,
+    so after a send that never arrived nothing later of that pass is stored. A lost receipt may be
+    followed by a success (the broker answers "cannot tell yet" to a resend whose first copy it is
+    still storing). Client-side rejections can hit any send."""
+    out, gone = [], False
     for mode in modes:
-        if mode == Injected.UNSENT:
-            out.append(mode)
-            continue
-        rank = {Injected.OK: 0, Injected.ACK_LOST: 1, Injected.TIMEOUT: 2}[mode]
-        phase = max(phase, rank)
-        out.append([Injected.OK, Injected.ACK_LOST, Injected.TIMEOUT][phase])
+        gone = gone or mode == Injected.TIMEOUT
+        out.append(Injected.TIMEOUT if gone and mode != Injected.UNSENT else mode)
     return out
 
 
@@ -236,6 +229,7 @@ async def test_processes_sharing_an_outbox_never_share_a_producer_name(
     offline = EventPublisher(None, Outbox(path))  # a third process without a broker, then gone
     client, consumer = await subscribe(pulsar_url, topic)
     try:
+        assert (await a.outbox.lane(), await b.outbox.lane()) == (0, 1)  # as two workers would start
         await a.start()
         await b.start()
         for event in events(topic, 3, tag="x"):
@@ -265,83 +259,3 @@ async def test_processes_sharing_an_outbox_never_share_a_producer_name(
     assert len(names) == 3 and any(name.endswith("-2") for name in names)
     by_name = {json.loads(m.data())["id"][0]: m.producer_name() for m in messages}
     assert by_name["x"].endswith("-2")
-
-
-def _broker_signal(broker: PulsarBroker, sig: int) -> None:
-    assert broker.process is not None
-    os.killpg(broker.process.pid, sig)
-
-
-async def test_broker_stopped_during_publishing_each_event_once(
-    pulsar_broker: PulsarBroker, topic: str, tmp_path: Path
-) -> None:
-    """SIGSTOP the broker while events flow: sends time out, are retried and outboxed while the
-    frozen broker's socket still holds them; on SIGCONT it stores them, and the drain's resends are
-    dropped. Each event is on the topic once."""
-    url = pulsar_broker.service_url
-    publisher = EventPublisher(url, Outbox(tmp_path / "o.db"), send_timeout=1.0)
-    policy = RetryPolicy(max_retries=1, retry_delay=0.05)
-    client, consumer = await subscribe(url, topic)
-    await client.close()
-    await publisher.start()
-    stopped = False
-    try:
-        for i in range(60):
-            publisher.submit(OutboxEvent(topic, json.dumps({"id": f"s{i}"}).encode(), str(i % 4), {}), policy)
-            if i == 15:
-                await asyncio.sleep(0.3)
-                _broker_signal(pulsar_broker, signal.SIGSTOP)
-                stopped = True
-            if i == 40:
-                await asyncio.sleep(3.0)  # past send time-out and retries: some go to the outbox
-                _broker_signal(pulsar_broker, signal.SIGCONT)
-                stopped = False
-            await asyncio.sleep(0.02)
-        await drained(publisher, 90)
-    finally:
-        if stopped:
-            _broker_signal(pulsar_broker, signal.SIGCONT)
-        await publisher.close()
-    client, consumer = await subscribe(url, topic)
-    try:
-        messages = await receive_all(consumer, 60, quiet=2.0)
-    finally:
-        await client.close()
-    assert ids(messages) == {f"s{i}": 1 for i in range(60)}
-
-
-async def test_broker_killed_during_publishing_each_event_once(
-    pulsar_broker: PulsarBroker, topic: str, tmp_path: Path
-) -> None:
-    """SIGKILL the broker mid-stream and start it again (same data): what it stored before dying is
-    kept, what it did not is resent; each event is on the topic once after the outbox drains."""
-    url = pulsar_broker.service_url
-    publisher = EventPublisher(url, Outbox(tmp_path / "o.db"), send_timeout=1.0)
-    policy = RetryPolicy(max_retries=1, retry_delay=0.05)
-    client, consumer = await subscribe(url, topic)
-    await client.close()
-    await publisher.start()
-    try:
-        for i in range(40):
-            publisher.submit(OutboxEvent(topic, json.dumps({"id": f"k{i}"}).encode(), str(i % 4), {}), policy)
-            if i == 20:
-                _broker_signal(pulsar_broker, signal.SIGKILL)
-                assert pulsar_broker.process is not None
-                pulsar_broker.process.wait(10)
-                pulsar_broker.process = None
-            await asyncio.sleep(0.02)
-        await publisher.wait_idle(60)
-        started = time.monotonic()
-        await asyncio.to_thread(pulsar_broker.start)
-        logging.getLogger(__name__).info("broker back in %.1fs", time.monotonic() - started)
-        await drained(publisher, 120)
-    finally:
-        if pulsar_broker.process is None:
-            await asyncio.to_thread(pulsar_broker.start)
-        await publisher.close()
-    client, consumer = await subscribe(url, topic)
-    try:
-        messages = await receive_all(consumer, 40, quiet=2.0)
-    finally:
-        await client.close()
-    assert ids(messages) == {f"k{i}": 1 for i in range(40)}

@@ -12,9 +12,12 @@ that lane's next sequence id before its first send, and keeps both for every res
 from the outbox, across restarts. Pulsar stores a (producer name, sequence id) once and answers a
 resend of a stored one with a receipt of message id -1:-1. Because Pulsar also drops any id at or
 below the highest it stored for the name, a lane's sends go out in sequence order on one unbatched
-producer per topic, and an event that could not have reached the broker (it failed while a later id
-of its lane landed, or the broker drops it although it was never sent) is renumbered above the
-highest id and sent again: nothing lost beats no duplicates.
+producer per topic, and an event that never left this process while a later id of its lane did
+(a client-side rejection), or whose id is at or below the broker's highest for the name before its
+first send, is renumbered above every id the lane sent: nothing lost beats no duplicates. A send that failed
+ambiguously (a time-out; the broker's "cannot tell yet" while the first copy is still being
+stored) keeps its id: the broker stores a producer's sends in order, so when a later id landed,
+this one did too or is about to.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ log = logging.getLogger("asgi_guard.events")
 _client_log = logging.getLogger("asgi_guard.events.pulsar")
 
 DRAIN_INTERVAL = 1.0
+ORPHAN_CHECK = 10.0  # seconds between looks for rows a gone process left in its lane
 BATCH = 256
 FLUSH_TIMEOUT = 10.0
 RECREATE_AFTER = 30.0
@@ -51,8 +55,8 @@ class BrokerUnreachable(RuntimeError):
 
 
 class Renumbered(RuntimeError):
-    """The broker would drop (or dropped) this event's sequence id although the event never landed;
-    it got a new id and is sent again."""
+    """The send never left this process while a later id of its lane did: it got a new id and is
+    sent again (under its old one the broker would drop it)."""
 
 
 @dataclass(eq=False)
@@ -125,6 +129,7 @@ class EventPublisher:
         self._inflight: list[tuple[OutboxEvent, RetryPolicy]] = []
         self._outbox_pending = True  # unknown until the first drain: assume there is a backlog
         self._orphans = True  # rows of lanes no live process may hold: checked on the first pass
+        self._checked = 0.0  # when the outbox was last counted (monotonic)
         self._metrics = metrics or get_metrics()  # the app's (runtime.metrics), else the global registry's
         self._default_policy = RetryPolicy()
 
@@ -221,8 +226,10 @@ class EventPublisher:
                 except Exception:  # the task must survive anything
                     log.exception("outbox drain failed")
             waiting = self._outbox_pending or (self._orphans and bool(self.service_url))
+            if time.monotonic() - self._checked > ORPHAN_CHECK:
+                await self._refresh_gauges()  # also notices another lane's rows (while busy, too)
             try:
-                first = await asyncio.wait_for(self._queue.get(), DRAIN_INTERVAL if waiting else None)
+                first = await asyncio.wait_for(self._queue.get(), DRAIN_INTERVAL if waiting else ORPHAN_CHECK)
             except TimeoutError:
                 await self._refresh_gauges()
                 continue
@@ -327,8 +334,16 @@ class EventPublisher:
             *(self._transmit(producers[current[i].topic], current[i]) for i in sending),
             return_exceptions=True,
         )
-        top: dict[str, int] = {}  # per topic, the highest id the broker took or already had
         handed: dict[str, int] = {}  # per topic, the highest id that left in this pass (may have landed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s pass: %s",
+                lane.name,
+                [
+                    (current[i].seq, current[i].attempted, str(o))
+                    for i, o in zip(sending, outcomes, strict=True)
+                ],
+            )
         restore: list[OutboxEvent] = []  # rows whose write-ahead mark is undone (never left)
         for index, outcome in zip(sending, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
@@ -345,27 +360,20 @@ class EventPublisher:
             if isinstance(outcome, BaseException):
                 results[index] = (event, outcome)
                 continue
-            top[event.topic] = max(top.get(event.topic, -1), event.seq or 0)
-            if not _deduplicated(outcome):
-                self._metrics.events.labels(event.topic, "drained" if event.row_id else "published").inc()
-                results[index] = (event, None)
-            elif before.attempted:  # an earlier send of it landed: this is the duplicate
-                self._metrics.events.labels(event.topic, "deduplicated").inc()
-                results[index] = (event, None)
-            else:  # never sent before, yet dropped: the broker knows a higher id of this name
-                results[index] = (before, Renumbered(f"{lane.name} seq {event.seq} dropped unsent"))
+            # a -1:-1 receipt: the broker holds this (name, id) already. Taken at its word even for
+            # an event this process never sent before (seen under SIGSTOP/SIGCONT for sends that
+            # did land); an id that could be below the broker's highest without having landed is
+            # renumbered before it is sent (above), never after.
+            outcome_name = (
+                "deduplicated" if _deduplicated(outcome) else "drained" if event.row_id else "published"
+            )
+            self._metrics.events.labels(event.topic, outcome_name).inc()
+            results[index] = (event, None)
         lost: list[int] = []
         for index in sending:
             event, error = results[index]
             current[index] = event
-            if isinstance(error, Renumbered):
-                lost.append(index)
-            elif error is not None and (event.seq or 0) < top.get(event.topic, -1):
-                # failed while a later id of the lane landed: it did not reach the broker this time
-                # (receipts come in order), and a resend under its id would be dropped
-                lost.append(index)
-                results[index] = (event, Renumbered(f"{lane.name} seq {event.seq} overtaken: {error}"))
-            elif error is not None and _never_sent(error) and (event.seq or 0) < handed.get(event.topic, -1):
+            if error is not None and _never_sent(error) and (event.seq or 0) < handed.get(event.topic, -1):
                 # it did not leave, a later id did and may have landed: under its id it could be
                 # dropped. (If an earlier send of it landed, the new id makes a duplicate: nothing
                 # lost beats no duplicates.)
@@ -375,7 +383,7 @@ class EventPublisher:
             for topic in {current[i].topic for i in lost}:
                 with contextlib.suppress(Exception):
                     lane.floor = max(lane.floor, int(producers[topic].last_sequence_id()) + 1)
-            renumbered = await self._renumber(lane, current, lost, "overtaken or dropped", persist=False)
+            renumbered = await self._renumber(lane, current, lost, "overtaken in the pass", persist=False)
             for index in lost:
                 results[index] = (current[index], results[index][1])
             restore = [e for e in restore if e.row_id not in {r.row_id for r in renumbered}] + renumbered
@@ -508,6 +516,7 @@ class EventPublisher:
         except Exception:  # a broken outbox file is logged, never fatal to the sender
             log.exception("cannot read the outbox at %s", self.outbox.path)
             return
+        self._checked = time.monotonic()
         self._metrics.outbox_size.set(size)
         self._metrics.outbox_oldest_age.set(age)
         if mine == 0 and not self._inflight:
