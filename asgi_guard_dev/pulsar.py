@@ -216,6 +216,10 @@ class PulsarBroker:
             "advertisedAddress": "127.0.0.1",
             "clusterName": "standalone",
             "brokerDeleteInactiveTopicsEnabled": "false",
+            # Exactly-once publishing relies on it (the events stage names its producers and sets
+            # sequence ids): a resend the broker already stored is dropped. Production namespaces
+            # need the same (docs/deployment.md).
+            "brokerDeduplicationEnabled": "true",
         }
         lines = []
         for line in (home / "conf" / "standalone.conf").read_text().splitlines():

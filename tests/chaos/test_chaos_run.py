@@ -406,13 +406,6 @@ def test_chaos_no_rate_limit_exceeded_in_any_window(chaos_run: ChaosRun) -> None
     _assert(chaos_run, "no rate limit exceeded in any window")
 
 
-@pytest.mark.xfail(
-    reason="open (issue 13): delivery is at least once. A send whose acknowledgement is lost while the "
-    "broker is stopped is resent and lands twice (same event_id); exactly once needs Pulsar broker "
-    "deduplication with stable producer names and outbox sequence ids, not built yet. Not strict: "
-    "a run where no acknowledgement is lost passes.",
-    strict=False,
-)
 def test_chaos_every_success_event_on_topic_exactly_once(chaos_run: ChaosRun) -> None:
     _assert(chaos_run, "each success's event on the topic exactly once")
 

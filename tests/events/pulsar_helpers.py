@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pulsar
-from pulsar.asyncio import Client
+from pulsar.asyncio import Client, PulsarException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -81,3 +81,56 @@ async def receive_all(consumer: Any, expected: int, timeout: float = 30.0, quiet
 
 def body(message: Any) -> dict[str, Any]:
     return json.loads(message.data())  # type: ignore[no-any-return]
+
+
+class Injected:
+    """Fault modes for `FaultyPublisher`: what happens to one send (the producer and broker are real)."""
+
+    OK = "ok"  # sent; the broker's receipt is returned
+    UNSENT = "unsent"  # rejected client-side before it leaves the process (like a full producer queue)
+    ACK_LOST = "ack_lost"  # sent and stored, but the caller sees a time-out (the receipt was lost)
+    TIMEOUT = "timeout"  # never reaches the broker and the caller sees a time-out
+
+
+class FaultyPublisher(EventPublisher):
+    """The real publisher with faults injected around its real producer's `send`.
+
+    `plan` maps (pass number, position in that pass) to a mode; a pass is one `_send_lane` call (one
+    send round of fresh events, a retry, or an outbox drain). Unplanned sends are OK. `log` records
+    (pass, payload, mode) for every send.
+    """
+
+    def __init__(self, *args: Any, plan: dict[tuple[int, int], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plan = plan or {}
+        self.passes = -1
+        self.position = 0
+        self.log: list[tuple[int, bytes, str]] = []
+
+    async def _send_lane(self, lane: Any, events: Any) -> Any:
+        self.passes += 1
+        self.position = 0
+        return await super()._send_lane(lane, events)
+
+    async def _transmit(self, producer: Any, event: Any) -> Any:
+        mode = self.plan.get((self.passes, self.position), Injected.OK)
+        self.position += 1
+        self.log.append((self.passes, event.payload, mode))
+        if mode == Injected.UNSENT:
+            raise PulsarException(pulsar.Result.ProducerQueueIsFull)
+        if mode == Injected.TIMEOUT:
+            raise PulsarException(pulsar.Result.Timeout)
+        receipt = await super()._transmit(producer, event)
+        if mode == Injected.ACK_LOST:
+            raise PulsarException(pulsar.Result.Timeout)
+        return receipt
+
+
+async def drained(publisher: EventPublisher, timeout: float = 60.0) -> None:
+    """Wait until nothing is queued and the outbox file is empty."""
+    await publisher.wait_idle(timeout)
+    for _ in range(int(timeout / 0.05)):
+        if (await publisher.outbox.stats())[0] == 0 and publisher._queue.empty():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"outbox still holds {(await publisher.outbox.stats())[0]} rows")

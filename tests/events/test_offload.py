@@ -192,6 +192,7 @@ async def test_offloaded_body_is_encrypted_like_the_handler_would_see_it(
         encryption_keys={"k1": SecretStr(generate_key())},
         outbox_path=str(tmp_path / "outbox.db"),
     )
+
     async def never(request: object) -> None:
         raise AssertionError("an offloaded job never reaches the handler")
 

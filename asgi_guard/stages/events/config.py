@@ -27,7 +27,9 @@ class PulsarLabelingConfig(GuardModel):
     )
     cluster_name: str = Field(default="standalone", description="message property `cluster`")
     producer_label: str = Field(
-        default="asgi-guard", description="producer name and message property `producer`"
+        default="asgi-guard",
+        description="message property and event field `producer` (the Pulsar producer name is the "
+        "outbox lane's, so that resends are deduplicated)",
     )
     consumer_label: str = Field(default="asgi-guard-worker", description="the worker's subscription name")
     event_label: str = Field(
