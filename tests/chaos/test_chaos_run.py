@@ -85,6 +85,21 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
+_LIFECYCLE = (
+    "Child process",
+    "died",
+    "Started server process",
+    "Finished server process",
+    "Fatal",
+    "Segmentation",
+)
+
+
+def _worker_lifecycle(log: str) -> list[str]:
+    """uvicorn's lines about worker processes starting, dying and finishing (at most 20)."""
+    return [line.strip()[:200] for line in log.splitlines() if any(w in line for w in _LIFECYCLE)][:20]
+
+
 def _outbox_rows(path: Path) -> int:
     if not path.exists():
         return 0
@@ -298,6 +313,11 @@ def chaos_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
         server.stop()
         outbox_left = _outbox_rows(outbox)
         chaos.note(f"uvicorn stopped (graceful); outbox rows left: {outbox_left}")
+        started = sorted(path.name for path in work.glob("started-*"))  # one file per worker process
+        if len(started) != server.workers:  # a worker died and was replaced: say so, with its log
+            chaos.note(f"uvicorn: {len(started)} worker processes started for {server.workers}: {started}")
+        for line in _worker_lifecycle(server.log()):
+            chaos.note(f"uvicorn: {line}")
         balances, pending = _ledger_state(valkey.url)
         events = _consume(broker.service_url)
         timings["audit read"] = time.monotonic() - t0
