@@ -17,29 +17,16 @@ workers per window): put the console behind `console_allow` as well.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections.abc import Callable
 
+from asgi_guard.state.keys import client_block
 from asgi_guard.state.memory import ExpiringStore
 
 DEFAULT_ATTEMPTS = 5
 DEFAULT_WINDOW = 300.0  # seconds
 DEFAULT_MAX_CLIENTS = 10_000
-
-
-def client_block(address: str) -> str:
-    """What one client counts as: its IPv4 address (IPv4-mapped IPv6 included), or its IPv6 /64."""
-    if ":" not in address:
-        return address
-    try:
-        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 class LoginThrottle:

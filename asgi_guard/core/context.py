@@ -44,10 +44,13 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 def declared_length(scope: Scope) -> int:
-    """The request's Content-Length (0 when absent or not a number: the read itself is bounded)."""
+    """The request's Content-Length (0 when absent or not a number: the read itself is bounded).
+    More than 18 digits is over any limit (and past what `int()` parses: 4,300 digits)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return int(value) if value.isdigit() else 0
+            if not value.isdigit():
+                return 0
+            return int(value) if len(value) <= 18 else 10**18
     return 0
 
 
@@ -213,7 +216,9 @@ class GuardContext:
                 self._exempt = await exempt_stages(self, scope)
         return stage in self._exempt
 
-    def revalidation(self, request_id: str, method: str | None = None) -> GuardContext:
+    def revalidation(
+        self, request_id: str, method: str | None = None, *, charged: bool = False
+    ) -> GuardContext:
         """A context for a revalidation the guard runs on its own after this request (the cache's
         stale-while-revalidate refresh), to run through the stages inside the one that starts it.
 
@@ -222,7 +227,9 @@ class GuardContext:
         `request_id` (up to 128 visible ASCII characters, like any), `method` (default this one's),
         decisions, headers and status. It is exempt from `BACKGROUND_EXEMPT` (credits, rate limit):
         the chain builder lets the stages inside a `Stage.background_work` stage ask, so a
-        revalidation is never charged, nor refused as a second charge of a settled request.
+        revalidation is neither limited nor refused as a second charge of a settled request. With
+        `charged`, credits are not exempt: the revalidation reserves and commits under its own id,
+        against this principal (a refresh of an entry only this principal reads is its own work).
         """
         other = GuardContext(
             request_id,
@@ -240,7 +247,7 @@ class GuardContext:
         other._json = self._json
         other._resource_id, other._resource_resolved = self._resource_id, self._resource_resolved
         other.tier = self.tier
-        other._exempt = BACKGROUND_EXEMPT
+        other._exempt = BACKGROUND_EXEMPT - {"credits"} if charged else BACKGROUND_EXEMPT
         return other
 
     @property

@@ -20,7 +20,9 @@ starts with a bare `#`; collisions only with SHA-256's).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import ipaddress
 
 MAX_PART = 128
 _RESERVED = frozenset("%:{}~#*|")
@@ -62,6 +64,26 @@ def fallback_identity(value: str) -> str:
     return FALLBACK + key_part(value)
 
 
+@functools.lru_cache(maxsize=4096)
+def _block(address: str, prefix: int) -> str:
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((ip, prefix), strict=False))
+
+
+def client_block(address: str, prefix: int = 64) -> str:
+    """What an anonymous client counts as: its IPv4 address (an IPv4-mapped IPv6 one included), or
+    its IPv6 `/prefix` network: one subscriber holds a whole /64 (RFC 6177), so keying by the
+    address would give it 2**64 budgets, owners or lock-out counters."""
+    if prefix == 128 or ":" not in address:
+        return address
+    return _block(address, prefix)
+
+
 def principal_part(subject: str | None, address: str) -> str:
     """Who made a request, as one key part: the verified JWT subject escaped (`key_part(subject)`),
     else the client address as a guard-made identity (`~` + escaped address).
@@ -69,8 +91,9 @@ def principal_part(subject: str | None, address: str) -> str:
     The two kinds never meet: an escaped subject never starts with a bare `~`, so the anonymous
     client at 10.1.2.3 (`~10.1.2.3`) and the user whose IdP subject is "10.1.2.3" (`10.1.2.3`) or
     "~10.1.2.3" (`%7E10.1.2.3`) hold three different keys. Every concern that keys state by who is
-    asking (rate limit, idempotency, cache ownership) uses this, via `GuardContext.principal_key`."""
-    return key_part(subject) if subject is not None else FALLBACK + key_part(address)
+    asking (rate limit, idempotency, cache ownership) uses this, via `GuardContext.principal_key`.
+    An anonymous IPv6 client is its /64 (`client_block`): rotating addresses inside it is one owner."""
+    return key_part(subject) if subject is not None else FALLBACK + key_part(client_block(address))
 
 
 def hash_tag(*parts: str) -> str:

@@ -54,10 +54,14 @@ class Handler:
         return JSONResponse({"n": n}, headers=SWR)
 
 
-def build(handler: Handler, clock: Clock, **job: Any) -> tuple[Starlette, MemoryBackend]:
+def build(
+    handler: Handler, clock: Clock, shared: bool = False, **job: Any
+) -> tuple[Starlette, MemoryBackend]:
     registry = RouteRegistry()
     registry.register(
-        "/page", JobConfig(endpoint_name="page", cache={"enabled": True}, **job), methods=["GET"]
+        "/page",
+        JobConfig(endpoint_name="page", cache={"enabled": True, "shared": shared}, **job),
+        methods=["GET"],
     )
     app = Starlette(routes=[Route("/page", handler.__call__)])
     backend = MemoryBackend(clock=clock)
@@ -91,10 +95,16 @@ async def revalidations(c: httpx.AsyncClient, result: str) -> float:
     return await counted(c, "asgi_guard_cache_lookups_total", f'result="{result}"')
 
 
-async def test_revalidation_is_free_and_spends_no_rate_limit() -> None:
+@pytest.mark.parametrize("shared", [True, False])
+async def test_revalidation_spends_no_rate_limit_and_is_charged_only_for_a_per_principal_entry(
+    shared: bool,
+) -> None:
+    """A shared entry's refresh serves everyone: free. An entry only alice reads is refreshed for
+    her alone: she pays for it like a miss (free, polling inside the stale-while-revalidate window
+    would buy endless handler runs for one charge: tests/attack/test_attack_revalidation.py)."""
     clock, handler = Clock(), Handler()
     limit = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 3, "window": 3600}}
-    app, backend = build(handler, clock, required_credits=1, rate_limit=limit, **JWT)
+    app, backend = build(handler, clock, shared=shared, required_credits=1, rate_limit=limit, **JWT)
     await credit_store(backend).set("alice", 10)
     async with client(app) as c:
         before = await revalidations(c, "revalidated")  # the counters are the process's
@@ -109,8 +119,10 @@ async def test_revalidation_is_free_and_spends_no_rate_limit() -> None:
         assert fresh.status_code == 200 and fresh.json() == {"n": 1}
         assert (await c.get("/page", headers=bearer())).status_code == 429
         assert await revalidations(c, "revalidated") == before + 1
-        assert await counted(c, "asgi_guard_credits_total", 'action="exempt"') == exempt + 1
-    assert await credit_store(backend).balance("alice") == 9  # the miss only
+        exempted = await counted(c, "asgi_guard_credits_total", 'action="exempt"')
+        assert exempted == exempt + (1 if shared else 0)
+    # the miss, and the revalidation of alice's own entry
+    assert await credit_store(backend).balance("alice") == (9 if shared else 8)
 
 
 async def test_revalidation_on_a_route_that_charges_hits_charges_the_hit_once() -> None:

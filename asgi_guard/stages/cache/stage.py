@@ -85,6 +85,8 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._shared_ttl = float(cache.shared_ttl) if self._tier_ttls else self._ttl
         self._stale_cap = float(min(cache.max_stale, cache.ttl))
         self._store = self._namespace(route, self.backend)
+        # credits run inside the cache (unless hits are charged, when they run before it)
+        self._credits_inside = "credits" in route.stages
         # the embedded store bounds entries per owner (the client whose request filled them)
         self._owned = self._store if isinstance(self._store, MemoryCacheStore) else None
         namespaces(runtime)[route.label] = self._store
@@ -352,14 +354,18 @@ class CacheMiddleware(Stage["CacheConfig"]):
 
     def _refresh_in_background(self, plan: Plan, ctx: GuardContext, scope: Scope) -> None:
         """One revalidation per key and process while a stale entry is served (RFC 5861 §3), as a
-        request of the guard's own: its own request id and context (`GuardContext.revalidation`:
-        uncharged), a GET without the client's conditional headers, whose answer goes nowhere but
-        the cache. Outer stages (rate limit, idempotency) ran once, for the triggering request."""
+        request of the guard's own: its own request id and context (`GuardContext.revalidation`), a
+        GET without the client's conditional headers, whose answer goes nowhere but the cache.
+        Outer stages (rate limit, idempotency) ran once, for the triggering request. Uncharged,
+        except an entry only one principal reads on a route whose credits run inside the cache:
+        that principal pays for it like a miss (free, polling once per max-age inside the
+        stale-while-revalidate window would buy endless handler runs for one charge)."""
         if plan.key in self._refreshing:
             return
         self._refreshing.add(plan.key)
         request_id = "revalidate-" + secrets.token_hex(8)
-        revalidation = ctx.revalidation(request_id, method="GET")
+        charged = plan.per_principal and self._credits_inside
+        revalidation = ctx.revalidation(request_id, method="GET", charged=charged)
         inner = dict(scope)
         inner["method"] = "GET"
         inner[SCOPE_KEY] = revalidation

@@ -78,7 +78,11 @@ class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
         key = self._parse(ctx, raw, count)
         body = await ctx.body()
         fingerprint = _digest(
-            ctx.method.encode(), ctx.path.encode(), scope.get("query_string", b""), body, size=20
+            ctx.method.encode(),
+            ctx.path.encode("utf-8", "surrogateescape"),
+            scope.get("query_string", b""),
+            body,
+            size=20,
         )
         owner = ctx.principal_key  # subjects and anonymous addresses in separate namespaces
         record = _digest(self._label, owner.encode(), key, size=20)

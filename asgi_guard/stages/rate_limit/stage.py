@@ -8,8 +8,6 @@ registered for the route (`ValkeyBackend.riders`: the cache lookup) rides in the
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 from collections.abc import Callable
 from math import ceil
 from typing import TYPE_CHECKING
@@ -41,7 +39,7 @@ from asgi_guard.stages.rate_limit.headers import (
 )
 from asgi_guard.stages.rate_limit.reference import ALWAYS_RECORDED, WEIGHTED
 from asgi_guard.stages.rate_limit.spec import Decision
-from asgi_guard.state.keys import EVERYONE, NO_VALUE, fallback_identity, key_part
+from asgi_guard.state.keys import EVERYONE, NO_VALUE, client_block, fallback_identity, key_part
 from asgi_guard.state.valkey import Riders
 
 if TYPE_CHECKING:
@@ -50,26 +48,6 @@ if TYPE_CHECKING:
 
 _NO_RESOURCE = NO_VALUE
 Part = Callable[[GuardContext, Scope, "str | None"], str]
-
-
-@functools.lru_cache(maxsize=4096)
-def _block(address: str, prefix: int) -> str:
-    """An IPv6 client address as its `/prefix` network (an IPv4-mapped one as the IPv4 address)."""
-    try:
-        ip = ipaddress.IPv6Address(address)
-    except ValueError:
-        return address
-    if ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ipaddress.IPv6Network((ip, prefix), strict=False))
-
-
-def client_block(address: str, prefix: int) -> str:
-    """What an anonymous client counts as: its IPv4 address, or its IPv6 `/prefix` (one subscriber
-    holds a whole /64, RFC 6177: keying by the address would give it 2**64 budgets)."""
-    if prefix == 128 or ":" not in address:
-        return address
-    return _block(address, prefix)
 
 
 def _header_part(name: bytes, prefix: int) -> Part:
@@ -296,7 +274,17 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             policy=self._primary,
             remaining=min(d.remaining for d in decisions),
         )
-        await self.app(scope, receive, send)
+        if self._riders is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # A stage between this one and the rider's (idempotency's 409, credits' 402, ...) may
+            # answer before the rider takes what rode along: release it (a cache fill lock would
+            # otherwise make every client of that URL wait out single_flight_timeout). A no-op
+            # once the rider has taken it.
+            await self._riders.abandon(self.route, scope)
 
     def _unconsumed(self, decisions: list[Decision], cost: int) -> list[Decision]:
         """A rejected request consumed nothing: limits that would have admitted it keep its units."""
