@@ -71,13 +71,17 @@ class ClientWatch:
         if not has_body:
             self._start()
 
-    def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._pump())
+    def _start(self, body_done: bool = False) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._pump(body_done))
 
-    async def _pump(self) -> None:
+    async def _pump(self, body_done: bool) -> None:
         try:
             while True:
                 message = await self._receive()
+                if message["type"] == "http.request":
+                    if body_done:  # not ASGI (the body is over): a server answering at once
+                        return  # forever would spin here and fill memory; stop watching
+                    body_done = not message.get("more_body", False)
                 self._messages.append(message)
                 self._ready.set()
                 if message["type"] == "http.disconnect":
@@ -100,7 +104,7 @@ class ClientWatch:
                 self._disconnected()
                 self._messages.append(message)  # kept: every later receive() answers it again
             elif not message.get("more_body", False):
-                self._start()  # the body is complete: watch for the client leaving from now on
+                self._start(body_done=True)  # the body is complete: watch for the client leaving
             return message
         while not self._messages:
             if self._error is not None:

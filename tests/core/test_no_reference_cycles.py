@@ -227,3 +227,32 @@ async def test_gc_freeze_after_start_up_and_undone_at_shutdown(freeze: bool) -> 
     assert events[0] == 0
     assert (events[1] > 0) is freeze  # frozen while serving (read when shutdown is asked)
     assert gc.get_freeze_count() == 0  # undone at shutdown
+
+
+@pytest.mark.parametrize("body", [b"", b'{"secret": "s"}'])
+async def test_a_server_answering_receive_at_once_forever_does_not_spin(body: bytes) -> None:
+    """Not ASGI, but seen in hand-written test doubles: `receive()` answering http.request again and
+    again, never blocking. The disconnect watch stopped only on http.disconnect, so it spun without
+    yielding, queueing messages until the process ran out of memory (24 GiB, OOM-killed). It now
+    stops watching at the second final body."""
+    app, backend = build()
+    await credit_store(backend).set("rich", 100)
+    calls: list[int] = []
+
+    async def receive() -> Message:
+        calls.append(1)
+        assert len(calls) < 1000, "the guard spins on receive()"
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    if body:
+        scope = scope_for("POST", "/jobs/9", auth("rich") + JSON)
+    else:
+        scope = scope_for("GET", "/items/spin", auth("spin"))
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    assert sent[0]["status"] == 200
+    assert len(calls) < 10

@@ -256,3 +256,50 @@ async def test_a_client_gone_before_the_answer_is_refunded_and_its_idempotency_k
         retry = await http.post("/job", headers={"idempotency-key": "k1"})
     assert retry.status_code == 200 and "idempotent-replayed" not in retry.headers
     assert len(runs) == 2 and await store.balance(PAYER) == 9
+
+
+async def test_a_slow_send_of_the_final_body_is_not_the_handlers_time() -> None:
+    """The handler answers at once; handing its final body on then takes longer than the time-out
+    (a client reading slowly, or an outer stage storing the response on a stalled backend: the chaos
+    run saw 200s refunded so). The answer was whole when it was handed on: charged, not a 504."""
+    backend = MemoryBackend()
+    store = credit_store(backend)
+    await store.set(PAYER, 10)
+
+    async def quick(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    config = JobConfig(endpoint_name="quick", required_credits=1, handler_timeout=0.1)
+    app = guarded_app(quick, config, backend=backend)
+    sent: list[dict[str, object]] = []
+    asked: list[int] = []
+
+    async def receive() -> dict[str, object]:
+        asked.append(1)
+        if len(asked) > 1:  # a server answers the next receive() only when the client leaves
+            await asyncio.Event().wait()
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def slow_send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            await asyncio.sleep(0.4)  # four time-outs long
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/job",
+        "raw_path": b"/job",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"api")],
+        "client": (USER, 5000),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, slow_send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[0]["status"] == 200
+    assert await store.balance(PAYER) == 9

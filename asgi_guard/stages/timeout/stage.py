@@ -1,8 +1,10 @@
 """Innermost: the one place `handler_timeout` is enforced, for every route that sets it.
 
-The time-out covers the handler until its response is complete (`http.response.body` with
-`more_body=False`). Work after that (a Starlette `BackgroundTask`) is never cancelled: by then the
-client has its answer, credits are settled and the breaker has its outcome.
+The time-out covers the handler until its response is complete: its `http.response.body` with
+`more_body=False` handed on (what the outer stages then do with that message, e.g. idempotency
+storing the response, is bounded by the backend's time-outs, not by this one). Work after that (a
+Starlette `BackgroundTask`) is never cancelled: by then the client has its answer, credits are
+settled and the breaker has its outcome.
 
 No response started in time: the handler is cancelled and a 504 `handler-timeout` problem is raised (the
 outer stages refund credits and count a breaker failure). If the app was then waiting for the client's
@@ -59,10 +61,13 @@ class HandlerTimeoutMiddleware(Stage["float | None"]):
 
                 async def timed_send(message: Message) -> None:
                     nonlocal complete
-                    await send(message)
                     if message["type"] == "http.response.body" and not message.get("more_body", False):
+                        # The handler's answer is whole once its final body is handed on: what the
+                        # outer stages then do with it (idempotency storing it, on a slow backend)
+                        # is not the handler's time, and must not turn a 200 into a refund.
                         complete = True
-                        deadline.reschedule(None)  # the answer is out: what follows is not timed
+                        deadline.reschedule(None)
+                    await send(message)
 
                 await self.app(scope, timed_receive, timed_send)
         except TimeoutError:
