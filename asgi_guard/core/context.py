@@ -175,6 +175,11 @@ class GuardContext:
             self.rejected_by = stage
         return decision
 
+    def allow(self, stage: str, detail: Mapping[str, Any]) -> None:
+        """`decide(stage, "allowed", **detail)` for a hot path that has the detail at hand (a dict
+        made for this decision alone: no keyword packing, no outcome test)."""
+        self.decisions[stage] = _new_tuple(Decision, (stage, "allowed", None, detail))
+
     def report_usage(self, units: int) -> None:
         """The handler's actual usage (say, tokens processed), `request.state.guard.report_usage(n)`.
 

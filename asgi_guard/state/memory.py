@@ -52,6 +52,18 @@ class ExpiringStore:
             return default
         return value
 
+    def get_at(self, key: Any, now: float) -> Any:
+        """`get(key)` (None when absent or expired) as of `now`, a reading of this store's clock the
+        caller already took: a decision reads the clock once, not once per store call."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires = item[1]
+        if expires is not None and expires <= now:
+            self._drop(key)
+            return None
+        return item[0]
+
     def set(self, key: Any, value: Any, ttl: float | None = None, *, owner: Any = None) -> None:
         data = self._data
         if key in data:
@@ -59,6 +71,18 @@ class ExpiringStore:
         data[key] = (value, None if ttl is None else self._clock() + ttl)
         if owner is not None and self._max_per_owner is not None:
             self._own(key, owner, self._max_per_owner)
+        if len(data) > self._max_keys:
+            self._drop(next(iter(data)))
+        self._writes += 1
+        if not self._writes & 7:  # every 8th write drops up to 16 expired entries: O(1) amortised
+            self._sweep(16)
+
+    def set_until(self, key: Any, value: Any, expires: float) -> None:
+        """`set(key, value)` until `expires`, an absolute time on this store's clock (no owner): for
+        a caller that has read the clock already."""
+        data = self._data
+        data[key] = (value, expires)
+        data.move_to_end(key)  # a no-op for a new key: cheaper than asking first
         if len(data) > self._max_keys:
             self._drop(next(iter(data)))
         self._writes += 1

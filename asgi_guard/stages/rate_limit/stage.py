@@ -105,6 +105,14 @@ def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
     return _NO_RESOURCE if resource is None else key_part(resource)
 
 
+# State keys by (recipe, subject, client address, resource id), shared by every route's stage: a
+# client's next request reuses its key instead of escaping its parts again. Bounded: at most
+# `_KEYS_MAX` entries (emptied when full), of values up to `_CACHED_PART` characters (~0.5 MiB).
+_KEYS: dict[tuple[str, str | None, str, str | None], str] = {}
+_KEYS_MAX = 2048
+_CACHED_PART = 64
+
+
 class RateLimitMiddleware(Stage["RateLimitConfig"]):
     """429 past any of the route's limits; headers with the remaining quota on every response."""
 
@@ -175,6 +183,20 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             self._valkey = store
             self._riders = getattr(backend, "riders", None)
 
+        # the hot path (memory, one limit, a key from who/where/what only, a fixed cost): keys cached
+        self._keyed_by_client = all(part in ("route", "global", "user", "ip", "resource") for part in rl.key_by)
+        self._recipe = f"{self._label}\x1f{','.join(rl.key_by)}\x1f{rl.ipv6_prefix}"
+        self._check_key = (
+            self._memory.check_key
+            if self._memory is not None
+            and len(specs) == 1
+            and not self._exemptible
+            and self._tiers is None
+            and not self._resource_from_body
+            and self._fixed_cost is not None
+            else None
+        )
+
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers
         self._legacy = rl.legacy_headers
@@ -182,6 +204,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         self._primary = specs[0].name
         self._policy_header = (POLICY, policy_value(specs))
         self._prefixes = item_prefixes(specs)
+        self._prefix = self._prefixes[0].encode()
+        self._suffix = self._memory.suffix if self._memory is not None else ""
         metrics = runtime.metrics
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
         # the per-request "allowed" count is skipped when metrics are off (the default)
@@ -201,6 +225,27 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
+        check_key = self._check_key
+        if check_key is not None:  # the hot path: one limit on the embedded store
+            cost = self._fixed_cost
+            assert cost is not None
+            decision = check_key(self._state_key(ctx, scope), cost)
+            if decision[0]:  # allowed
+                if self._count_allowed:
+                    self._m_allowed.inc()
+                if self._headers:
+                    ctx.response_headers += (
+                        self._policy_header,
+                        (RATELIMIT, b"%s%d;t=%d" % (self._prefix, decision[1], ceil(decision[2]))),
+                    )
+                if self._legacy:
+                    ctx.response_headers += legacy_headers(self.specs, (decision,))
+                ctx.allow(self.name, {"allowed": True, "policy": self._primary, "remaining": decision[1]})
+                await self.app(scope, receive, send)
+                return
+            self._reject(ctx, [decision], cost)
+            await self.app(scope, receive, send)  # shadow mode: counted, not enforced
+            return
         if self._exemptible and await ctx.exempt_from(self.name, scope):
             self._m_exempt.inc()
             ctx.decide(self.name, "allowed", "exempt", allowed=True)
@@ -216,16 +261,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             resource = await ctx.resolve_resource_id()
         else:
             resource = ctx.resource_id if self._uses_resource else None
-        if self._default_key:
-            res = _NO_RESOURCE if resource is None else key_part(resource)
-            principal = ctx.principal
-            if principal is not None:
-                user = key_part(principal.subject)
-            else:  # the anonymous client's identity is guard-made: no subject can equal it
-                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
-            identity = f"{self._label}:{user}:{res}"
-        else:
-            identity = ":".join([part(ctx, scope, resource) for part in self._parts])
+        identity = self._identity(ctx, scope, resource)
         cost = self._fixed_cost
         if cost is None:
             cost = await self._cost(ctx, scope)
@@ -297,6 +333,39 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             remaining=min(d.remaining for d in decisions),
         )
         await self.app(scope, receive, send)
+
+    def _identity(self, ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+        """The limit key's identity part: `{route}:{user}:{resource}` by default (see `key_by`)."""
+        if self._default_key:
+            res = _NO_RESOURCE if resource is None else key_part(resource)
+            principal = ctx.principal
+            if principal is not None:
+                user = key_part(principal.subject)
+            else:  # the anonymous client's identity is guard-made: no subject can equal it
+                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
+            return f"{self._label}:{user}:{res}"
+        return ":".join([part(ctx, scope, resource) for part in self._parts])
+
+    def _state_key(self, ctx: GuardContext, scope: Scope) -> str:
+        """The one limit's state key (identity + the limiter's suffix), from the cache if it can."""
+        resource = ctx.resource_id if self._uses_resource else None
+        if not self._keyed_by_client:
+            return self._identity(ctx, scope, resource) + self._suffix
+        principal = ctx.principal
+        who = None if principal is None else principal.subject
+        cached = (self._recipe, who, ctx.client_ip, resource)
+        key = _KEYS.get(cached)
+        if key is None:
+            key = self._identity(ctx, scope, resource) + self._suffix
+            if (
+                (who is None or len(who) <= _CACHED_PART)
+                and (resource is None or len(resource) <= _CACHED_PART)
+                and len(ctx.client_ip) <= _CACHED_PART
+            ):
+                if len(_KEYS) >= _KEYS_MAX:
+                    _KEYS.clear()
+                _KEYS[cached] = key
+        return key
 
     def _unconsumed(self, decisions: list[Decision], cost: int) -> list[Decision]:
         """A rejected request consumed nothing: limits that would have admitted it keep its units."""
