@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from math import ceil
 from typing import TYPE_CHECKING
 
@@ -223,29 +223,34 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
     def needs_body(cls, config: RateLimitConfig) -> bool:
         return config.cost.source == "body"  # the route's resource id from the body is the stack's
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx: GuardContext = scope[SCOPE_KEY]
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        """The hot path (one limit on the embedded store, nothing to await) decides here and hands
+        on the inner app's coroutine: no coroutine layer of its own. A 429 is raised from the call
+        itself, which the stack's `await` sees as from any stage. Everything else: `_decide`."""
         check_key = self._check_key
-        if check_key is not None:  # the hot path: one limit on the embedded store
-            cost = self._fixed_cost
-            assert cost is not None
-            decision = check_key(self._state_key(ctx, scope), cost)
-            if decision[0]:  # allowed
-                if self._count_allowed:
-                    self._m_allowed.inc()
-                if self._headers:
-                    ctx.response_headers += (
-                        self._policy_header,
-                        (RATELIMIT, b"%s%d;t=%d" % (self._prefix, decision[1], ceil(decision[2]))),
-                    )
-                if self._legacy:
-                    ctx.response_headers += legacy_headers(self.specs, (decision,))
-                ctx.allow(self.name, {"allowed": True, "policy": self._primary, "remaining": decision[1]})
-                await self.app(scope, receive, send)
-                return
-            self._reject(ctx, [decision], cost)
-            await self.app(scope, receive, send)  # shadow mode: counted, not enforced
-            return
+        if check_key is None:
+            return self._decide(scope, receive, send)
+        ctx: GuardContext = scope[SCOPE_KEY]
+        cost = self._fixed_cost
+        assert cost is not None
+        decision = check_key(self._state_key(ctx, scope), cost)
+        if decision[0]:  # allowed
+            if self._count_allowed:
+                self._m_allowed.inc()
+            if self._headers:
+                ctx.response_headers += (
+                    self._policy_header,
+                    (RATELIMIT, b"%s%d;t=%d" % (self._prefix, decision[1], ceil(decision[2]))),
+                )
+            if self._legacy:
+                ctx.response_headers += legacy_headers(self.specs, (Decision._make(decision),))
+            ctx.allow(self.name, {"allowed": True, "policy": self._primary, "remaining": decision[1]})
+        else:
+            self._reject(ctx, [Decision._make(decision)], cost)  # raises the 429 unless in shadow mode
+        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+
+    async def _decide(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx: GuardContext = scope[SCOPE_KEY]
         if self._exemptible and await ctx.exempt_from(self.name, scope):
             self._m_exempt.inc()
             ctx.decide(self.name, "allowed", "exempt", allowed=True)
