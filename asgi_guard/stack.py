@@ -12,7 +12,9 @@ nothing reaches a guarded handler unguarded and nothing the app does not run is 
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import itertools
 import json
 import logging
@@ -56,6 +58,17 @@ HANDLE_KEY = "asgi_guard.handle"  # scope key: the route's own handle, innermost
 _ID_PREFIX = os.urandom(8).hex().encode()
 _ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
 WEBSOCKET_STAGES = frozenset({"security", "rate_limit"})  # what runs before websocket.accept
+
+
+def _mark_coroutine_function(func: Any) -> Any:
+    """Mark a plain function that returns a coroutine as a coroutine function, so servers that ask
+    (uvicorn's `interface="auto"`: `asyncio.iscoroutinefunction(app.__call__)`) still see an ASGI 3
+    app (what `inspect.markcoroutinefunction` does from Python 3.12; asgiref's shim before it)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:  # pragma: no cover - Python >= 3.12
+        return mark(func)
+    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return func
 
 
 def _new_id_prefix() -> None:
@@ -598,12 +611,14 @@ class GuardMiddleware:
             self._own[self._health_path] = self._health_app
         if self._metrics_path and self._metrics_app is not None:
             self._own[self._metrics_path] = self._metrics_app
+        self._endpoints = bool(self._own) or self._console is not None
 
     def swap_registry(self, registry: RouteRegistry) -> None:
         """Serve `registry` from now on (asgi_guard.reload; see `Guard.swap_registry`)."""
         self.guard.swap_registry(registry)
         self.registry = registry
 
+    @_mark_coroutine_function
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """An HTTP request to a bound app goes on to the app as it is (its coroutine handed on: no
         coroutine layer of this middleware's own); everything else through `_dispatch`."""
@@ -612,13 +627,14 @@ class GuardMiddleware:
         watch = self.guard._watch
         if watch is None or watch.changed():  # routes added while serving: bind them first
             self.guard.bind()
-        path = route_path(scope) if scope.get("root_path") else scope["path"]
-        own = self._own.get(path)  # the guard's own endpoints sit where the app's routes do
-        if own is not None:
-            return own(scope, receive, send)  # type: ignore[no-any-return]
-        console = self._console
-        if console is not None and (path + "/").startswith(console[0] + "/"):
-            return self._dispatch(scope, receive, send)
+        if self._endpoints:  # the guard's own endpoints sit where the app's routes do
+            path = route_path(scope) if scope.get("root_path") else scope["path"]
+            own = self._own.get(path)
+            if own is not None:
+                return own(scope, receive, send)  # type: ignore[no-any-return]
+            console = self._console
+            if console is not None and (path + "/").startswith(console[0] + "/"):
+                return self._dispatch(scope, receive, send)
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

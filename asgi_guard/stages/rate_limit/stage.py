@@ -185,17 +185,20 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
 
         # the hot path (memory, one limit, a key from who/where/what only, a fixed cost): keys cached
         self._keyed_by_client = all(part in ("route", "global", "user", "ip", "resource") for part in rl.key_by)
-        self._recipe = f"{self._label}\x1f{','.join(rl.key_by)}\x1f{rl.ipv6_prefix}"
         self._check_key = (
             self._memory.check_key
             if self._memory is not None
             and len(specs) == 1
+            and self._keyed_by_client
             and not self._exemptible
             and self._tiers is None
             and not self._resource_from_body
             and self._fixed_cost is not None
             else None
         )
+        self._hot_cost: int = self._fixed_cost if self._fixed_cost is not None else 1
+        # the resource id on the hot path: the path parameter (the body is never read there)
+        self._resource_field = route.resource_id_field if self._uses_resource else None
 
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers
@@ -206,6 +209,8 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         self._prefixes = item_prefixes(specs)
         self._prefix = self._prefixes[0].encode()
         self._suffix = self._memory.suffix if self._memory is not None else ""
+        # everything a cached key depends on besides (subject, address, resource): one string
+        self._recipe = f"{self._label}\x1e{','.join(rl.key_by)}\x1e{rl.ipv6_prefix}\x1e{self._suffix}"
         metrics = runtime.metrics
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
         # the per-request "allowed" count is skipped when metrics are off (the default)
@@ -231,9 +236,17 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         if check_key is None:
             return self._decide(scope, receive, send)
         ctx: GuardContext = scope[SCOPE_KEY]
-        cost = self._fixed_cost
-        assert cost is not None
-        decision = check_key(self._state_key(ctx, scope), cost)
+        resource = None
+        if self._resource_field is not None:  # ctx.resource_id, which is the path parameter here
+            resource = ctx.path_params.get(self._resource_field)
+            if resource is not None and type(resource) is not str:
+                resource = str(resource)
+        principal = ctx.principal
+        cached = (self._recipe, None if principal is None else principal.subject, ctx.client_ip, resource)
+        key = _KEYS.get(cached)
+        if key is None:
+            key = self._remember(ctx, scope, cached)
+        decision = check_key(key, self._hot_cost)
         if decision[0]:  # allowed
             if self._count_allowed:
                 self._m_allowed.inc()
@@ -246,7 +259,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                 ctx.response_headers += legacy_headers(self.specs, (Decision._make(decision),))
             ctx.allow(self.name, {"allowed": True, "policy": self._primary, "remaining": decision[1]})
         else:
-            self._reject(ctx, [Decision._make(decision)], cost)  # raises the 429 unless in shadow mode
+            self._reject(ctx, [Decision._make(decision)], self._hot_cost)  # raises the 429 unless in shadow mode
         return self.app(scope, receive, send)  # type: ignore[no-any-return]
 
     async def _decide(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -351,25 +364,21 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             return f"{self._label}:{user}:{res}"
         return ":".join([part(ctx, scope, resource) for part in self._parts])
 
-    def _state_key(self, ctx: GuardContext, scope: Scope) -> str:
-        """The one limit's state key (identity + the limiter's suffix), from the cache if it can."""
-        resource = ctx.resource_id if self._uses_resource else None
-        if not self._keyed_by_client:
-            return self._identity(ctx, scope, resource) + self._suffix
-        principal = ctx.principal
-        who = None if principal is None else principal.subject
-        cached = (self._recipe, who, ctx.client_ip, resource)
-        key = _KEYS.get(cached)
-        if key is None:
-            key = self._identity(ctx, scope, resource) + self._suffix
-            if (
-                (who is None or len(who) <= _CACHED_PART)
-                and (resource is None or len(resource) <= _CACHED_PART)
-                and len(ctx.client_ip) <= _CACHED_PART
-            ):
-                if len(_KEYS) >= _KEYS_MAX:
-                    _KEYS.clear()
-                _KEYS[cached] = key
+    def _remember(
+        self, ctx: GuardContext, scope: Scope, cached: tuple[str, str | None, str, str | None]
+    ) -> str:
+        """The hot path's state key (identity + the limiter's suffix), kept in `_KEYS` when its
+        parts are short."""
+        _, who, address, resource = cached
+        key = self._identity(ctx, scope, resource) + self._suffix
+        if (
+            (who is None or len(who) <= _CACHED_PART)
+            and (resource is None or len(resource) <= _CACHED_PART)
+            and len(address) <= _CACHED_PART
+        ):
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[cached] = key
         return key
 
     def _unconsumed(self, decisions: list[Decision], cost: int) -> list[Decision]:
