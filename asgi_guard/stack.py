@@ -390,7 +390,7 @@ class Guard:
         config = route.config
         client = scope.get("client")
         ctx = GuardContext(  # inlined (not self._context): this is the per-request hot path
-            request_id.decode(),
+            request_id,
             route,
             scope.get("path_params") or {},
             scope["method"],
@@ -631,11 +631,11 @@ class GuardMiddleware:
             path = route_path(scope) if scope.get("root_path") else scope["path"]
             own = self._own.get(path)
             if own is not None:
-                return own(scope, receive, send)  # type: ignore[no-any-return]
+                return own(scope, receive, send)
             console = self._console
             if console is not None and (path + "/").startswith(console[0] + "/"):
                 return self._dispatch(scope, receive, send)
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+        return self.app(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

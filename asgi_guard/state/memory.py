@@ -141,9 +141,10 @@ class ExpiringStore:
 
     def ttl(self, key: Any) -> float | None:
         item = self._data.get(key)
-        if item is None or item[1] is None:
+        expires: float | None = None if item is None else item[1]
+        if expires is None:
             return None
-        return max(0.0, item[1] - self._clock())
+        return max(0.0, expires - self._clock())
 
     def __contains__(self, key: Any) -> bool:
         return self.get(key, _MISSING) is not _MISSING

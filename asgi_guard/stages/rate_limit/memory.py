@@ -59,7 +59,9 @@ def sliding_exact_inplace(spec: LimitSpec, state: Any, now: float, cost: int = 1
 
 
 _new_tuple = tuple.__new__
-Verdict = tuple[bool, int, float, float]  # a Decision's fields as a plain tuple: (allowed, remaining, reset, retry_after)
+Verdict = tuple[
+    bool, int, float, float
+]  # a Decision's fields as a plain tuple: (allowed, remaining, reset, retry_after)
 KeyCheck = Callable[[str, int], Verdict]
 
 
@@ -133,7 +135,7 @@ def _by_step(store: ExpiringStore, clock: Callable[[], float], spec: LimitSpec) 
         decision, new, ttl = step(spec, get_at(key, now), now, cost)
         if new is not None:
             set_until(key, new.apply() if type(new) is _Append else new, now + (ttl + GC_SLACK))
-        return decision  # type: ignore[no-any-return]
+        return decision
 
     return check
 
@@ -173,7 +175,7 @@ class MemoryRateLimiter:
 
     def check_one(self, identity: str, cost: int = 1) -> Decision:
         """The common case, a route with one limit: no bookkeeping."""
-        return _new_tuple(Decision, self.check_key(identity + self.suffix, cost))  # type: ignore[no-any-return]
+        return _new_tuple(Decision, self.check_key(identity + self.suffix, cost))
 
     async def decide(self, identity: str, cost: int = 1) -> list[Decision]:
         """`check`, as the store contract's coroutine."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.context import Decision as Decided
 from asgi_guard.core.cost import CostSource
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.exemptions import may_exempt
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from asgi_guard.stages.rate_limit.config import RateLimitConfig
 
 _NO_RESOURCE = NO_VALUE
+_new_tuple = tuple.__new__  # a NamedTuple straight from its fields: a third of its own __new__
 Part = Callable[[GuardContext, Scope, "str | None"], str]
 
 
@@ -107,7 +109,8 @@ def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
 
 # State keys by (recipe, subject, client address, resource id), shared by every route's stage: a
 # client's next request reuses its key instead of escaping its parts again. Bounded: at most
-# `_KEYS_MAX` entries (emptied when full), of values up to `_CACHED_PART` characters (~0.5 MiB).
+# `_KEYS_MAX` entries (emptied when full), of parts up to `_CACHED_PART` characters: about 1.5 KB an
+# entry at worst (non-ASCII parts), so a few MiB whatever clients send.
 _KEYS: dict[tuple[str, str | None, str, str | None], str] = {}
 _KEYS_MAX = 2048
 _CACHED_PART = 64
@@ -184,7 +187,9 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             self._riders = getattr(backend, "riders", None)
 
         # the hot path (memory, one limit, a key from who/where/what only, a fixed cost): keys cached
-        self._keyed_by_client = all(part in ("route", "global", "user", "ip", "resource") for part in rl.key_by)
+        self._keyed_by_client = all(
+            part in ("route", "global", "user", "ip", "resource") for part in rl.key_by
+        )
         self._check_key = (
             self._memory.check_key
             if self._memory is not None
@@ -257,10 +262,21 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
                 )
             if self._legacy:
                 ctx.response_headers += legacy_headers(self.specs, (Decision._make(decision),))
-            ctx.allow(self.name, {"allowed": True, "policy": self._primary, "remaining": decision[1]})
+            # ctx.decide(name, "allowed", allowed=True, policy=..., remaining=...), built directly
+            ctx.decisions[self.name] = _new_tuple(
+                Decided,
+                (
+                    self.name,
+                    "allowed",
+                    None,
+                    {"allowed": True, "policy": self._primary, "remaining": decision[1]},
+                ),
+            )
         else:
-            self._reject(ctx, [Decision._make(decision)], self._hot_cost)  # raises the 429 unless in shadow mode
-        return self.app(scope, receive, send)  # type: ignore[no-any-return]
+            self._reject(
+                ctx, [Decision._make(decision)], self._hot_cost
+            )  # raises the 429 unless in shadow mode
+        return self.app(scope, receive, send)
 
     async def _decide(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
