@@ -12,14 +12,16 @@ nothing reaches a guarded handler unguarded and nothing the app does not run is 
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import inspect
 import itertools
 import json
 import logging
 import os
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -56,6 +58,17 @@ HANDLE_KEY = "asgi_guard.handle"  # scope key: the route's own handle, innermost
 _ID_PREFIX = os.urandom(8).hex().encode()
 _ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
 WEBSOCKET_STAGES = frozenset({"security", "rate_limit"})  # what runs before websocket.accept
+
+
+def _mark_coroutine_function(func: Any) -> Any:
+    """Mark a plain function that returns a coroutine as a coroutine function, so servers that ask
+    (uvicorn's `interface="auto"`: `asyncio.iscoroutinefunction(app.__call__)`) still see an ASGI 3
+    app (what `inspect.markcoroutinefunction` does from Python 3.12; asgiref's shim before it)."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:  # pragma: no cover - Python >= 3.12
+        return mark(func)
+    func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return func
 
 
 def _new_id_prefix() -> None:
@@ -112,9 +125,10 @@ def _bad_target() -> Problem:
 STAGES: tuple[StageType, ...] | None = None  # None: the package's order (tests may substitute)
 
 
-async def _route_handle(scope: Scope, receive: Receive, send: Send) -> None:
-    """Innermost app of every pipeline: the handle of the route the router chose."""
-    await scope[HANDLE_KEY](scope, receive, send)
+def _route_handle(scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+    """Innermost app of every pipeline: the handle of the route the router chose (its coroutine,
+    handed on: a coroutine layer of its own would cost every request)."""
+    return scope[HANDLE_KEY](scope, receive, send)  # type: ignore[no-any-return]
 
 
 def build_pipeline(
@@ -376,7 +390,7 @@ class Guard:
         config = route.config
         client = scope.get("client")
         ctx = GuardContext(  # inlined (not self._context): this is the per-request hot path
-            request_id.decode(),
+            request_id,
             route,
             scope.get("path_params") or {},
             scope["method"],
@@ -396,7 +410,8 @@ class Guard:
         else:
             state["guard"] = ctx
 
-        async def send_with_headers(message: Message) -> None:
+        def send_with_headers(message: Message) -> Awaitable[None]:
+            # a plain function handing on the server's coroutine: no coroutine of its own per message
             if message["type"] == "http.response.start":
                 ctx.status = message["status"]
                 headers = message.get("headers")
@@ -405,7 +420,7 @@ class Guard:
                 headers.append((_REQUEST_ID, request_id))
                 if ctx.response_headers:
                     headers.extend(ctx.response_headers)
-            await send(message)
+            return send(message)
 
         try:
             if needs_body and declared_length(scope) > ctx.max_body_size:
@@ -591,13 +606,38 @@ class GuardMiddleware:
 
             self._health_app = health_endpoint(self.runtime)
         self._console = _console(self.settings, self.runtime, registry)
+        self._own: dict[str, ASGIApp] = {}  # path -> the guard's own endpoint (metrics, health)
+        if self._health_path and self._health_app is not None:
+            self._own[self._health_path] = self._health_app
+        if self._metrics_path and self._metrics_app is not None:
+            self._own[self._metrics_path] = self._metrics_app
+        self._endpoints = bool(self._own) or self._console is not None
 
     def swap_registry(self, registry: RouteRegistry) -> None:
         """Serve `registry` from now on (asgi_guard.reload; see `Guard.swap_registry`)."""
         self.guard.swap_registry(registry)
         self.registry = registry
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    @_mark_coroutine_function
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """An HTTP request to a bound app goes on to the app as it is (its coroutine handed on: no
+        coroutine layer of this middleware's own); everything else through `_dispatch`."""
+        if scope["type"] != "http" or not self._checked or self._fallback:
+            return self._dispatch(scope, receive, send)
+        watch = self.guard._watch
+        if watch is None or watch.changed():  # routes added while serving: bind them first
+            self.guard.bind()
+        if self._endpoints:  # the guard's own endpoints sit where the app's routes do
+            path = route_path(scope) if scope.get("root_path") else scope["path"]
+            own = self._own.get(path)
+            if own is not None:
+                return own(scope, receive, send)
+            console = self._console
+            if console is not None and (path + "/").startswith(console[0] + "/"):
+                return self._dispatch(scope, receive, send)
+        return self.app(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self._lifespan(scope, receive, send)

@@ -101,6 +101,7 @@ class GuardContext:
         "_exempt",
         "_json",
         "_replayed",
+        "_request_id",
         "_resource_id",
         "_resource_resolved",
         "client_ip",
@@ -112,7 +113,6 @@ class GuardContext:
         "principal",
         "raw_receive",
         "rejected_by",
-        "request_id",
         "response_headers",
         "route",
         "runtime",
@@ -123,7 +123,7 @@ class GuardContext:
 
     def __init__(
         self,
-        request_id: str,
+        request_id: str | bytes,
         route: CompiledRoute,
         path_params: dict[str, Any],
         method: str,
@@ -133,7 +133,7 @@ class GuardContext:
         raw_receive: Receive,
         max_body_size: int,
     ) -> None:
-        self.request_id = request_id
+        self._request_id = request_id  # bytes (ASCII) until someone reads it as text
         self.route = route
         self.path_params = path_params
         self.method = method
@@ -157,6 +157,14 @@ class GuardContext:
         self.usage: int | None = None
         self.tier: str | None = None  # set by resolve_tier()
         self._exempt: frozenset[str] | None = None
+
+    @property
+    def request_id(self) -> str:
+        """The request's id (X-Request-ID): up to 128 visible ASCII characters."""
+        request_id = self._request_id
+        if type(request_id) is bytes:  # the stack passes the header's bytes: decoded on first read
+            request_id = self._request_id = request_id.decode()
+        return request_id  # type: ignore[return-value]
 
     def finish(self) -> None:
         """The request is over: drop the server's receive. The server's per-request object holds the

@@ -34,7 +34,7 @@ class ExpiringStore:
     def __init__(
         self, clock: Callable[[], float], max_keys: int, *, max_per_owner: int | None = None
     ) -> None:
-        self._data: OrderedDict[Any, tuple[Any, float | None]] = OrderedDict()
+        self._data: OrderedDict[Any, list[Any]] = OrderedDict()  # key -> [value, expires or None]
         self._max_keys = max_keys
         self._max_per_owner = max_per_owner
         self._owners: dict[Any, OrderedDict[Any, None]] = {}
@@ -52,13 +52,49 @@ class ExpiringStore:
             return default
         return value
 
+    def get_at(self, key: Any, now: float) -> Any:
+        """`get(key)` (None when absent or expired) as of `now`, a reading of this store's clock the
+        caller already took: a decision reads the clock once, not once per store call."""
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires = item[1]
+        if expires is not None and expires <= now:
+            self._drop(key)
+            return None
+        return item[0]
+
+    def cells(self) -> tuple[Callable[[Any], list[Any] | None], Callable[[Any], None]]:
+        """`(find, touch)`: the store's own entries, for a form that decides in a few operations
+        (the rate limiter's hot path: no method call per read or write).
+
+        `find(key)` is the entry `[value, expires]` (`expires` on this store's clock, or None), or
+        None; an expired entry is returned too, so the caller compares `expires` with its own clock
+        reading and treats it as absent. The caller may replace both items in place; it then calls
+        `touch(key)`, which marks the entry as just written (the least recently written entry goes
+        first when the store is full). An absent key is written with `set_until`.
+        """
+        return self._data.get, self._data.move_to_end
+
     def set(self, key: Any, value: Any, ttl: float | None = None, *, owner: Any = None) -> None:
         data = self._data
         if key in data:
             data.move_to_end(key)
-        data[key] = (value, None if ttl is None else self._clock() + ttl)
+        data[key] = [value, None if ttl is None else self._clock() + ttl]
         if owner is not None and self._max_per_owner is not None:
             self._own(key, owner, self._max_per_owner)
+        if len(data) > self._max_keys:
+            self._drop(next(iter(data)))
+        self._writes += 1
+        if not self._writes & 7:  # every 8th write drops up to 16 expired entries: O(1) amortised
+            self._sweep(16)
+
+    def set_until(self, key: Any, value: Any, expires: float | None) -> None:
+        """`set(key, value)` until `expires`, an absolute time on this store's clock (no owner): for
+        a caller that has read the clock already."""
+        data = self._data
+        data[key] = [value, expires]
+        data.move_to_end(key)  # a no-op for a new key: cheaper than asking first
         if len(data) > self._max_keys:
             self._drop(next(iter(data)))
         self._writes += 1
@@ -105,9 +141,10 @@ class ExpiringStore:
 
     def ttl(self, key: Any) -> float | None:
         item = self._data.get(key)
-        if item is None or item[1] is None:
+        expires: float | None = None if item is None else item[1]
+        if expires is None:
             return None
-        return max(0.0, item[1] - self._clock())
+        return max(0.0, expires - self._clock())
 
     def __contains__(self, key: Any) -> bool:
         return self.get(key, _MISSING) is not _MISSING

@@ -8,13 +8,14 @@ registered for the route (`ValkeyBackend.riders`: the cache lookup) rides in the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from math import ceil
 from typing import TYPE_CHECKING
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY, GuardContext
+from asgi_guard.core.context import Decision as Decided
 from asgi_guard.core.cost import CostSource
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.exemptions import may_exempt
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from asgi_guard.stages.rate_limit.config import RateLimitConfig
 
 _NO_RESOURCE = NO_VALUE
+_new_tuple = tuple.__new__  # a NamedTuple straight from its fields: a third of its own __new__
 Part = Callable[[GuardContext, Scope, "str | None"], str]
 
 
@@ -81,6 +83,15 @@ def _ip_part(prefix: int) -> Part:
 
 def _resource(ctx: GuardContext, scope: Scope, resource: str | None) -> str:
     return _NO_RESOURCE if resource is None else key_part(resource)
+
+
+# State keys by (recipe, subject, client address, resource id), shared by every route's stage: a
+# client's next request reuses its key instead of escaping its parts again. Bounded: at most
+# `_KEYS_MAX` entries (emptied when full), of parts up to `_CACHED_PART` characters: about 1.5 KB an
+# entry at worst (non-ASCII parts), so a few MiB whatever clients send.
+_KEYS: dict[tuple[str, str | None, str, str | None], str] = {}
+_KEYS_MAX = 2048
+_CACHED_PART = 64
 
 
 class RateLimitMiddleware(Stage["RateLimitConfig"]):
@@ -153,6 +164,25 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             self._valkey = store
             self._riders = getattr(backend, "riders", None)
 
+        # the hot path (memory, one limit, a key from who/where/what only, a fixed cost): keys cached
+        self._keyed_by_client = all(
+            part in ("route", "global", "user", "ip", "resource") for part in rl.key_by
+        )
+        self._check_key = (
+            self._memory.check_key
+            if self._memory is not None
+            and len(specs) == 1
+            and self._keyed_by_client
+            and not self._exemptible
+            and self._tiers is None
+            and not self._resource_from_body
+            and self._fixed_cost is not None
+            else None
+        )
+        self._hot_cost: int = self._fixed_cost if self._fixed_cost is not None else 1
+        # the resource id on the hot path: the path parameter (the body is never read there)
+        self._resource_field = route.resource_id_field if self._uses_resource else None
+
         # -- wire details and metrics ---------------------------------------------------------
         self._headers = rl.headers
         self._legacy = rl.legacy_headers
@@ -160,6 +190,10 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
         self._primary = specs[0].name
         self._policy_header = (POLICY, policy_value(specs))
         self._prefixes = item_prefixes(specs)
+        self._prefix = self._prefixes[0].encode()
+        self._suffix = self._memory.suffix if self._memory is not None else ""
+        # everything a cached key depends on besides (subject, address, resource): one string
+        self._recipe = f"{self._label}\x1e{','.join(rl.key_by)}\x1e{rl.ipv6_prefix}\x1e{self._suffix}"
         metrics = runtime.metrics
         self._m_allowed = metrics.rate_limit.labels(route.label, specs[0].name, "allowed")
         # the per-request "allowed" count is skipped when metrics are off (the default)
@@ -177,7 +211,52 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
     def needs_body(cls, config: RateLimitConfig) -> bool:
         return config.cost.source == "body"  # the route's resource id from the body is the stack's
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:  # type: ignore[override]
+        """The hot path (one limit on the embedded store, nothing to await) decides here and hands
+        on the inner app's coroutine: no coroutine layer of its own. A 429 is raised from the call
+        itself, which the stack's `await` sees as from any stage. Everything else: `_decide`."""
+        check_key = self._check_key
+        if check_key is None:
+            return self._decide(scope, receive, send)
+        ctx: GuardContext = scope[SCOPE_KEY]
+        resource = None
+        if self._resource_field is not None:  # ctx.resource_id, which is the path parameter here
+            resource = ctx.path_params.get(self._resource_field)
+            if resource is not None and type(resource) is not str:
+                resource = str(resource)
+        principal = ctx.principal
+        cached = (self._recipe, None if principal is None else principal.subject, ctx.client_ip, resource)
+        key = _KEYS.get(cached)
+        if key is None:
+            key = self._remember(ctx, scope, cached)
+        decision = check_key(key, self._hot_cost)
+        if decision[0]:  # allowed
+            if self._count_allowed:
+                self._m_allowed.inc()
+            if self._headers:
+                ctx.response_headers += (
+                    self._policy_header,
+                    (RATELIMIT, b"%s%d;t=%d" % (self._prefix, decision[1], ceil(decision[2]))),
+                )
+            if self._legacy:
+                ctx.response_headers += legacy_headers(self.specs, (Decision._make(decision),))
+            # ctx.decide(name, "allowed", allowed=True, policy=..., remaining=...), built directly
+            ctx.decisions[self.name] = _new_tuple(
+                Decided,
+                (
+                    self.name,
+                    "allowed",
+                    None,
+                    {"allowed": True, "policy": self._primary, "remaining": decision[1]},
+                ),
+            )
+        else:
+            self._reject(
+                ctx, [Decision._make(decision)], self._hot_cost
+            )  # raises the 429 unless in shadow mode
+        return self.app(scope, receive, send)
+
+    async def _decide(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx: GuardContext = scope[SCOPE_KEY]
         if self._exemptible and await ctx.exempt_from(self.name, scope):
             self._m_exempt.inc()
@@ -194,16 +273,7 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             resource = await ctx.resolve_resource_id()
         else:
             resource = ctx.resource_id if self._uses_resource else None
-        if self._default_key:
-            res = _NO_RESOURCE if resource is None else key_part(resource)
-            principal = ctx.principal
-            if principal is not None:
-                user = key_part(principal.subject)
-            else:  # the anonymous client's identity is guard-made: no subject can equal it
-                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
-            identity = f"{self._label}:{user}:{res}"
-        else:
-            identity = ":".join([part(ctx, scope, resource) for part in self._parts])
+        identity = self._identity(ctx, scope, resource)
         cost = self._fixed_cost
         if cost is None:
             cost = await self._cost(ctx, scope)
@@ -285,6 +355,35 @@ class RateLimitMiddleware(Stage["RateLimitConfig"]):
             # otherwise make every client of that URL wait out single_flight_timeout). A no-op
             # once the rider has taken it.
             await self._riders.abandon(self.route, scope)
+
+    def _identity(self, ctx: GuardContext, scope: Scope, resource: str | None) -> str:
+        """The limit key's identity part: `{route}:{user}:{resource}` by default (see `key_by`)."""
+        if self._default_key:
+            res = _NO_RESOURCE if resource is None else key_part(resource)
+            principal = ctx.principal
+            if principal is not None:
+                user = key_part(principal.subject)
+            else:  # the anonymous client's identity is guard-made: no subject can equal it
+                user = "~" + key_part(client_block(ctx.client_ip, self._v6))  # fallback_identity
+            return f"{self._label}:{user}:{res}"
+        return ":".join([part(ctx, scope, resource) for part in self._parts])
+
+    def _remember(
+        self, ctx: GuardContext, scope: Scope, cached: tuple[str, str | None, str, str | None]
+    ) -> str:
+        """The hot path's state key (identity + the limiter's suffix), kept in `_KEYS` when its
+        parts are short."""
+        _, who, address, resource = cached
+        key = self._identity(ctx, scope, resource) + self._suffix
+        if (
+            (who is None or len(who) <= _CACHED_PART)
+            and (resource is None or len(resource) <= _CACHED_PART)
+            and len(address) <= _CACHED_PART
+        ):
+            if len(_KEYS) >= _KEYS_MAX:
+                _KEYS.clear()
+            _KEYS[cached] = key
+        return key
 
     def _unconsumed(self, decisions: list[Decision], cost: int) -> list[Decision]:
         """A rejected request consumed nothing: limits that would have admitted it keep its units."""
