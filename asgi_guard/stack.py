@@ -605,7 +605,13 @@ class GuardMiddleware:
             from asgi_guard.core.health import health_endpoint
 
             self._health_app = health_endpoint(self.runtime)
-        self._console = _console(self.settings, self.runtime, registry)
+        self._console: tuple[str, ASGIApp] | None = None
+        try:
+            self._console = _console(self.settings, self.runtime, registry)
+        except ConfigError as exc:  # a console setting (token too short, ...): as any config error
+            if not _inside_middleware_stack(app):
+                raise
+            self._error = self._error or exc
         self._own: dict[str, ASGIApp] = {}  # path -> the guard's own endpoint (metrics, health)
         if self._health_path and self._health_app is not None:
             self._own[self._health_path] = self._health_app
@@ -799,6 +805,7 @@ def install(
     registry = registry if registry is not None else RouteRegistry()
     guard = Guard(registry, runtime or GuardRuntime(settings, backend), find_router(app))
     guard.validate()
+    _console(guard.runtime.settings, guard.runtime, registry)  # its settings fail here, not per request
     guard.bind(check=False)
     app.add_middleware(GuardMiddleware, registry=registry, guard=guard)
     if hasattr(app, "openapi") and hasattr(app, "openapi_schema"):
