@@ -17,7 +17,7 @@ def demo(
 ) -> None:
     """Serve the FastAPI io_job demo on the embedded backend; prints a dev JWT and curl lines.
 
-    Needs the `demo` extra (FastAPI, uvicorn): pip install "asgi-guard[demo]".
+    Needs the `demo` extra (FastAPI, uvicorn): pip install "asgi-guard\\[demo]".
     """
     os.environ.setdefault("ASGI_GUARD_DEMO_HOST", host)
     os.environ["ASGI_GUARD_DEMO_PORT"] = str(port)
