@@ -67,12 +67,16 @@ class BoundHandle:
         return self.original(scope, receive, send)  # type: ignore[no-any-return]
 
 
-@dataclass
+_NO_METHODS: dict[str, CompiledRoute] = {}  # shared by every plan without per-method policies: never mutated
+
+
+@dataclass(slots=True)
 class Plan:
-    """What one leaf gets: a policy per method and/or for any method, and whether to deny the rest."""
+    """What one leaf gets: a policy per method and/or for any method, and whether to deny the rest.
+    `by_method` is shared with the route's BoundHandle (neither mutates it once planned)."""
 
     leaf: Leaf
-    by_method: dict[str, CompiledRoute] = field(default_factory=dict)
+    by_method: dict[str, CompiledRoute] = field(default_factory=lambda: _NO_METHODS)
     any: CompiledRoute | None = None
 
     @property
@@ -140,13 +144,16 @@ class Planner:
             raise ConfigError(
                 f"route {leaf.template!r} has both @guard(...) and the registry entry {name!r}: keep one"
             )
-        for method, entry in explicit.items():
-            plan.by_method[method] = self._derive(entry, leaf.defaults)
+        if explicit:
+            plan.by_method = {
+                method: self._derive(entry, leaf.defaults) for method, entry in explicit.items()
+            }
         if wildcard is not None:
             plan.any = self._derive(wildcard, leaf.defaults)
         elif leaf.declared is not None or leaf.defaults:
             layers = [*leaf.defaults, *([leaf.declared] if leaf.declared is not None else [])]
             plan.any = self._declared(leaf, layers)
+        _collapse(plan)
         return plan
 
     def _derive(self, entry: CompiledRoute, defaults: tuple[JobConfig, ...]) -> CompiledRoute:
@@ -195,6 +202,24 @@ class Planner:
             )
 
 
+def _collapse(plan: Plan) -> None:
+    """One policy for every method an HTTP route serves is its `any` policy: the same dispatch (the
+    route answers its own 405 for the rest, before any policy is looked up) without a dict per
+    route. (A route serving every method keeps its per-method table: `post` is looked up as POST.)"""
+    methods = plan.leaf.methods
+    by_method = plan.by_method
+    if (
+        plan.any is not None
+        or plan.leaf.protocol != "http"
+        or methods is None
+        or len(by_method) != len(methods)
+    ):
+        return
+    only = next(iter(by_method.values()))
+    if all(by_method.get(method) is only for method in methods):
+        plan.by_method, plan.any = _NO_METHODS, only
+
+
 def _same(a: Plan, b: Plan) -> bool:
     def configs(plan: Plan) -> tuple[Any, ...]:
         return (
@@ -223,7 +248,7 @@ def apply(plans: list[Plan], guard: Guard, deny: bool) -> None:
         else:
             bound = BoundHandle(getattr(route, slot), guard)
         bound.methods = plan.leaf.methods if plan.leaf.protocol == "http" else None
-        bound.by_method = dict(plan.by_method)
+        bound.by_method = plan.by_method  # shared, not copied: one dict per route at most
         bound.any = plan.any
         bound.deny = deny
         route.__dict__[slot] = bound
