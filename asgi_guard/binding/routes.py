@@ -152,13 +152,9 @@ class Watch:
     def redeclared(self, leaves: Iterable[Leaf]) -> bool:
         """Whether a policy was declared, replaced or removed since the walk (`guard_router` on a
         router, `@guard` on an endpoint): one attribute read per router and per leaf."""
-        for owner, found in self.marks:
-            if declared(owner) is not found:
-                return True
-        for leaf in leaves:
-            if leaf.source is not None and declared(leaf.source) is not leaf.declared:
-                return True
-        return False
+        if any(declared(owner) is not found for owner, found in self.marks):
+            return True
+        return any(leaf.source is not None and declared(leaf.source) is not leaf.declared for leaf in leaves)
 
     def changed(self) -> bool:
         for owner, routes, count, version, default in self.entries:
