@@ -304,7 +304,10 @@ def path_format(template: str) -> str:
     """A template without its convertors (`/a/{x:int}` -> `/a/{x}`): how routes are compared.
 
     Starlette's `compile_path(template)[1]`, without compiling the route's regex (binding 10,000
-    routes asked for it twice per route: most of the start-up time)."""
+    routes asked for it twice per route: most of the start-up time). A template without a `:` has
+    no convertor: it is its own format (the same string, no regex, nothing allocated)."""
+    if ":" not in template:
+        return template
     return _CONVERTOR.sub(r"{\1}", template)
 
 
