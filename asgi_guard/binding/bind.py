@@ -95,7 +95,7 @@ class Planner:
         index: dict[str, list[CompiledRoute]] = {}
         for entry in self.registry:
             index.setdefault(path_format(entry.template), []).append(entry)
-        bound: dict[int, set[str]] = {id(entry): set() for entry in self.registry}
+        bound: dict[int, frozenset[str]] = {}  # id(entry) -> the methods bound so far ("*": any)
         plans: dict[tuple[int, str], Plan] = {}
         for leaf in leaves:
             plan = self._plan_leaf(leaf, index, bound)
@@ -111,26 +111,28 @@ class Planner:
         return list(plans.values())
 
     def _plan_leaf(
-        self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, set[str]]
+        self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, frozenset[str]]
     ) -> Plan:
         plan = Plan(leaf)
         fmt = leaf.path_format
-        entries = index.get(fmt, []) if fmt is not None else []
+        entries = index.get(fmt, ()) if fmt is not None else ()
         explicit: dict[str, CompiledRoute] = {}
         wildcard: CompiledRoute | None = None
         for entry in entries:
             if leaf.protocol == "websocket":
                 if entry.any_method or "GET" in entry.methods:
                     wildcard = wildcard or entry
-                    bound[id(entry)].update(entry.methods | {"*"})
+                    _note(bound, entry, entry.methods | _EVERY)
                 continue
             if entry.any_method:
                 if wildcard is not None:
                     raise ConfigError(f"route {entry.template!r}: registered twice for every method")
                 wildcard = entry
-                bound[id(entry)].add("*")
+                _note(bound, entry, _EVERY)
                 continue
-            served = entry.methods if leaf.methods is None else entry.methods & leaf.methods
+            served = entry.methods
+            if leaf.methods is not None and not served <= leaf.methods:
+                served = served & leaf.methods
             for method in served:
                 if method in explicit and explicit[method] is not entry:
                     raise ConfigError(
@@ -138,7 +140,7 @@ class Planner:
                         f"({explicit[method].template!r} too)"
                     )
                 explicit[method] = entry
-            bound[id(entry)].update(served)
+            _note(bound, entry, served)
         if (explicit or wildcard) and leaf.declared is not None:
             name = (wildcard or next(iter(explicit.values()))).name
             raise ConfigError(
@@ -180,11 +182,14 @@ class Planner:
             )
         return found
 
-    def _check_all_bound(self, bound: dict[int, set[str]], leaves: Iterable[Leaf]) -> None:
+    def _check_all_bound(self, bound: dict[int, frozenset[str]], leaves: Iterable[Leaf]) -> None:
         missing: list[str] = []
         for entry in self.registry:
-            got = bound[id(entry)]
-            ok = "*" in got if entry.any_method else (entry.methods - {"HEAD"} or entry.methods) <= got
+            got = bound.get(id(entry), _NOTHING)
+            if entry.any_method:
+                ok = "*" in got
+            else:
+                ok = entry.methods <= got or (entry.methods - {"HEAD"} or entry.methods) <= got
             if not ok:
                 wanted = "every method" if entry.any_method else ",".join(sorted(entry.methods - got))
                 label = (
@@ -200,6 +205,16 @@ class Planner:
                 + "; ".join(missing)
                 + f". The app's routes are: {', '.join(known) or '(none)'}"
             )
+
+
+_EVERY = frozenset({"*"})
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _note(bound: dict[int, frozenset[str]], entry: CompiledRoute, methods: frozenset[str]) -> None:
+    """Add `methods` to what `entry` is bound for (the entry's own set, shared, when it is all)."""
+    got = bound.get(id(entry))
+    bound[id(entry)] = methods if got is None or got is methods else got | methods
 
 
 def _collapse(plan: Plan) -> None:
