@@ -235,6 +235,9 @@ class Guard:
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
+        # (registry, its size) when the last binding bound every entry: a strict bind() then finds
+        # nothing new unless a route or a policy changed since (see `_bound_as_is`)
+        self._complete: tuple[RouteRegistry, int] | None = None
         self.bindings: list[Any] = []  # the last plans (OpenAPI reads them)
 
     def validate(self) -> None:
@@ -270,8 +273,25 @@ class Guard:
         """
         if self.router is None:
             return
+        if check and self._bound_as_is():
+            return
         with _no_cyclic_gc():
             self._bind(check)
+
+    def _bound_as_is(self) -> bool:
+        """Whether the binding in place is the one a strict bind would make now (issue 16: the
+        start-up bind then costs a few reads per route instead of a second walk and plan): the last
+        binding left no registry entry unbound, the registry has no entry since, no routes list,
+        mounted app or router default changed (the route watch), and no `guard_router`/`@guard`
+        policy was declared, replaced or removed since (each leaf's and router's declaration is
+        compared by identity)."""
+        complete, watch = self._complete, self._watch
+        if complete is None or watch is None:
+            return False
+        registry, size = complete
+        if registry is not self.registry or size != len(registry) or watch.changed():
+            return False
+        return not watch.redeclared(plan.leaf for plan in self.bindings)
 
     def _bind(self, check: bool) -> None:
         assert self.router is not None
@@ -280,6 +300,7 @@ class Guard:
         if not check:
             planner = _Lenient(self.registry, planner)
         plans = planner.plan(leaves)
+        complete = not isinstance(planner, _Lenient) or planner.complete
         for plan in plans:  # build first: a ConfigError leaves the previous binding in place
             protocol = plan.leaf.protocol
             for route in (plan.any, *plan.by_method.values()):
@@ -291,6 +312,7 @@ class Guard:
         apply(plans, self, self._deny)
         self.bindings = plans
         self._watch = watch
+        self._complete = (self.registry, len(self.registry)) if complete else None
 
     def rebind_if_changed(self) -> None:
         """Routes added after binding (include_router, add_route) are bound before they are served."""
@@ -512,9 +534,13 @@ class _Lenient(Planner):
     def __init__(self, registry: RouteRegistry, strict: Planner) -> None:
         super().__init__(registry)
         self._derived = strict._derived
+        self.complete = True  # every entry bound: the strict check would pass as well
 
     def _check_all_bound(self, bound: Any, leaves: Any) -> None:
-        return None
+        try:
+            super()._check_all_bound(bound, leaves)
+        except ConfigError:
+            self.complete = False
 
 
 def _inside_middleware_stack(app: Any) -> bool:

@@ -67,12 +67,16 @@ class BoundHandle:
         return self.original(scope, receive, send)  # type: ignore[no-any-return]
 
 
-@dataclass
+_NO_METHODS: dict[str, CompiledRoute] = {}  # shared by every plan without per-method policies: never mutated
+
+
+@dataclass(slots=True)
 class Plan:
-    """What one leaf gets: a policy per method and/or for any method, and whether to deny the rest."""
+    """What one leaf gets: a policy per method and/or for any method, and whether to deny the rest.
+    `by_method` is shared with the route's BoundHandle (neither mutates it once planned)."""
 
     leaf: Leaf
-    by_method: dict[str, CompiledRoute] = field(default_factory=dict)
+    by_method: dict[str, CompiledRoute] = field(default_factory=lambda: _NO_METHODS)
     any: CompiledRoute | None = None
 
     @property
@@ -91,7 +95,7 @@ class Planner:
         index: dict[str, list[CompiledRoute]] = {}
         for entry in self.registry:
             index.setdefault(path_format(entry.template), []).append(entry)
-        bound: dict[int, set[str]] = {id(entry): set() for entry in self.registry}
+        bound: dict[int, frozenset[str]] = {}  # id(entry) -> the methods bound so far ("*": any)
         plans: dict[tuple[int, str], Plan] = {}
         for leaf in leaves:
             plan = self._plan_leaf(leaf, index, bound)
@@ -107,26 +111,28 @@ class Planner:
         return list(plans.values())
 
     def _plan_leaf(
-        self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, set[str]]
+        self, leaf: Leaf, index: dict[str, list[CompiledRoute]], bound: dict[int, frozenset[str]]
     ) -> Plan:
         plan = Plan(leaf)
         fmt = leaf.path_format
-        entries = index.get(fmt, []) if fmt is not None else []
+        entries = index.get(fmt, ()) if fmt is not None else ()
         explicit: dict[str, CompiledRoute] = {}
         wildcard: CompiledRoute | None = None
         for entry in entries:
             if leaf.protocol == "websocket":
                 if entry.any_method or "GET" in entry.methods:
                     wildcard = wildcard or entry
-                    bound[id(entry)].update(entry.methods | {"*"})
+                    _note(bound, entry, entry.methods | _EVERY)
                 continue
             if entry.any_method:
                 if wildcard is not None:
                     raise ConfigError(f"route {entry.template!r}: registered twice for every method")
                 wildcard = entry
-                bound[id(entry)].add("*")
+                _note(bound, entry, _EVERY)
                 continue
-            served = entry.methods if leaf.methods is None else entry.methods & leaf.methods
+            served = entry.methods
+            if leaf.methods is not None and not served <= leaf.methods:
+                served = served & leaf.methods
             for method in served:
                 if method in explicit and explicit[method] is not entry:
                     raise ConfigError(
@@ -134,19 +140,22 @@ class Planner:
                         f"({explicit[method].template!r} too)"
                     )
                 explicit[method] = entry
-            bound[id(entry)].update(served)
+            _note(bound, entry, served)
         if (explicit or wildcard) and leaf.declared is not None:
             name = (wildcard or next(iter(explicit.values()))).name
             raise ConfigError(
                 f"route {leaf.template!r} has both @guard(...) and the registry entry {name!r}: keep one"
             )
-        for method, entry in explicit.items():
-            plan.by_method[method] = self._derive(entry, leaf.defaults)
+        if explicit:
+            plan.by_method = {
+                method: self._derive(entry, leaf.defaults) for method, entry in explicit.items()
+            }
         if wildcard is not None:
             plan.any = self._derive(wildcard, leaf.defaults)
         elif leaf.declared is not None or leaf.defaults:
             layers = [*leaf.defaults, *([leaf.declared] if leaf.declared is not None else [])]
             plan.any = self._declared(leaf, layers)
+        _collapse(plan)
         return plan
 
     def _derive(self, entry: CompiledRoute, defaults: tuple[JobConfig, ...]) -> CompiledRoute:
@@ -173,11 +182,14 @@ class Planner:
             )
         return found
 
-    def _check_all_bound(self, bound: dict[int, set[str]], leaves: Iterable[Leaf]) -> None:
+    def _check_all_bound(self, bound: dict[int, frozenset[str]], leaves: Iterable[Leaf]) -> None:
         missing: list[str] = []
         for entry in self.registry:
-            got = bound[id(entry)]
-            ok = "*" in got if entry.any_method else (entry.methods - {"HEAD"} or entry.methods) <= got
+            got = bound.get(id(entry), _NOTHING)
+            if entry.any_method:
+                ok = "*" in got
+            else:
+                ok = entry.methods <= got or (entry.methods - {"HEAD"} or entry.methods) <= got
             if not ok:
                 wanted = "every method" if entry.any_method else ",".join(sorted(entry.methods - got))
                 label = (
@@ -193,6 +205,34 @@ class Planner:
                 + "; ".join(missing)
                 + f". The app's routes are: {', '.join(known) or '(none)'}"
             )
+
+
+_EVERY = frozenset({"*"})
+_NOTHING: frozenset[str] = frozenset()
+
+
+def _note(bound: dict[int, frozenset[str]], entry: CompiledRoute, methods: frozenset[str]) -> None:
+    """Add `methods` to what `entry` is bound for (the entry's own set, shared, when it is all)."""
+    got = bound.get(id(entry))
+    bound[id(entry)] = methods if got is None or got is methods else got | methods
+
+
+def _collapse(plan: Plan) -> None:
+    """One policy for every method an HTTP route serves is its `any` policy: the same dispatch (the
+    route answers its own 405 for the rest, before any policy is looked up) without a dict per
+    route. (A route serving every method keeps its per-method table: `post` is looked up as POST.)"""
+    methods = plan.leaf.methods
+    by_method = plan.by_method
+    if (
+        plan.any is not None
+        or plan.leaf.protocol != "http"
+        or methods is None
+        or len(by_method) != len(methods)
+    ):
+        return
+    only = next(iter(by_method.values()))
+    if all(by_method.get(method) is only for method in methods):
+        plan.by_method, plan.any = _NO_METHODS, only
 
 
 def _same(a: Plan, b: Plan) -> bool:
@@ -223,7 +263,7 @@ def apply(plans: list[Plan], guard: Guard, deny: bool) -> None:
         else:
             bound = BoundHandle(getattr(route, slot), guard)
         bound.methods = plan.leaf.methods if plan.leaf.protocol == "http" else None
-        bound.by_method = dict(plan.by_method)
+        bound.by_method = plan.by_method  # shared, not copied: one dict per route at most
         bound.any = plan.any
         bound.deny = deny
         route.__dict__[slot] = bound

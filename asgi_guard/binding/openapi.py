@@ -113,6 +113,8 @@ def annotate(schema: dict[str, Any], guard: Guard) -> dict[str, Any]:
         if not item:
             continue
         for method, operation in item.items():
+            if leaf.methods is not None and method.upper() not in leaf.methods:
+                continue  # another route at the same path serves it (its own plan annotates it)
             route = plan.by_method.get(method.upper(), plan.any)
             if route is None or not isinstance(operation, dict):
                 continue

@@ -300,8 +300,8 @@ def section_key(value: Any) -> Hashable:
         return value  # type: ignore[no-any-return]
     if kind in (int, float, bool):
         return (kind, value)
-    if isinstance(value, BaseModel):
-        return (kind, value.model_dump_json(fallback=_identity))
+    if isinstance(value, BaseModel):  # the serializer itself: `model_dump_json`'s wrapper is a third
+        return (kind, kind.__pydantic_serializer__.to_json(value, fallback=_identity))
     if kind in (list, tuple):
         return (kind, tuple(section_key(v) for v in value))
     if isinstance(value, dict):

@@ -96,3 +96,28 @@ def test_schemathesis_finds_every_guard_answer_documented(example: Any) -> None:
         check(result.ok())
     assert failures == []
     assert 401 in seen
+
+
+async def test_a_routes_policy_annotates_only_the_methods_it_serves() -> None:
+    """Two routes at one path: the guarded GET route's policy is not claimed for the POST route."""
+    from bindkit import JWT, settings
+    from fastapi import FastAPI
+
+    from asgi_guard import JobConfig, guard, install
+
+    app = FastAPI()
+
+    @app.get("/items/{rid}")
+    @guard(JobConfig(**JWT))
+    async def read(rid: str) -> dict[str, str]:
+        return {}
+
+    @app.post("/items/{rid}")
+    async def write(rid: str) -> dict[str, str]:
+        return {}
+
+    install(app, None, settings())
+    async with client(app) as c:
+        item = (await c.get("/openapi.json")).json()["paths"]["/items/{rid}"]
+    assert item["get"]["security"] == [{"asgiGuardBearer": []}]
+    assert "security" not in item["post"] and "401" not in item["post"]["responses"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asgi_guard import ConfigError, JobConfig, RouteRegistry
 
@@ -180,3 +183,36 @@ def test_toml_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:
 def test_example_routes_file_is_valid() -> None:
     registry = RouteRegistry.from_file(Path(__file__).parents[2] / "examples" / "routes.toml")
     assert len(registry) >= 2
+
+
+TEMPLATES = ("/a/{x}", "/a/{y}", "/a/{x:int}", "/b/{x}/c", "/b/{x:path}")
+METHOD_SETS = st.one_of(st.none(), st.sets(st.sampled_from(["GET", "POST", "PUT", "HEAD"]), min_size=1))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(TEMPLATES), METHOD_SETS), max_size=6))
+def test_one_route_per_template_key_is_its_own_table(registrations: list[Any]) -> None:
+    """A template key with a single route keeps the route alone: conflicts and method tables are
+    those of one table per key (the reference: `_claim`'s rule on a fresh dict per key)."""
+    from asgi_guard.registry import ANY, _table, _template_key
+
+    registry = RouteRegistry()
+    model: dict[str, dict[str, Any]] = {}  # key -> method -> the route expected to own it
+    for template, methods in registrations:
+        key = _template_key(template)
+        probe = RouteRegistry().register(template, JobConfig(), methods=methods)  # normalised methods
+        table = model.get(key, {})
+        claims = (ANY,) if probe.any_method else probe.methods
+        conflict = any(m in table and not (m == "HEAD" and table[m].methods != probe.methods) for m in claims)
+        if conflict:
+            with pytest.raises(ConfigError):
+                registry.register(template, JobConfig(), methods=methods)
+            continue
+        route = registry.register(template, JobConfig(), methods=methods)
+        model[key] = {**table, **dict.fromkeys(claims, route)}
+        found = registry._dynamic[key]
+        assert (found if isinstance(found, dict) else _table(found)) == model[key]
+    for method in ("GET", "POST", "PUT", "HEAD", "DELETE"):
+        for path in ("/a/1", "/a/z", "/b/1/c", "/b/1/d"):
+            found_route = registry.match(method, path)
+            assert found_route is None or any(found_route[0] is r for r in registry)
