@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.binding.bind import BoundHandle, Planner, apply
-from asgi_guard.binding.routes import Watch, find_router, walk
+from asgi_guard.binding.routes import Watch, WatchedRoutes, find_router, walk
 from asgi_guard.core.context import SCOPE_KEY, GuardContext, declared_length
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
@@ -235,6 +235,7 @@ class Guard:
         self._ws_pipelines: dict[CompiledRoute, ASGIApp] = {}
         self._planner = Planner(registry)
         self._watch: Watch | None = None
+        self._following = False  # bind routes-list changes as they happen (`follow_changes`)
         # (registry, its size) when the last binding bound every entry: a strict bind() then finds
         # nothing new unless a route or a policy changed since (see `_bound_as_is`)
         self._complete: tuple[RouteRegistry, int] | None = None
@@ -313,6 +314,22 @@ class Guard:
         self.bindings = plans
         self._watch = watch
         self._complete = (self.registry, len(self.registry)) if complete else None
+        if self._following:
+            self._listen(watch)
+
+    def follow_changes(self) -> None:
+        """While serving: bind a routes list's change the moment it is made (`WatchedRoutes.listener`),
+        not only at the next request's check. Not before: an app adding its routes after install()
+        at import time would rebind once per route."""
+        self._following = True
+        if self._watch is not None:
+            self._listen(self._watch)
+
+    def _listen(self, watch: Watch) -> None:
+        for entry in watch.entries:
+            routes = entry[1]
+            if isinstance(routes, WatchedRoutes):
+                routes.listener = self.bind
 
     def rebind_if_changed(self) -> None:
         """Routes added after binding (include_router, add_route) are bound before they are served."""
@@ -724,6 +741,7 @@ class GuardMiddleware:
             await self.guard.startup()
         if not self._fallback:
             self.guard.bind()
+            self.guard.follow_changes()
         self._checked = True
 
     async def _fallback_http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -784,6 +802,7 @@ class GuardMiddleware:
                 except ConfigError as exc:
                     await failure(exc)
                     raise  # the app's lifespan ends too (ASGI: after startup.failed the app exits)
+                guard.follow_changes()
                 self._checked = True
             if message["type"] == "lifespan.startup.complete" and self.settings.gc_freeze:
                 gc.freeze()  # the app is built: what is alive now lives as long as the process

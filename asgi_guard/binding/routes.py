@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,64 +62,78 @@ class Leaf:
 class WatchedRoutes(list[Any]):
     """A router's routes list that counts its mutations (`version`), so the guard notices a route
     added, removed or replaced in place without comparing routes on every request. It is a list:
-    the router, FastAPI and the app's code use it as before; copies and pickles are plain lists."""
+    the router, FastAPI and the app's code use it as before; copies and pickles are plain lists.
 
-    __slots__ = ("version",)
+    While the app serves, the guard also sets `listener`: called right after each mutation, it binds
+    the change before the mutating code goes on, so no request can reach a new route unbound (the
+    per-request check alone left a window: a request past that check, awaiting in an inner
+    middleware while the route is added, would be routed to it unbound)."""
+
+    __slots__ = ("listener", "version")
 
     def __init__(self, routes: Any = ()) -> None:
         super().__init__(routes)
         self.version = 0
+        self.listener: Callable[[], None] | None = None
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         return (list, (list(self),))
 
-    def __setitem__(self, index: Any, value: Any) -> None:
+    def _mutated(self) -> None:
         self.version += 1
+        if self.listener is not None:
+            self.listener()
+
+    def __setitem__(self, index: Any, value: Any) -> None:
         super().__setitem__(index, value)
+        self._mutated()
 
     def __delitem__(self, index: Any) -> None:
-        self.version += 1
         super().__delitem__(index)
+        self._mutated()
 
     def __iadd__(self, other: Any) -> Any:  # type: ignore[misc]
-        self.version += 1
-        return super().__iadd__(other)
+        result = super().__iadd__(other)
+        self._mutated()
+        return result
 
     def __imul__(self, count: Any) -> Any:  # type: ignore[misc]
-        self.version += 1
-        return super().__imul__(count)
+        result = super().__imul__(count)
+        self._mutated()
+        return result
 
     def append(self, value: Any) -> None:
-        self.version += 1
         super().append(value)
+        self._mutated()
 
     def extend(self, values: Any) -> None:
-        self.version += 1
         super().extend(values)
+        self._mutated()
 
     def insert(self, index: Any, value: Any) -> None:
-        self.version += 1
         super().insert(index, value)
+        self._mutated()
 
     def pop(self, index: Any = -1) -> Any:
-        self.version += 1
-        return super().pop(index)
+        value = super().pop(index)
+        self._mutated()
+        return value
 
     def remove(self, value: Any) -> None:
-        self.version += 1
         super().remove(value)
+        self._mutated()
 
     def clear(self) -> None:
-        self.version += 1
         super().clear()
+        self._mutated()
 
     def reverse(self) -> None:
-        self.version += 1
         super().reverse()
+        self._mutated()
 
     def sort(self, *, key: Any = None, reverse: bool = False) -> None:
-        self.version += 1
         super().sort(key=key, reverse=reverse)
+        self._mutated()
 
 
 _METHOD_SETS: dict[frozenset[str], frozenset[str]] = {}
