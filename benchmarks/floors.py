@@ -205,7 +205,7 @@ async def main(args: argparse.Namespace) -> None:
         "round_trips": await round_trips(300 if args.quick else 2000),
     }
     doc["load"] = [load0, os.getloadavg()[0]]
-    out = HERE / "results" / f"floors{'-quick' if args.quick else ''}-tracing-{args.tracing}"
+    out = HERE / "results" / f"floors-tracing-{args.tracing}{'-quick' if args.quick else ''}"
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2))
     text = markdown(doc)
     out.with_suffix(".md").write_text(text)
