@@ -11,11 +11,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from asgi_guard_dev.valkey import command
 
@@ -217,3 +219,31 @@ class Monitor:
         with contextlib.suppress(OSError):
             self._sock.close()
         self._thread.join(5)
+
+
+def start_uvicorn(app: str, port: int, env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
+    """`uvicorn <app>` (one worker, no access log) on 127.0.0.1:`port` in its own process group,
+    its output into the open file `log`; stop it with `stop_group`."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--app-dir",
+            str(Path(__file__).resolve().parent),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )

@@ -36,7 +36,7 @@ import jwt
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _services import free_port, stop_group, wait_port  # noqa: E402
+from _services import free_port, start_uvicorn, stop_group, wait_port  # noqa: E402
 
 SECRET = "fixed-rate-secret-fixed-rate-secret-0123"
 USERS = 50
@@ -103,27 +103,7 @@ def run_side(vegeta: str, name: str, app: str, args: argparse.Namespace, work: P
         "ASGI_GUARD_JWT_SECRET": SECRET,
     }
     log = open(work / f"uvicorn-{port}.log", "wb")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_uvicorn(app, port, env, log)
     try:
         wait_port(port, 30, proc)
         target_file = targets(port, work)

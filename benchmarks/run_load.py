@@ -38,7 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _services import ValkeyServer, free_port, resp, start_valkey, stop_group, wait_port  # noqa: E402
+from _services import ValkeyServer, free_port, resp, start_uvicorn, start_valkey, stop_group, wait_port  # noqa: E402
 
 STACK_NAMES = {"guard": "asgi-guard", "peer": "peer stack"}
 
@@ -104,29 +104,7 @@ def run_one(
     app_log = open(work / f"uvicorn-{tag}.log", "wb")  # noqa: SIM115 - closed in finally
     app_proc = locust_proc = None
     try:
-        app_proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "load_app:app",
-                "--app-dir",
-                str(HERE),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=app_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        app_proc = start_uvicorn("load_app:app", port, env, app_log)
         wait_port(port, 30, app_proc)
         csv_prefix = work / f"locust-{tag}"
         locust_log = open(work / f"locust-{tag}.log", "wb")  # noqa: SIM115
