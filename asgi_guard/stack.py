@@ -33,6 +33,7 @@ from asgi_guard.binding.routes import Watch, WatchedRoutes, find_router, walk
 from asgi_guard.core.context import SCOPE_KEY, GuardContext, declared_length
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
+from asgi_guard.core.proxies import parse_networks
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.core.stage import (
@@ -46,7 +47,7 @@ from asgi_guard.core.stage import (
 )
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import stages_for
-from asgi_guard.stages.security.ip import parse_networks, resolve_client_ip
+from asgi_guard.stages.security.ip import resolve_client_ip
 from asgi_guard.state import Backend
 
 log = logging.getLogger("asgi_guard")

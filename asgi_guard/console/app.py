@@ -36,8 +36,9 @@ from asgi_guard.console.summary import policies, summary
 from asgi_guard.console.throttle import DEFAULT_ATTEMPTS, DEFAULT_WINDOW, LoginThrottle
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
+from asgi_guard.core.proxies import in_networks, parse_networks
 from asgi_guard.stages.credits import Anonymous, CreditError, credit_store
-from asgi_guard.stages.security.ip import in_networks, parse_networks, resolve_client_ip
+from asgi_guard.stages.security.ip import resolve_client_ip
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime

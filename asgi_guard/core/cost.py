@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import ipaddress
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs
@@ -33,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.problems import Problem
+from asgi_guard.core.proxies import parse_networks, peer_trusted
 
 if TYPE_CHECKING:
     from asgi_guard.core.context import GuardContext
@@ -136,7 +136,7 @@ class CostSource:
         self._path = tuple((config.name or "").split("."))
         self._header = (config.name or "").lower().encode("latin-1")
         self._hook = config.hook if callable(config.hook) else None
-        self._trusted = tuple(ipaddress.ip_network(c, strict=False) for c in trusted_proxies)
+        self._trusted = parse_networks(trusted_proxies)
 
     async def __call__(self, ctx: GuardContext, scope: MutableMapping[str, Any]) -> int:
         if self.fixed is not None:
@@ -172,7 +172,7 @@ class CostSource:
             values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
             return values[0] if values else None
         if source == "header":
-            if not self._from_trusted(scope):
+            if not peer_trusted(scope, self._trusted):
                 return None
             for key, value in scope["headers"]:
                 if key == self._header:
@@ -184,13 +184,3 @@ class CostSource:
                 return None
             document = document.get(part)
         return document
-
-    def _from_trusted(self, scope: MutableMapping[str, Any]) -> bool:
-        client = scope.get("client")
-        if not client or not self._trusted:
-            return False
-        try:
-            peer = ipaddress.ip_address(client[0])
-        except ValueError:
-            return False
-        return any(peer in network for network in self._trusted)

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from seckit import assert_problem, bearer, build_app, hs_settings, hs_token
 
-from asgi_guard.stages.security.ip import forwarded_for, parse_networks, resolve_client_ip
+from asgi_guard.core.proxies import parse_networks
+from asgi_guard.stages.security.ip import forwarded_for, resolve_client_ip
 
 ALLOW = {"ip_whitelist_enabled": True, "ip_allowlist": ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"]}
 PROXIES = ["172.16.0.0/12", "fd00::/8"]

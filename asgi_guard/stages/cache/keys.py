@@ -13,7 +13,6 @@ key below it, chosen by the store (see `control.secondary`).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import Scope
 
+from asgi_guard.core.proxies import parse_networks, peer_trusted
 from asgi_guard.stages.cache import control
 from asgi_guard.stages.cache.control import RequestDirectives
 
@@ -105,7 +105,7 @@ class CacheKeyBuilder:
         self._drop_prefix = tuple(p[:-1] for p in cache.ignore_query_params if p.endswith("*"))
         self._forwarded = cache.trust_forwarded_host
         proxies = runtime.settings.trusted_proxies if runtime is not None else []
-        self._trusted = tuple(ipaddress.ip_network(p, strict=False) for p in proxies)
+        self._trusted = parse_networks(proxies)
 
     # -- parts ----------------------------------------------------------------------------------
     def host(self, scope: Scope) -> bytes:
@@ -113,7 +113,7 @@ class CacheKeyBuilder:
         X-Forwarded-Host (first) only from a trusted
         proxy when the route says so, else Host, else the server the scope names."""
         headers = scope["headers"]
-        if self._forwarded and self._trusted and self._peer_trusted(scope):
+        if self._forwarded and peer_trusted(scope, self._trusted):
             forwarded = control.header(headers, _X_FORWARDED_HOST)
             if forwarded:
                 return forwarded.split(b",")[0].strip().lower()
@@ -122,16 +122,6 @@ class CacheKeyBuilder:
                 return bytes(value).strip().lower()
         server = scope.get("server")
         return str(server[0]).lower().encode("latin-1", "replace") if server else b""
-
-    def _peer_trusted(self, scope: Scope) -> bool:
-        client = scope.get("client")
-        if not client:
-            return False
-        try:
-            address = ipaddress.ip_address(client[0])
-        except ValueError:
-            return False
-        return any(address in net for net in self._trusted)
 
     def query(self, raw: bytes) -> bytes:
         if not self._normalise or not raw:

@@ -7,40 +7,16 @@ to its left was written by the client and proves nothing.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from asgi_guard.core.proxies import Network, in_networks, parse_address, parse_networks
+
 ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 
 _XFF = b"x-forwarded-for"
 _FORWARDED = b"forwarded"
 _DECISION_CACHE = 4096
-
-
-def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
-    """CIDR strings (a bare address means a single host) as network objects."""
-    return tuple(ipaddress.ip_network(value.strip(), strict=False) for value in values)
-
-
-def parse_address(value: str) -> Address | None:
-    """An address, or None for garbage. IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes plain IPv4."""
-    try:
-        ip = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
-    ip = parse_address(address)
-    if ip is None:
-        return False
-    return any(ip in net for net in networks)
 
 
 def _strip_port(value: str) -> str:
