@@ -37,6 +37,25 @@ IF_MODIFIED_SINCE = b"if-modified-since"
 _CASELESS = frozenset({"accept", "accept-encoding", "accept-language", "accept-charset"})
 
 
+# The response fields the rules below read; `fields` collects them in one pass over the headers.
+RESPONSE_FIELDS = frozenset(
+    {CACHE_CONTROL, SET_COOKIE, VARY, EXPIRES, DATE, AGE, ETAG}
+    | {CONTENT_TYPE, CONTENT_LENGTH, CONTENT_ENCODING}
+)
+Fields = Mapping[bytes, bytes]  # lower-case field name -> its values joined with ", "
+
+
+def fields(headers: RawHeaders, names: frozenset[bytes] = RESPONSE_FIELDS) -> dict[bytes, bytes]:
+    """The values of `names` found in `headers`, each field's values joined with ", " (RFC 9110
+    §5.3), in one pass (a response is read once, not once per rule)."""
+    found: dict[bytes, bytes] = {}
+    for name, value in headers:
+        if name in names:
+            prior = found.get(name)
+            found[name] = value if prior is None else prior + b", " + value
+    return found
+
+
 def header(headers: RawHeaders, name: bytes) -> bytes | None:
     """All values of `name` (lower-case) joined with ", " (RFC 9110 §5.3), or None when absent."""
     values = [v for k, v in headers if k == name]
@@ -141,6 +160,10 @@ def request_directives(headers: RawHeaders) -> RequestDirectives:
 
 
 # -- responses -----------------------------------------------------------------------------------
+# A response with none of these fields is stored for the route TTL (the rules below, short-cut).
+_PLAIN = frozenset({CACHE_CONTROL, SET_COOKIE, VARY, EXPIRES, AGE})
+
+
 @dataclass(slots=True)
 class Storability:
     """The verdict on one response (RFC 9111 §3, §3.5, §4.2.1, RFC 5861)."""
@@ -158,7 +181,7 @@ class Storability:
 
 def storability(
     status: int,
-    headers: RawHeaders,
+    response: Fields,
     *,
     route_ttl: float,
     stale_cap: float,
@@ -167,7 +190,7 @@ def storability(
     allow: frozenset[str],
     now: float,
 ) -> Storability:
-    """May a shared cache store this response, and for how long?
+    """May a shared cache store a response (its `fields`), and for how long?
 
     - only 200 (the stage's contract; §3 allows more, the cache keeps to what it can replay);
     - never `no-store` (§5.2.2.5), `no-cache` (§5.2.2.4: it would have to revalidate every use),
@@ -181,7 +204,13 @@ def storability(
     """
     if status != 200:
         return Storability(False, "status")
-    control = parse_cache_control(header(headers, CACHE_CONTROL))
+    if _PLAIN.isdisjoint(response):  # none of the fields below: what most handlers send
+        if credentialed:
+            return Storability(False, "credentials")
+        if route_ttl <= 0:
+            return Storability(False, "stale")
+        return Storability(True, "", float(route_ttl), with_auth=per_principal)
+    control = parse_cache_control(response.get(CACHE_CONTROL))
     if "no-store" in control and "no-store" not in allow:
         return Storability(False, "no-store")
     if "no-cache" in control:
@@ -189,11 +218,11 @@ def storability(
     if "private" in control and not per_principal and "private" not in allow:
         return Storability(False, "private")
     strip_cookie = False
-    if header(headers, SET_COOKIE) is not None:
+    if response.get(SET_COOKIE) is not None:
         if "set-cookie" not in allow:
             return Storability(False, "set-cookie")
         strip_cookie = True
-    if "*" in split_tokens(header(headers, VARY)):
+    if "*" in split_tokens(response.get(VARY)):
         return Storability(False, "vary-star")
     explicit = "public" in control or "s-maxage" in control or "must-revalidate" in control
     if credentialed and not explicit:
@@ -202,10 +231,10 @@ def storability(
     if lifetime is None:
         lifetime = seconds(control.get("max-age"))
     if lifetime is None:
-        expires_raw = header(headers, EXPIRES)
+        expires_raw = response.get(EXPIRES)
         if expires_raw is not None:
             expires = http_date(expires_raw)
-            date = http_date(header(headers, DATE)) or now
+            date = http_date(response.get(DATE)) or now
             lifetime = 0.0 if expires is None else max(0.0, expires - date)  # invalid Expires: stale
     if lifetime is None:
         lifetime = route_ttl
@@ -215,7 +244,7 @@ def storability(
     sie = 0.0 if revalidate else float(min(seconds(control.get("stale-if-error")) or 0, stale_cap))
     if lifetime <= 0 and not swr and not sie:
         return Storability(False, "stale")
-    age_raw = header(headers, AGE)
+    age_raw = response.get(AGE)
     initial_age = float(seconds(age_raw.decode("latin-1").strip()) or 0) if age_raw else 0.0
     return Storability(
         True,
@@ -230,20 +259,25 @@ def storability(
     )
 
 
-def is_stream(headers: RawHeaders) -> bool:
-    """A response of unknown length that streams: `text/event-stream`, or no Content-Length."""
-    kind = header(headers, CONTENT_TYPE)
+def is_stream(headers: Fields) -> bool:
+    """A response (its `fields`) of unknown length that streams: `text/event-stream`, or no
+    Content-Length."""
+    kind = headers.get(CONTENT_TYPE)
     if kind is not None and kind.split(b";", 1)[0].strip().lower() == b"text/event-stream":
         return True
-    return header(headers, CONTENT_LENGTH) is None
+    return CONTENT_LENGTH not in headers
 
 
 # -- Vary (RFC 9111 §4.1) ------------------------------------------------------------------------
-def vary_names(headers: RawHeaders) -> tuple[str, ...]:
-    """The request headers the response varies on, sorted, plus `accept-encoding` whenever the body
-    is encoded (so compressed and identity bodies never cross, even when Vary forgets it)."""
-    names = set(split_tokens(header(headers, VARY)))
-    if header(headers, CONTENT_ENCODING) is not None:
+def vary_names(headers: Fields) -> tuple[str, ...]:
+    """The request headers the response (its `fields`) varies on, sorted, plus `accept-encoding`
+    whenever the body is encoded (so compressed and identity bodies never cross, even when Vary
+    forgets it)."""
+    vary = headers.get(VARY)
+    if vary is None and CONTENT_ENCODING not in headers:
+        return ()
+    names = set(split_tokens(vary))
+    if CONTENT_ENCODING in headers:
         names.add("accept-encoding")
     return tuple(sorted(names))
 

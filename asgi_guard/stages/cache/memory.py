@@ -153,11 +153,17 @@ class MemoryCacheStore:
             entry = self._entries[key] = _Entry(names, now + self._ttl, owner)
         entry.expires = now + self._ttl
         entry.variants[variant] = (value, now)
+        tagged = self._tags
         for tag in tags:
             entry.tags.add(tag)
-            self._tags.setdefault(tag, set()).add(key)
-        self._writes[key] = None
-        self._writes.move_to_end(key)
+            members = tagged.get(tag)
+            if members is None:
+                tagged[tag] = {key}
+            else:
+                members.add(key)
+        writes = self._writes
+        writes.pop(key, None)  # the newest write goes last: write order is expiry order
+        writes[key] = None
         self._policies[entry.owner].stored(key)
         return evicted
 

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -99,6 +98,8 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._streams = cache.cache_streams
         self._etag = cache.etag
         self._tag_header = cache.tag_header.encode("latin-1")
+        self._fields = control.RESPONSE_FIELDS | {self._tag_header}  # what a response is read for
+        self._drop = _DROP_ALWAYS | {self._tag_header}  # never stored
         self._max_variants = cache.max_variants
         metrics = runtime.metrics
         label = route.label
@@ -154,7 +155,9 @@ class CacheMiddleware(Stage["CacheConfig"]):
         try:
             await self._serve(plan, pre, ctx, scope, receive, send)
         finally:
-            self._note(ctx, key=plan.key)
+            prior = ctx.decisions.get(self.name)
+            if prior is not None and "key" not in prior.detail and plan.key:
+                self._note(ctx, key=plan.key)
 
     async def _serve(
         self,
@@ -485,24 +488,11 @@ class CacheMiddleware(Stage["CacheConfig"]):
         if status is not None and not quiet:
             ctx.response_headers.extend((_MISS, (_CACHE_STATUS, status)))
         key = plan.key
-        released = False
-
-        async def release() -> None:  # the response will not be stored: let waiters go now
-            nonlocal released
-            if released:
-                return
-            released = True
-            if own is not None:
-                self._flights.land(key, None, own)
-            if locked:
-                with contextlib.suppress(BackendUnavailable):
-                    await self._store.unlock(key)
-
         rescue = None
         if stale is not None and float(stale[0].meta.get("e", 0)) > 0:
             rescue = stale
-        ttl = await self._fill_ttl(plan, ctx, scope)
-        captured = _Capture(self, plan, send, release, hold_errors=rescue is not None, ttl=ttl)
+        ttl = await self._fill_ttl(plan, ctx, scope) if self._tier_ttls else self._ttl
+        captured = _Capture(self, plan, send, rescue is not None, ttl, own, locked)
         try:
             error: Exception | None = None
             try:
@@ -526,7 +516,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
                 return None
             value, verdict = entry
             variant = control.secondary(verdict.names, plan.prints)
-            tags = self._tags(ctx, scope, captured.headers)
+            tags = self._tags(ctx, scope, captured.fields)
             try:
                 if self._owned is not None:  # the entry counts against the filling client's share
                     await self._owned.set(
@@ -539,13 +529,13 @@ class CacheMiddleware(Stage["CacheConfig"]):
                 self._errors.inc()
                 log.warning("cache store unavailable, response not stored: %s", exc)
                 return None
-            released = True  # the store dropped the lock
+            captured.released = True  # the store dropped the lock
             if not quiet:
-                self._note(ctx, stored=True)
-            return Flight(value, verdict.names, control.secondary(verdict.names, plan.prints))
+                self._note(ctx, stored=True, key=key)
+            return Flight(value, verdict.names, variant)
         finally:
-            if not released and (locked or own is not None):
-                await release()
+            if not captured.released and (locked or own is not None):
+                await captured.release()
 
     async def _fill_ttl(self, plan: Plan, ctx: GuardContext, scope: Scope) -> float:
         """The most seconds the entry this fill stores stays fresh: the caller's tier TTL on a
@@ -577,15 +567,15 @@ class CacheMiddleware(Stage["CacheConfig"]):
         age = stored_age + float(meta.get("i", 0))
         return age < float(meta.get("l", self._ttl)) + float(meta.get("e", 0))
 
-    def _tags(self, ctx: GuardContext, scope: Scope, headers: control.RawHeaders) -> list[str]:
+    def _tags(self, ctx: GuardContext, scope: Scope, fields: control.Fields) -> list[str]:
         """Purge tags: the path (`p:`), the resource id (`r:`) and the handler's own (`t:`), from the
-        tag header and `request.state.cache_tags`."""
-        tags = [f"p:{ctx.path}"]
+        tag header (in the response's `fields`) and `request.state.cache_tags`."""
+        tags = ["p:" + ctx.path]
         resource = ctx.resource_id
         if resource is not None:
-            tags.append(f"r:{resource}")
-        for name in control.split_tokens(control.header(headers, self._tag_header)):
-            tags.append(f"t:{name}")
+            tags.append("r:" + resource)
+        for name in control.split_tokens(fields.get(self._tag_header)):
+            tags.append("t:" + name)
         tags.extend(f"t:{name}" for name in request_tags(scope))
         return tags
 
@@ -593,15 +583,16 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self,
         status: int,
         headers: control.RawHeaders,
+        fields: control.Fields,
         body: bytes,
         verdict: control.Storability,
         names: tuple[str, ...],
     ) -> CachedResponse:
-        drop = _DROP_ALWAYS | {self._tag_header}
-        if verdict.strip_cookie:
-            drop = drop | {control.SET_COOKIE}
+        """The entry for a response: its headers less the per-request ones (and Set-Cookie when
+        the route stores despite it), with a strong ETag of the body when it has none."""
+        drop = self._drop | {control.SET_COOKIE} if verdict.strip_cookie else self._drop
         kept = [(k, v) for k, v in headers if k not in drop]
-        if self._etag and control.header(headers, control.ETAG) is None:
+        if self._etag and control.ETAG not in fields:
             kept.append(
                 (control.ETAG, b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"')
             )
@@ -634,7 +625,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
     def _note(self, ctx: GuardContext, **detail: Any) -> None:
         """Add `detail` to this stage's decision for the request (when it made one)."""
         prior = ctx.decisions.get(self.name)
-        if prior is not None and all(v for v in detail.values()):
+        if prior is not None:
             ctx.decide(self.name, prior.outcome, prior.reason, **{**prior.detail, **detail})
 
     # -- faults and bypasses --------------------------------------------------------------------
@@ -674,16 +665,19 @@ class _Capture:
         "_complete",
         "_held",
         "_hold",
+        "_locked",
+        "_own",
         "_plan",
-        "_release",
         "_send",
         "_size",
         "_stage",
         "_status",
         "_ttl",
         "_verdict",
+        "fields",
         "headers",
         "names",
+        "released",
         "started",
     )
 
@@ -692,15 +686,18 @@ class _Capture:
         stage: CacheMiddleware,
         plan: Plan,
         send: Send,
-        release: Callable[[], Awaitable[None]],
         hold_errors: bool,
         ttl: float,
+        own: asyncio.Future[Flight | None] | None,
+        locked: bool,
     ) -> None:
         self._stage = stage
         self._ttl = ttl
         self._plan = plan
         self._send = send
-        self._release = release
+        self._own = own  # the in-process flight this fill leads
+        self._locked = locked  # this fill holds the cross-process fill lock
+        self.released = False  # waiters let go (or the store took the entry, dropping the lock)
         self._hold = hold_errors
         self._held: list[Message] = []
         self._body: list[bytes] = []
@@ -709,6 +706,7 @@ class _Capture:
         self._complete = False
         self._verdict: control.Storability | None = None
         self.headers: control.RawHeaders = ()
+        self.fields: control.Fields = {}
         self.names: tuple[str, ...] = ()
         self.started = False
 
@@ -716,15 +714,28 @@ class _Capture:
     def held(self) -> bool:
         return bool(self._held)
 
+    async def release(self) -> None:
+        """The response will not be stored: let waiters go now (once)."""
+        if self.released:
+            return
+        self.released = True
+        stage = self._stage
+        if self._own is not None:
+            stage._flights.land(self._plan.key, None, self._own)
+        if self._locked:
+            with contextlib.suppress(BackendUnavailable):
+                await stage._store.unlock(self._plan.key)
+
     async def __call__(self, message: Message) -> None:
         kind = message["type"]
         stage = self._stage
         if kind == "http.response.start":
             self.headers = headers = tuple(message.get("headers", ()))
+            self.fields = fields = control.fields(headers, stage._fields)
             self._status = status = message["status"]
             verdict = control.storability(
                 status,
-                headers,
+                fields,
                 route_ttl=self._ttl,
                 stale_cap=stage._stale_cap,
                 per_principal=self._plan.per_principal,
@@ -732,12 +743,12 @@ class _Capture:
                 allow=stage._allow,
                 now=0.0,
             )
-            if verdict.ok and not stage._streams and control.is_stream(headers):
+            if verdict.ok and not stage._streams and control.is_stream(fields):
                 verdict.ok = False
             self._verdict = verdict if verdict.ok else None
-            self.names = control.vary_names(headers)
+            self.names = control.vary_names(fields)
             if self._verdict is None:
-                await self._release()
+                await self.release()
             if self._hold and status in _ERRORS:
                 self._held.append(message)
                 return
@@ -750,7 +761,7 @@ class _Capture:
                 self._size += len(chunk)
                 if self._size > stage._max_size:
                     self._verdict, self._body = None, []
-                    await self._release()
+                    await self.release()
                 else:
                     self._body.append(chunk)
                 if not message.get("more_body", False):
@@ -771,7 +782,9 @@ class _Capture:
         verdict = self._verdict
         if verdict is None or not self._complete:
             return None
-        value = self._stage.stored_form(self._status, self.headers, b"".join(self._body), verdict, self.names)
+        value = self._stage.stored_form(
+            self._status, self.headers, self.fields, b"".join(self._body), verdict, self.names
+        )
         return value, _Verdict(self.names)
 
 
