@@ -6,7 +6,9 @@ Fair by construction:
   provider installed (the peer then drops its OpenTelemetryMiddleware);
 - FastAPI's own tracing is off on both sides: `FastAPI(telemetry={"tracing": False})`;
 - the same FastAPI handler and the same policies: JWT HS256 with a required scope, a fixed-window limit
-  per user and item (never reached), a 60 s per-user cache, Prometheus metrics, tracing;
+  per user and item (never reached), a 60 s per-user cache, Prometheus metrics, tracing, and a span
+  around the handler (asgi-guard's `tracing.function_name`; the peer's handler opens it itself, as
+  its users write it: on a miss only, since both sit inside the cache);
 - the peer = an `async def` pyjwt dependency that decodes every token + slowapi + fastapi-cache2 +
   prometheus-fastapi-instrumentator + opentelemetry-instrumentation-asgi (OpenTelemetryMiddleware),
   each with its defaults; on Valkey it uses redis-py (fastapi-cache2's RedisBackend) and slowapi's
@@ -53,6 +55,7 @@ import jwt  # noqa: E402
 from _asgi import call_cache_status, make_scope  # noqa: E402
 from _services import Monitor, ValkeyServer, commandstats, resp, start_valkey  # noqa: E402
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response  # noqa: E402
+from opentelemetry import trace  # noqa: E402
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 BIG = 1_000_000_000  # limits that are never reached: the decision is measured, not the 429
@@ -245,13 +248,18 @@ def peer_full(redis_url: str | None, tracing: bool, message_spans: bool = True) 
         request.state.sub = claims["sub"]
         return claims
 
+    # the function span asgi-guard's `tracing.function_name` makes, as the peer's users write it: a
+    # span in the handler (run on a miss only, as the guard's, which sits inside its cache)
+    tracer = trace.get_tracer("bench-peer")
+
     @app.get("/items/{item_id}")
     @limiter.limit(f"{BIG}/minute")
     @cache(expire=60)
     async def item(
         item_id: str, request: Request, response: Response, user: dict[str, Any] = Depends(principal)
     ) -> dict[str, Any]:
-        return {"item_id": item_id}
+        with tracer.start_as_current_span("item", attributes={"code.function": "item"}):
+            return {"item_id": item_id}
 
     Instrumentator(registry=CollectorRegistry()).instrument(app).expose(app)
     outer: Any = app

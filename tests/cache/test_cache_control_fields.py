@@ -60,3 +60,29 @@ def test_the_short_cut_decides_as_the_full_rules(
 
     found = control.fields(raw)
     assert decide(found) == decide({**found, control.CACHE_CONTROL: b""})
+
+
+request_headers = st.lists(
+    st.tuples(
+        st.sampled_from([b"accept", b"Accept", b"accept-encoding", b"cookie", b"x-tenant", b"host"]),
+        st.sampled_from([b"", b"gzip", b"GZIP,  br", b"a=1", b"t1", b"text/html, */*"]),
+    ),
+    max_size=6,
+)
+
+
+@given(request_headers, st.lists(st.sampled_from(["accept", "accept-encoding", "x-tenant", "origin"])))
+def test_a_fingerprint_digests_one_name_as_it_digests_them_all(
+    raw: list[tuple[bytes, bytes]], names: list[str]
+) -> None:
+    """Per-name digests (made on first use) equal the digests of every header made at once, so
+    the variant a lookup selects does not depend on which names were asked for first."""
+    every = control._digests(raw)
+    one_by_one = control.fingerprint(raw)
+    for name in names:
+        assert (name in one_by_one) == (name in every)
+        if name in every:
+            assert one_by_one[name] == every[name]
+    ordered = sorted(set(names))
+    assert control.secondary(ordered, control.fingerprint(raw)) == control.secondary(ordered, every)
+    assert dict(control.fingerprint(raw)) == every

@@ -325,3 +325,55 @@ async def test_round_trips_counted_on_the_server(
         assert await _commands(backend.client) - before == per_request
     finally:
         await app.runtime.shutdown()
+
+
+async def test_a_wrong_vary_guess_costs_one_more_lookup_and_never_a_wrong_variant(
+    valkey_url: str, make_client: Any, key_prefix: str
+) -> None:
+    """The lookup sends its guess of the entry's Vary names (the route's last seen), never the
+    request's headers. An entry another process stored under other names answers with its names:
+    the stage looks up again with them (one round trip more, once) and serves the variant they
+    select, never another one."""
+    calls = {"a": 0, "b": 0}
+
+    def endpoint(side: str) -> Any:
+        async def hello(request: Request) -> Response:
+            calls[side] += 1
+            lang = request.headers.get("accept-language", "-")
+            return JSONResponse({"lang": lang, "by": side}, headers={"vary": "Accept-Language"})
+
+        return hello
+
+    first, second = backend_for(valkey_url, key_prefix), backend_for(valkey_url, key_prefix)
+    trips = RoundTrips(second)
+    app_a = guard(first, [Route("/h", endpoint("a"))], {"/h": limited_and_cached()}, key_prefix)
+    warm = Handler()
+    app_b = guard(
+        second,
+        [Route("/h", endpoint("b")), Route("/warm", warm.endpoint), Route("/warm2", warm.endpoint)],
+        {
+            "/h": limited_and_cached(),
+            "/warm": limited_and_cached(),
+            "/warm2": JobConfig(endpoint_name="warm2", cache=CacheConfig(enabled=True, shared=True)),
+        },
+        key_prefix,
+    )
+    a, b = make_client(app_a), make_client(app_b)
+    try:
+        fr = {"x-tenant": "t", "accept-language": "fr"}
+        assert (await a.get("/h", headers=fr)).json() == {"lang": "fr", "by": "a"}
+        for path in ("/warm", "/warm2"):  # b's scripts loaded, fused and alone (other routes' stores)
+            await b.get(path, headers={"x-tenant": "t"})
+        trips.reset()
+        hit = await b.get("/h", headers=fr)  # b never saw this route's entry: it guesses no Vary
+        assert hit.json() == {"lang": "fr", "by": "a"} and hit.headers["x-cache"] == "HIT"
+        assert trips.batches == [["EVALSHA"], ["EVALSHA"]]  # fused limit + wrong guess, then the lookup
+        trips.reset()
+        again = await b.get("/h", headers=fr)
+        assert again.headers["x-cache"] == "HIT" and trips.trips == 1  # the guess is right now
+        en = await b.get("/h", headers={"x-tenant": "t", "accept-language": "en"})
+        assert en.json() == {"lang": "en", "by": "b"} and en.headers["x-cache"] == "MISS"
+        assert calls == {"a": 1, "b": 1}
+    finally:
+        await app_a.runtime.shutdown()
+        await app_b.runtime.shutdown()

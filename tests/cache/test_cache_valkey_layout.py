@@ -39,3 +39,30 @@ async def test_the_use_counter_continues(valkey_url: str, key_prefix: str) -> No
         assert 0 < await client.pttl(base + ":n") <= 120_000  # the counter got its expiry
     finally:
         await store.backend.close()
+
+
+async def test_a_store_that_guessed_the_vary_names_wrong_finds_the_right_variant(
+    valkey_url: str, key_prefix: str
+) -> None:
+    """Two processes: the one that did not store the entry guesses its Vary names wrong, is told
+    them, and looks up again (in `get`); a lock is taken only by the lookup that was right."""
+    from asgi_guard.stages.cache import control
+
+    writer, reader = _store(valkey_url, key_prefix), _store(valkey_url, key_prefix)
+    fr = control.fingerprint([(b"accept-language", b"fr")])
+    en = control.fingerprint([(b"accept-language", b"en")])
+    names = ("accept-language",)
+    try:
+        await writer.set("k", CachedResponse(200, (), b"fr"), control.secondary(names, fr), names)
+        found = await reader.get("k", False, fr)
+        assert isinstance(found, tuple) and found[0].body == b"fr"
+        assert await reader.get("k", True, en) is None  # a miss, and the fill lock is the reader's
+        assert await writer.get("k", True, en) is not None  # WAIT: the reader fills
+        await writer.set(
+            "k", CachedResponse(200, (), b"any"), control.secondary(("accept",), {}), ("accept",)
+        )
+        found = await reader.get("k", False, fr)  # the names changed: wrong guess again, then right
+        assert isinstance(found, tuple) and found[0].body == b"any"
+    finally:
+        await writer.backend.close()
+        await reader.backend.close()

@@ -2,34 +2,27 @@
 -- The entry hash holds `n` (the Vary names, comma-joined, sorted), `x` (its expiry, server ms: the
 -- last fill's time + the namespace's ttl, the hash's own PEXPIRE) and one `v:<variant>` value and
 -- `t:<variant>` store time per variant; the variant is SHA-1 of `name=digest` / `name!` lines over
--- the request's header fingerprint (control.secondary computes the same in Python).
+-- the request's header fingerprint (control.secondary).
 -- The caller guesses the entry's names (the route's last seen) and sends that guess's variant, so a
--- right guess costs one HMGET; a wrong one a second HMGET with the variant computed here.
+-- right guess costs one HMGET and the request's headers never travel; a wrong guess is answered
+-- with the entry's names ({names}), and the caller looks up again with them (a route's Vary names
+-- rarely change: the first lookup of a route in a process, or after the handler's Vary changed).
 -- The time is derived, not read (no TIME): now = x - PTTL(entry), exact to the millisecond because
 -- the fill that wrote `x` set the hash's expiry to the same instant; when this run has read TIME
 -- already (fused with the rate limit), ttl = x - now instead, and no PTTL either.
 -- On a miss with a lock time, the caller also takes the fill lock unless another caller holds it.
--- Commands: a hit 2 (HMGET, PTTL; 1 in a fused run) + 2 for lru/mru/lfu (INCR sequence, ZADD XX)
--- [+1 on a wrong guess];
--- a miss 1 (HMGET) + 1 with the lock (SET NX). Dead members stay in the zsets until a fill sweeps them.
+-- Commands: a hit 2 (HMGET, PTTL; 1 in a fused run) + 2 for lru/mru/lfu (INCR sequence, ZADD XX);
+-- a miss 1 (HMGET) + 1 with the lock (SET NX); a wrong guess 1 (HMGET).
+-- Dead members stay in the zsets until a fill sweeps them.
 -- KEYS: 1 entry hash, 2 order zset, 3 expiry zset, 4 use counter, 5 fill lock
 -- ARGV: 1 member (entry digest), 2 algo, 3 fill lock ms (0: don't lock), 4 time (script_now; "" =
---       derive), 5 guessed names, 6 guessed variant, 7.. header name, digest, ...
--- Returns {value, age_ms, ttl_ms, names} (server time) on a hit; on a miss false (go ahead, and fill
--- when locking) or 0 (another caller is filling this key: wait for it).
+--       derive), 5 guessed names, 6 guessed variant
+-- Returns {value, age_ms, ttl_ms, names} (server time) on a hit; {names} on a wrong guess; on a miss
+-- false (go ahead, and fill when locking) or 0 (another caller is filling this key: wait for it).
 local got = redis.call('HMGET', KEYS[1], 'n', 'x', 'v:' .. ARGV[6], 't:' .. ARGV[6])
 local names, expiry, value, stored = got[1], got[2], got[3], got[4]
 if names and names ~= ARGV[5] then
-  local prints = {}
-  for i = 7, #ARGV - 1, 2 do prints[ARGV[i]] = ARGV[i + 1] end
-  local lines = {}
-  for name in string.gmatch(names, '[^,]+') do
-    local digest = prints[name]
-    if digest then lines[#lines + 1] = name .. '=' .. digest else lines[#lines + 1] = name .. '!' end
-  end
-  local variant = redis.sha1hex(table.concat(lines, '\n'))
-  local more = redis.call('HMGET', KEYS[1], 'v:' .. variant, 't:' .. variant)
-  value, stored = more[1], more[2]
+  return {names}
 end
 local now, ttl
 if value then

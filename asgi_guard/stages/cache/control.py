@@ -293,40 +293,55 @@ def _digests(headers: RawHeaders) -> dict[str, str]:
     for key, value in headers:
         name = key.decode("latin-1").lower()
         merged[name] = merged[name] + b"," + value if name in merged else value
-    return {
-        name: hashlib.blake2b(_normalise(name, value), digest_size=8).hexdigest()
-        for name, value in merged.items()
-    }
+    return {name: _digest(name, value) for name, value in merged.items()}
+
+
+def _digest(name: str, value: bytes) -> str:
+    return hashlib.blake2b(_normalise(name, value), digest_size=8).hexdigest()
 
 
 class Fingerprint(Mapping[str, str]):
     """Each request header's normalised value (RFC 9111 §4.1: whitespace and, for Accept-*, case)
-    as a 16-hex digest: what selects a variant. Computed on first use (a route whose responses
-    never vary never pays for it). Digests, not values, go to Valkey, so a lookup never sends a
-    cookie or a token to the store."""
+    as a 16-hex digest: what selects a variant. Each digest is made on first use, so a route whose
+    responses never vary never pays for one, and one that varies pays for its Vary names only.
+    Digests, not values, select variants, so a lookup never hands a cookie or a token to a store."""
 
-    __slots__ = ("_digests", "_headers")
+    __slots__ = ("_all", "_headers", "_known")
 
     def __init__(self, headers: RawHeaders) -> None:
         self._headers = headers
-        self._digests: dict[str, str] | None = None
+        self._known: dict[str, str | None] = {}  # name -> digest (None: no such header)
+        self._all: dict[str, str] | None = None
 
-    def _all(self) -> dict[str, str]:
-        if self._digests is None:
-            self._digests = _digests(self._headers)
-        return self._digests
+    def _get(self, name: str) -> str | None:
+        known = self._known
+        if name in known:
+            return known[name]
+        wanted = name.lower()
+        values = [v for k, v in self._headers if k.decode("latin-1").lower() == wanted]
+        digest = _digest(wanted, b",".join(values)) if values else None
+        known[name] = digest
+        return digest
 
     def __getitem__(self, name: str) -> str:
-        return self._all()[name]
+        digest = self._get(name)
+        if digest is None:
+            raise KeyError(name)
+        return digest
 
     def __contains__(self, name: object) -> bool:
-        return name in self._all()
+        return isinstance(name, str) and self._get(name) is not None
+
+    def _every(self) -> dict[str, str]:
+        if self._all is None:
+            self._all = _digests(self._headers)
+        return self._all
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
+        return iter(self._every())
 
     def __len__(self) -> int:
-        return len(self._all())
+        return len(self._every())
 
 
 def fingerprint(headers: RawHeaders) -> Fingerprint:
@@ -338,19 +353,11 @@ _NO_VARY = hashlib.sha1(b"").hexdigest()  # the variant id of a response without
 
 def secondary(names: Iterable[str], prints: Mapping[str, str]) -> str:
     """The variant id for `names` (sorted) under a request's `fingerprint`: SHA-1 of
-    `name=digest` (or `name!` when absent) lines. cache_get.lua computes the same string."""
+    `name=digest` (or `name!` when absent) lines: what a Valkey lookup sends (cache_get.lua)."""
     if not names:
         return _NO_VARY
     lines = [f"{n}={prints[n]}" if n in prints else f"{n}!" for n in names]
     return hashlib.sha1("\n".join(lines).encode()).hexdigest()  # an id, not a MAC
-
-
-def flat(prints: Mapping[str, str]) -> list[str]:
-    """A fingerprint as script arguments: name, digest, name, digest, ..."""
-    out: list[str] = []
-    for name, digest in prints.items():
-        out += (name, digest)
-    return out
 
 
 # -- validators (RFC 9110 §13.1) -----------------------------------------------------------------

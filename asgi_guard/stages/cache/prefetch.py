@@ -19,7 +19,7 @@ from starlette.types import Scope
 from asgi_guard.core.context import SCOPE_KEY as GUARD_KEY
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.stages.cache.keys import LOOKUP, CacheKeyBuilder, Plan
-from asgi_guard.stages.cache.store import Filling, Hit
+from asgi_guard.stages.cache.store import MISGUESSED, Filling, Hit
 from asgi_guard.state.valkey import ScriptCall
 
 if TYPE_CHECKING:
@@ -76,6 +76,9 @@ class CacheRider:
             pre.locked = False
             return
         found = self._store.decode(answer)
+        if found is MISGUESSED:  # the entry has other Vary names: the stage looks up itself
+            pre.locked = False
+            return
         pre.found = found
         if found is not None:
             pre.locked = False  # a hit or WAIT: this request took no lock

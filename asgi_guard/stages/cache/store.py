@@ -27,6 +27,16 @@ class Filling(Enum):
 WAIT: Literal[Filling.WAIT] = Filling.WAIT
 
 
+class Misguessed(Enum):
+    """A lookup guessed the entry's Vary names wrong (a store that guesses them: Valkey); the store
+    now knows them, so the same lookup made again is right."""
+
+    MISGUESSED = "misguessed"
+
+
+MISGUESSED: Literal[Misguessed.MISGUESSED] = Misguessed.MISGUESSED
+
+
 class CacheStore(Protocol):
     async def get(
         self, key: str, lead: bool = False, prints: Mapping[str, str] | None = None

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from asgi_guard.core.http import CachedResponse
-from asgi_guard.stages.cache.control import flat, secondary
-from asgi_guard.stages.cache.store import WAIT, Filling, Hit
+from asgi_guard.stages.cache.control import secondary
+from asgi_guard.stages.cache.store import MISGUESSED, WAIT, Filling, Hit, Misguessed
 from asgi_guard.state.valkey import ScriptCall, ValkeyBackend, lua
 
 _GET = lua(__package__, "cache_get", retry_safe=True)  # reads; a lost reply's lock only makes the retry wait
@@ -32,6 +32,7 @@ class ValkeyCacheStore:
         "_capacity",
         "_entry_prefix",
         "_expiry",
+        "_guess",
         "_lock_ms",
         "_lock_prefix",
         "_names",
@@ -59,6 +60,7 @@ class ValkeyCacheStore:
         self._expiry = f"{base}:x"
         self._seq = f"{base}:n"
         self._names: tuple[str, ...] = ()  # the Vary names last seen here: the lookup's guess
+        self._guess = ""  # the same, comma-joined (as the entry holds them)
         self._algo = algo
         self._capacity = capacity
         self._ttl_ms = max(1, int(ttl * 1000))
@@ -70,31 +72,40 @@ class ValkeyCacheStore:
     def lookup_call(self, key: str, lead: bool, prints: Mapping[str, str] | None) -> ScriptCall:
         """The lookup of `key` as one script call (for `run`, or to ride another stage's round trip).
 
-        It carries a guess of the entry's Vary names (the route's last seen) and that guess's
-        variant, so a right guess reads the entry once (cache_get.lua)."""
-        prints = prints if prints is not None else {}
+        It carries a guess of the entry's Vary names (the route's last seen) and the variant the
+        request's fingerprint `prints` selects under that guess: a right guess reads the entry once,
+        and neither the request's headers nor their digests travel (cache_get.lua)."""
         names = self._names
         args = (
             key,
             self._algo,
             self._lock_ms if lead else 0,
             self._backend.script_now(),
-            ",".join(names),
-            secondary(names, prints),
+            self._guess,
+            secondary(names, prints if prints is not None else {}),
         )
-        return (_GET, self._keys(key), (*args, *flat(prints)))
+        return (_GET, self._keys(key), args)
 
     async def get(
         self, key: str, lead: bool = False, prints: Mapping[str, str] | None = None
     ) -> Hit | Filling | None:
-        return self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
+        """As the Protocol says; a wrong guess of the Vary names looks up again with the entry's
+        own, and when they changed once more in between, answers WAIT (the stage polls again)."""
+        found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
+        if found is MISGUESSED:
+            found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
+        return WAIT if found is MISGUESSED else found
 
-    def decode(self, found: Any) -> Hit | Filling | None:
-        """cache_get's answer: the hit, None (a miss; locked when asked to lead) or WAIT."""
+    def decode(self, found: Any) -> Hit | Filling | Misguessed | None:
+        """cache_get's answer: the hit, None (a miss; locked when asked to lead), WAIT, or
+        MISGUESSED (the entry has other Vary names, now remembered: look up again)."""
         if found == 0 and not isinstance(found, list):
             return WAIT
         if not found:
             return None
+        if len(found) == 1:
+            self._remember(found[0])
+            return MISGUESSED
         raw, age_ms, ttl_ms, names = found
         self._remember(names)
         return CachedResponse.decode(raw), max(0, int(age_ms)) / 1000, max(0, int(ttl_ms)) / 1000
@@ -134,7 +145,8 @@ class ValkeyCacheStore:
     def _remember(self, names: str | bytes) -> None:
         """Keep the Vary names an entry of this route had, as the next lookup's guess."""
         text = names.decode() if isinstance(names, bytes) else names
-        if text != ",".join(self._names):
+        if text != self._guess:
+            self._guess = text
             self._names = tuple(text.split(",")) if text else ()
 
     async def unlock(self, key: str) -> None:
