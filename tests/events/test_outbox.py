@@ -108,3 +108,33 @@ async def test_broker_outage_events_wait_then_arrive_in_order_none_twice(
     assert [body(m)["request_id"] for m in messages] == [f"o{i}" for i in range(7)]
     outboxed = REGISTRY.get_sample_value("asgi_guard_events_total", {"topic": topic, "outcome": "outboxed"})
     assert outboxed is not None and outboxed >= 5
+
+
+async def test_a_growing_outbox_is_not_counted_on_every_append(
+    topic: str, tmp_path: Path, make_client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the broker is away the outbox grows, and a count reads every row: appends count it at
+    most once a second and keep the size gauge exact in between (before, every append counted the
+    whole table, so a long outage made each request's events dearer)."""
+    from asgi_guard.stages.events.outbox import Outbox
+
+    counts = {"n": 0}
+    stats = Outbox._stats
+
+    def counted(self: Outbox, lane: int | None) -> tuple[int, float, int]:
+        counts["n"] += 1
+        return stats(self, lane)
+
+    monkeypatch.setattr(Outbox, "_stats", counted)
+    guard = make_app(tmp_path / "outbox.db", None, topic)
+    http = make_client(guard)
+    publisher = publisher_of(guard)
+    try:
+        for i in range(40):
+            assert (await http.post(f"/items/{i}", headers={"X-Request-ID": f"g{i}"})).status_code == 200
+            await publisher.wait_idle()  # each request's event appended on its own
+        assert counts["n"] <= 5  # start-up, then about once a second
+        assert REGISTRY.get_sample_value("asgi_guard_outbox_size") == 40
+    finally:
+        await guard.runtime.shutdown()
+    assert len(outbox_rows(tmp_path / "outbox.db")) == 40

@@ -38,6 +38,10 @@ _client_log = logging.getLogger("asgi_guard.events.pulsar")
 
 DRAIN_INTERVAL = 1.0
 ORPHAN_CHECK = 10.0  # seconds between looks for rows a gone process left in its lane
+# While the broker is away the outbox grows, and counting it reads every row: appends count it at
+# most this often (seconds) and add what they appended in between (the size stays exact; the
+# oldest row's age is at most that old).
+GAUGES_EVERY = 1.0
 BATCH = 256
 FLUSH_TIMEOUT = 10.0
 RECREATE_AFTER = 30.0
@@ -130,6 +134,7 @@ class EventPublisher:
         self._outbox_pending = True  # unknown until the first drain: assume there is a backlog
         self._orphans = True  # rows of lanes no live process may hold: checked on the first pass
         self._checked = 0.0  # when the outbox was last counted (monotonic)
+        self._size = 0  # rows in the outbox at that count, plus what was appended since
         self._metrics = metrics or get_metrics()  # the app's (runtime.metrics), else the global registry's
         self._default_policy = RetryPolicy()
 
@@ -466,7 +471,11 @@ class EventPublisher:
         for event in fresh:
             self._metrics.events.labels(event.topic, "outboxed").inc()
         self._outbox_pending = True
-        await self._refresh_gauges()
+        if time.monotonic() - self._checked >= GAUGES_EVERY:
+            await self._refresh_gauges()
+        else:  # counted a moment ago (a count reads every row): add what was appended
+            self._size += len(fresh)
+            self._metrics.outbox_size.set(self._size)
 
     async def _drain(self, lane: Lane) -> bool:
         """Send a lane's rows in sequence order; stop at the first failed pass (the rest waits for
@@ -517,6 +526,7 @@ class EventPublisher:
             log.exception("cannot read the outbox at %s", self.outbox.path)
             return
         self._checked = time.monotonic()
+        self._size = size
         self._metrics.outbox_size.set(size)
         self._metrics.outbox_oldest_age.set(age)
         if mine == 0 and not self._inflight:
