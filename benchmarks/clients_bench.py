@@ -4,7 +4,8 @@ On Valkey the guard's per-request floor is the client (see floors.py): a call th
 asyncio client costs far more than the server's work. valkey-glide (a Rust core behind a Python API)
 multiplexes every call over one connection and pipelines concurrent calls automatically. This measures,
 against one valkey-server on loopback, with the same small script (INCR + PEXPIRE, what a fixed-window
-limit does):
+limit does), valkey-py alone, valkey-py as asgi-guard calls it by default (through
+`asgi_guard.state.pipelining.AutoPipeline`) and valkey-glide:
 
 - sequential: one call at a time, µs per call (the latency a single request sees);
 - concurrent: 50 tasks calling at once, calls per second (what a loaded worker can push).
@@ -64,6 +65,23 @@ async def valkey_py(port: int, calls: int) -> tuple[float, float]:
         await client.aclose()
 
 
+async def valkey_py_pipelined(port: int, calls: int) -> tuple[float, float]:
+    """valkey-py through asgi-guard's AutoPipeline (`PoolingConfig.auto_pipeline`, the default):
+    calls made while another is in flight go out in one pipeline per event-loop turn."""
+    import valkey.asyncio as valkey_asyncio
+
+    from asgi_guard.state.pipelining import AutoPipeline
+
+    client = valkey_asyncio.Valkey(host="127.0.0.1", port=port, max_connections=CONCURRENCY)
+    try:
+        script = client.register_script(SCRIPT)
+        await script(keys=["bench-clients"])  # loaded
+        pipeline = AutoPipeline(client)
+        return await measure(lambda: pipeline.send(script, ["bench-clients"], ()), calls)
+    finally:
+        await client.aclose()
+
+
 async def glide(port: int, calls: int) -> tuple[float, float]:
     from glide import GlideClient, GlideClientConfiguration, NodeAddress, Script
 
@@ -81,7 +99,11 @@ async def main(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     try:
         for rnd in range(args.rounds):
-            for name, bench in (("valkey-py (asyncio)", valkey_py), ("valkey-glide", glide)):
+            for name, bench in (
+                ("valkey-py (asyncio)", valkey_py),
+                ("valkey-py, auto-pipelined (asgi-guard's default)", valkey_py_pipelined),
+                ("valkey-glide", glide),
+            ):
                 sequential, per_second = await bench(server.port, args.calls)
                 rows.append({"round": rnd + 1, "client": name, "us": sequential, "per_second": per_second})
                 print(rows[-1])

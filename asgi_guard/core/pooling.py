@@ -38,6 +38,12 @@ class PoolingConfig(GuardModel):
         description="a connection idle longer than this (seconds) is PINGed before use, so a stale one "
         "(the server restarted) is replaced before a command is lost on it; 0 turns checks off",
     )
+    auto_pipeline: bool = Field(
+        default=True,
+        description="script calls made while another is in flight go out together, one pipeline per "
+        "event-loop turn (standalone and Sentinel; as ioredis's enableAutoPipelining): fewer writes, "
+        "reads and pool turns under load, no wait when idle",
+    )
     retry_backoff: float = Field(
         default=0.02,
         ge=0,

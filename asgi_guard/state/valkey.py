@@ -30,6 +30,7 @@ from asgi_guard.core.errors import BackendUnavailable, ConfigError
 from asgi_guard.core.pooling import PoolingConfig
 from asgi_guard.state.base import Backend
 from asgi_guard.state.keys import hash_tag, join
+from asgi_guard.state.pipelining import AutoPipeline
 
 T = TypeVar("T")
 ScriptCall = tuple[str, Sequence[str], Sequence[Any]]  # (script name, keys, args)
@@ -122,10 +123,11 @@ def _text(value: Any) -> str:
 class _Connection:
     """The client and loaded scripts one backend and its route views (`bounded`) share."""
 
-    __slots__ = ("client", "gate", "retry", "scripts")
+    __slots__ = ("client", "gate", "pipeline", "retry", "scripts")
 
     def __init__(self) -> None:
         self.client: Any = None
+        self.pipeline: AutoPipeline | None = None  # standalone / Sentinel with `auto_pipeline`
         self.scripts: dict[str, Any] = {}
         self.retry: Any = None  # valkey-py Retry for retry-safe scripts (built with the client)
         self.gate: asyncio.Semaphore | None = None  # cluster: at most max_connections calls at once
@@ -247,6 +249,8 @@ class ValkeyBackend(Backend):
         shared = self._shared
         if shared.client is None:
             shared.client = self._connect()
+            if self.pooling.auto_pipeline and not self.is_cluster:
+                shared.pipeline = AutoPipeline(shared.client)
         return shared.client
 
     def _connect(self) -> Any:
@@ -372,8 +376,13 @@ class ValkeyBackend(Backend):
         connection fails is run once more on another connection after a short jittered backoff; a
         time-out is never retried (the server may be running it)."""
         script = self.script(name)
+        pipeline = self._shared.pipeline
         if not (name in _RETRY_SAFE if retry is None else retry):
+            if pipeline is not None:
+                return await self.call(pipeline.send(script, keys, args), timeout)
             return await self.call(script(keys=list(keys), args=list(args)), timeout)
+        if pipeline is not None:
+            return await self.call_retrying(lambda: pipeline.send(script, keys, args), timeout)
         return await self.call_retrying(lambda: script(keys=list(keys), args=list(args)), timeout)
 
     async def call_retrying(self, make: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
@@ -492,6 +501,7 @@ class ValkeyBackend(Backend):
         if shared.client is not None:
             client, shared.client = shared.client, None
             shared.gate = None
+            shared.pipeline = None
             shared.scripts.clear()
             with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
                 await client.aclose()

@@ -1,0 +1,97 @@
+"""Automatic pipelining (`PoolingConfig.auto_pipeline`, `asgi_guard.state.pipelining`) on a real
+valkey-server: script calls made while another is in flight go out together, and every caller
+still gets its own answer, its own error and its own time bound; limits stay exact."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from asgi_guard.config import PoolingConfig
+from asgi_guard.core.errors import BackendUnavailable
+from asgi_guard.stages.cache.valkey import ValkeyCacheStore
+from asgi_guard.stages.rate_limit.spec import LimitSpec
+from asgi_guard.stages.rate_limit.valkey import ValkeyRateLimiter
+from asgi_guard.state import ValkeyBackend
+from asgi_guard_dev.valkey import ValkeyDeployment
+
+
+def _backend(url: str, key_prefix: str, **pooling: object) -> ValkeyBackend:
+    config = PoolingConfig(**{"socket_timeout": 3.0, "connect_timeout": 3.0, **pooling})  # type: ignore[arg-type]
+    return ValkeyBackend(url, config, key_prefix)
+
+
+def _limit(n: int) -> list[LimitSpec]:
+    return [LimitSpec("fixed_window", "fw", float(n), 3600.0, 0.0)]
+
+
+@pytest.mark.parametrize("auto", [True, False])
+async def test_concurrent_checks_are_exact_and_pipelined(
+    valkey_url: str, key_prefix: str, auto: bool
+) -> None:
+    backend = _backend(valkey_url, key_prefix, auto_pipeline=auto)
+    limiter = ValkeyRateLimiter(backend, _limit(150))
+    try:
+        await limiter.check("warm")  # loads the script
+        decisions = await asyncio.gather(*(limiter.check("u") for _ in range(400)))
+        assert sum(d[0].allowed for d in decisions) == 150  # exactly the limit, whatever the batching
+        pipeline = backend._shared.pipeline
+        if auto:
+            assert pipeline is not None and 0 < pipeline.batches < 400  # sent together, in few writes
+        else:
+            assert pipeline is None
+    finally:
+        await backend.close()
+
+
+async def test_a_failing_call_fails_alone_in_its_pipeline(valkey_url: str, key_prefix: str) -> None:
+    backend = _backend(valkey_url, key_prefix)
+    limiter = ValkeyRateLimiter(backend, _limit(1000))
+    cache = ValkeyCacheStore(backend, "p", "lru", 8, 60.0)
+    try:
+        await backend.client.set(backend.key("cache", "p") + ":e:bad", "not a hash")
+        await limiter.check("warm")
+        await cache.get("warm")
+        calls = [limiter.check("u") for _ in range(20)] + [cache.get("bad")] + [cache.get("none")]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(a, list) and a[0].allowed for a in answers[:20])
+        assert isinstance(answers[20], BackendUnavailable) and "WRONGTYPE" in str(answers[20])
+        assert answers[21] is None  # a plain miss beside it
+        assert backend._shared.pipeline is not None and backend._shared.pipeline.batches > 0
+    finally:
+        await backend.close()
+
+
+async def test_scripts_the_server_lost_are_loaded_again(valkey_url: str, key_prefix: str) -> None:
+    backend = _backend(valkey_url, key_prefix)
+    limiter = ValkeyRateLimiter(backend, _limit(60))
+    try:
+        await limiter.check("warm")
+        await backend.client.script_flush()  # a restart or SCRIPT FLUSH: every EVALSHA is NOSCRIPT
+        decisions = await asyncio.gather(*(limiter.check("u") for _ in range(80)))
+        assert sum(d[0].allowed for d in decisions) == 60  # each ran once: none lost, none twice
+    finally:
+        await backend.close()
+
+
+async def test_each_caller_keeps_its_own_time_bound(own_valkey: ValkeyDeployment, key_prefix: str) -> None:
+    """The server stops answering (CLIENT PAUSE): every queued caller fails fast with its own
+    bound, none hangs, and calls made after the pause are answered again."""
+    backend = _backend(own_valkey.url, key_prefix, socket_timeout=0.2)
+    limiter = ValkeyRateLimiter(backend, _limit(1000))
+    pauser = _backend(own_valkey.url, key_prefix)
+    try:
+        await limiter.check("warm")
+        await pauser.client.execute_command("CLIENT", "PAUSE", 600, "ALL")
+        started = time.monotonic()
+        answers = await asyncio.gather(*(limiter.check("u") for _ in range(30)), return_exceptions=True)
+        assert time.monotonic() - started < 0.55
+        assert all(isinstance(a, BackendUnavailable) for a in answers)
+        await asyncio.sleep(0.6)
+        again = await asyncio.gather(*(limiter.check("v") for _ in range(30)))
+        assert all(d[0].allowed for d in again)
+    finally:
+        await backend.close()
+        await pauser.close()
