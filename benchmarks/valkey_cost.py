@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
 import sys
 import time
@@ -81,9 +82,21 @@ async def measure(server: ValkeyServer, side_name: str, hit: bool, n: int) -> di
 
 async def main(n: int, repeat: int) -> None:
     server = start_valkey()
+    lines = [
+        "# Valkey cost per request: commands, round trips, server CPU",
+        "",
+        f"`python benchmarks/valkey_cost.py --n {n} --repeat {repeat}`, {time.strftime('%Y-%m-%d %H:%M')}, "
+        f"one valkey-server on loopback, load average {os.getloadavg()[0]:.2f} (2 cores, shared).",
+        "",
+    ]
+
+    def say(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
     try:
-        print("| side | cache | Valkey cmds/req | reads/req | server CPU µs/req (median, range) | statuses |")
-        print("|---|---|---:|---:|---:|---|")
+        say("| side | cache | Valkey cmds/req | reads/req | server CPU µs/req (median, range) | statuses |")
+        say("|---|---|---:|---:|---:|---|")
         rows = []
         for hit in (True, False):
             runs: dict[str, list[dict[str, Any]]] = {"asgi-guard": [], "peer stack": []}
@@ -95,16 +108,17 @@ async def main(n: int, repeat: int) -> None:
                 cpus = sorted(r["cpu_us"] for r in done)
                 row["cpu_us"] = statistics.median(cpus)
                 rows.append(row)
-                print(
+                say(
                     f"| {row['side']} | {row['cache']} | {row['commands']:g} | {row['reads']:g} | "
-                    f"{row['cpu_us']:g} ({cpus[0]:g}-{cpus[-1]:g}) | {row['statuses']} |",
-                    flush=True,
+                    f"{row['cpu_us']:g} ({cpus[0]:g}-{cpus[-1]:g}) | {row['statuses']} |"
                 )
+        say("")
         for row in rows:
-            print(f"{row['side']} {row['cache']}: {row['by_command']}")
-            print(f"    µs/req by command (a script's includes its commands'): {row['usec_by_command']}")
+            say(f"- {row['side']} {row['cache']}: commands per request {row['by_command']}; µs per request")
+            say(f"  by command (a script's includes its commands'): {row['usec_by_command']}")
     finally:
         server.stop()
+    (HERE / "results" / "valkey_cost.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -103,6 +103,12 @@ class AutoPipeline:
             return
         finally:
             self._in_flight -= len(batch)
+        if len(answers) != len(batch):  # never seen; an answer per call or none is trusted
+            error = RuntimeError(f"valkey pipeline: {len(answers)} answers for {len(batch)} calls")
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(error)
+            return
         for call, answer in zip(batch, answers, strict=True):
             if call.future.done():
                 continue
