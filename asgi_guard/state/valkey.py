@@ -75,22 +75,25 @@ def _body(ref: str) -> str:
 
 _PRELUDE = resources.files(__package__).joinpath("clock.lua").read_text()
 _FUSED = "fused:"
-# The fused script's dispatcher. ARGV: [1] n calls; per call i: [3i - 1] its script's index,
-# then its key count and argument count; then every call's arguments in order. KEYS: every call's
-# keys in order. Each call runs in a pcall, so one call's error is its own answer, not the others'.
+# The fused script's dispatcher. ARGV: [1] the calls' layout, one comma-separated argument (fewer
+# arguments to pack and send): per call, its script's index, its key count and its argument count;
+# then every call's arguments in order. KEYS: every call's keys in order. Each call runs in a pcall,
+# so one call's error is its own answer, not the others'.
 # Answer: a flat list, per call 1, answer (nil as false) or 0, error text.
 _DISPATCH = """
-local n = tonumber(ARGV[1])
+local layout = {}
+for part in string.gmatch(ARGV[1], '[^,]+') do layout[#layout + 1] = tonumber(part) end
+local n = #layout / 3
 local out = {}
-local ki, ai = 0, 1 + 3 * n
+local ki, ai = 0, 1
 for i = 1, n do
-  local at = 3 * i - 1
-  local nk, na = tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  local at = 3 * i - 2
+  local nk, na = layout[at + 1], layout[at + 2]
   local keys, args = {}, {}
   for j = 1, nk do keys[j] = KEYS[ki + j] end
   for j = 1, na do args[j] = ARGV[ai + j] end
   ki, ai = ki + nk, ai + na
-  local ok, answer = pcall(__scripts[tonumber(ARGV[at])], keys, args)
+  local ok, answer = pcall(__scripts[layout[at]], keys, args)
   if ok and not (type(answer) == 'table' and answer.err) then
     if answer == nil then answer = false end
     out[2 * i - 1], out[2 * i] = 1, answer
@@ -427,15 +430,15 @@ class ValkeyBackend(Backend):
             return [await self._settled(calls[0], timeout)]
         ref = fused([name for name, _, _ in calls])
         order = ref[len(_FUSED) :].split("|")
-        head: list[Any] = [len(calls)]
+        layout: list[str] = []
         keys: list[str] = []
         args: list[Any] = []
         for name, call_keys, call_args in calls:
-            head += (order.index(name) + 1, len(call_keys), len(call_args))
+            layout += (str(order.index(name) + 1), str(len(call_keys)), str(len(call_args)))
             keys += call_keys
             args += call_args
         answers = await self.run(
-            ref, keys, [*head, *args], timeout, retry=all(n in _RETRY_SAFE for n in order)
+            ref, keys, [",".join(layout), *args], timeout, retry=all(n in _RETRY_SAFE for n in order)
         )
         return [
             answers[i + 1]
