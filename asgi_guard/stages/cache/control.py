@@ -33,8 +33,6 @@ COOKIE = b"cookie"
 IF_NONE_MATCH = b"if-none-match"
 IF_MODIFIED_SINCE = b"if-modified-since"
 
-# Header fields whose values are case-insensitive tokens (lower-cased before they select a variant).
-_CASELESS = frozenset({"accept", "accept-encoding", "accept-language", "accept-charset"})
 
 
 # The response fields the rules below read; `fields` collects them in one pass over the headers.
@@ -46,19 +44,25 @@ Fields = Mapping[bytes, bytes]  # lower-case field name -> its values joined wit
 
 
 def fields(headers: RawHeaders, names: frozenset[bytes] = RESPONSE_FIELDS) -> dict[bytes, bytes]:
-    """The values of `names` found in `headers`, each field's values joined with ", " (RFC 9110
-    §5.3), in one pass (a response is read once, not once per rule)."""
+    """The values of `names` (lower-case) found in `headers`, each field's values joined with ", "
+    (RFC 9110 §5.3), in one pass (a response is read once, not once per rule). Names match in any
+    case: ASGI asks apps for lower-case names, but an app that sends `Set-Cookie` or `Vary` must
+    not slip past the rules (a stored cookie would be replayed to every client)."""
     found: dict[bytes, bytes] = {}
     for name, value in headers:
-        if name in names:
-            prior = found.get(name)
-            found[name] = value if prior is None else prior + b", " + value
+        if name not in names:
+            name = name.lower()
+            if name not in names:
+                continue
+        prior = found.get(name)
+        found[name] = value if prior is None else prior + b", " + value
     return found
 
 
 def header(headers: RawHeaders, name: bytes) -> bytes | None:
-    """All values of `name` (lower-case) joined with ", " (RFC 9110 §5.3), or None when absent."""
-    values = [v for k, v in headers if k == name]
+    """All values of `name` (lower-case; matched in any case) joined with ", " (RFC 9110 §5.3), or
+    None when absent."""
+    values = [v for k, v in headers if k == name or k.lower() == name]
     if not values:
         return None
     return values[0] if len(values) == 1 else b", ".join(values)
@@ -282,29 +286,29 @@ def vary_names(headers: Fields) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
-def _normalise(name: str, value: bytes) -> bytes:
-    parts = [b" ".join(p.split()) for p in value.split(b",")]
-    joined = b",".join(p for p in parts if p)
-    return joined.lower() if name in _CASELESS else joined
+def _digest(values: list[bytes]) -> str:
+    """A request header's values exactly as sent, in order, each length-prefixed: nothing is
+    normalised. RFC 9111 §4.1 lets a cache normalise (whitespace, case, a repeated field joined),
+    but a request the app reads differently (`Accept-Language: FR` against an app matching "fr";
+    an empty first value against a later one, where the app reads the first) would then select the
+    variant another request filled: one client poisoning what others are served."""
+    return hashlib.blake2b(
+        b"".join(len(v).to_bytes(4, "big") + v for v in values), digest_size=8
+    ).hexdigest()
 
 
 def _digests(headers: RawHeaders) -> dict[str, str]:
-    merged: dict[str, bytes] = {}
+    merged: dict[str, list[bytes]] = {}
     for key, value in headers:
-        name = key.decode("latin-1").lower()
-        merged[name] = merged[name] + b"," + value if name in merged else value
-    return {name: _digest(name, value) for name, value in merged.items()}
-
-
-def _digest(name: str, value: bytes) -> str:
-    return hashlib.blake2b(_normalise(name, value), digest_size=8).hexdigest()
+        merged.setdefault(key.decode("latin-1").lower(), []).append(bytes(value))
+    return {name: _digest(values) for name, values in merged.items()}
 
 
 class Fingerprint(Mapping[str, str]):
-    """Each request header's normalised value (RFC 9111 §4.1: whitespace and, for Accept-*, case)
-    as a 16-hex digest: what selects a variant. Each digest is made on first use, so a route whose
-    responses never vary never pays for one, and one that varies pays for its Vary names only.
-    Digests, not values, select variants, so a lookup never hands a cookie or a token to a store."""
+    """Each request header's exact values (see `_digest`) as a 16-hex digest: what selects a
+    variant. Each digest is made on first use, so a route whose responses never vary never pays for
+    one, and one that varies pays for its Vary names only. Digests, not values, select variants,
+    so a lookup never hands a cookie or a token to a store."""
 
     __slots__ = ("_all", "_headers", "_known")
 
@@ -318,8 +322,8 @@ class Fingerprint(Mapping[str, str]):
         if name in known:
             return known[name]
         wanted = name.lower()
-        values = [v for k, v in self._headers if k.decode("latin-1").lower() == wanted]
-        digest = _digest(wanted, b",".join(values)) if values else None
+        values = [bytes(v) for k, v in self._headers if k.decode("latin-1").lower() == wanted]
+        digest = _digest(values) if values else None
         known[name] = digest
         return digest
 

@@ -97,7 +97,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._allow = frozenset(cache.store_despite)
         self._streams = cache.cache_streams
         self._etag = cache.etag
-        self._tag_header = cache.tag_header.encode("latin-1")
+        self._tag_header = cache.tag_header.lower().encode("latin-1")
         self._fields = control.RESPONSE_FIELDS | {self._tag_header}  # what a response is read for
         self._drop = _DROP_ALWAYS | {self._tag_header}  # never stored
         self._max_variants = cache.max_variants
@@ -350,7 +350,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
         """The stored response, a 304 for a matching conditional request, or headers only (HEAD)."""
         headers = scope["headers"]
         if control.not_modified(headers, response.headers):
-            kept = tuple((k, v) for k, v in response.headers if k in control.NOT_MODIFIED_KEEP)
+            kept = tuple((k, v) for k, v in response.headers if k.lower() in control.NOT_MODIFIED_KEEP)
             await CachedResponse(304, kept, b"").send(send, [], body=False)
             return
         await response.send(send, [], body=ctx.method != "HEAD")
@@ -591,7 +591,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
         """The entry for a response: its headers less the per-request ones (and Set-Cookie when
         the route stores despite it), with a strong ETag of the body when it has none."""
         drop = self._drop | {control.SET_COOKIE} if verdict.strip_cookie else self._drop
-        kept = [(k, v) for k, v in headers if k not in drop]
+        kept = [(k, v) for k, v in headers if k.lower() not in drop]  # names in any case
         if self._etag and control.ETAG not in fields:
             kept.append(
                 (control.ETAG, b'"' + hashlib.blake2b(body, digest_size=16).hexdigest().encode() + b'"')
@@ -609,7 +609,7 @@ class CacheMiddleware(Stage["CacheConfig"]):
             if message["type"] == "http.response.start" and message["status"] < 400:
                 tags = [f"p:{ctx.path}"]
                 for name, value in message.get("headers", ()):
-                    if name in _LOCATIONS and value.startswith(b"/") and not value.startswith(b"//"):
+                    if name.lower() in _LOCATIONS and value.startswith(b"/") and not value.startswith(b"//"):
                         tags.append("p:" + value.decode("latin-1").split("?", 1)[0])
                 if ctx.resource_id is not None:
                     tags.append(f"r:{ctx.resource_id}")
