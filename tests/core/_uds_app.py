@@ -23,14 +23,18 @@ async def limited(request: Request) -> JSONResponse:
 
 async def order(request: Request) -> JSONResponse:
     body = await request.body()
-    return JSONResponse({"order": next(_orders), "body": body.decode(), "client": request.state.guard.client_ip})
+    return JSONResponse(
+        {"order": next(_orders), "body": body.decode(), "client": request.state.guard.client_ip}
+    )
 
 
 app = Starlette(routes=[Route("/limited", limited), Route("/orders", order, methods=["POST"])])
 registry = RouteRegistry()
 registry.register(
     "/limited",
-    JobConfig(rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": 60}}),
+    JobConfig(
+        rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": 60}}
+    ),
     methods=["GET"],
 )
 registry.register("/orders", JobConfig(idempotency={"enabled": True}), methods=["POST"])
