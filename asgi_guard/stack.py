@@ -224,7 +224,7 @@ class Guard:
         self.runtime = runtime
         self.settings = settings = runtime.settings
         self.router = router
-        self._client_ip = ClientResolver(settings.trusted_proxies, settings.forwarded_header)
+        self._client_ip = ClientResolver(settings.trusted_proxies, settings.forwarded_header).resolve
         self._deny = settings.unregistered == "deny"
         self._max_body = settings.max_body_size
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}

@@ -129,7 +129,9 @@ class ConsoleApp:
         self.token = token
         self._bearer = token.encode() if token is not None else None
         self._session = _session_value(token) if token is not None else None
-        self._resolve = ClientResolver(runtime.settings.trusted_proxies, runtime.settings.forwarded_header)
+        self._resolve = ClientResolver(
+            runtime.settings.trusted_proxies, runtime.settings.forwarded_header
+        ).resolve
         self._routes = list(routes)
         self._policies: list[dict[str, Any]] | None = None
         self._credits: Any = None
