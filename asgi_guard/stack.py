@@ -33,7 +33,7 @@ from asgi_guard.binding.routes import Watch, WatchedRoutes, find_router, walk
 from asgi_guard.core.context import SCOPE_KEY, GuardContext, declared_length
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, answer_problem, payload_too_large, send_problem
-from asgi_guard.core.proxies import parse_networks
+from asgi_guard.core.proxies import ClientResolver
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.settings import GuardSettings
 from asgi_guard.core.stage import (
@@ -47,7 +47,6 @@ from asgi_guard.core.stage import (
 )
 from asgi_guard.registry import CompiledRoute, RouteRegistry
 from asgi_guard.stages import stages_for
-from asgi_guard.stages.security.ip import resolve_client_ip
 from asgi_guard.state import Backend
 
 log = logging.getLogger("asgi_guard")
@@ -225,8 +224,7 @@ class Guard:
         self.runtime = runtime
         self.settings = settings = runtime.settings
         self.router = router
-        self._trusted = parse_networks(settings.trusted_proxies)
-        self._forwarded_header = settings.forwarded_header
+        self._client_ip = ClientResolver(settings.trusted_proxies, settings.forwarded_header).resolve
         self._deny = settings.unregistered == "deny"
         self._max_body = settings.max_body_size
         self._pipelines: dict[CompiledRoute, tuple[ASGIApp, bool]] = {}
@@ -391,12 +389,6 @@ class Guard:
         await self.runtime.startup()
 
     # -- per request ----------------------------------------------------------------------------
-    def _client_ip(self, scope: Scope) -> str:
-        if self._trusted:
-            return resolve_client_ip(scope, self._trusted, self._forwarded_header)
-        client = scope.get("client")
-        return client[0] if client else "unknown"
-
     def _context(
         self, route: CompiledRoute, scope: Scope, receive: Receive, request_id: bytes
     ) -> GuardContext:
@@ -428,16 +420,13 @@ class Guard:
         pipeline, needs_body = built if built is not None else self.pipeline(route)
         request_id = _request_id(scope)
         config = route.config
-        client = scope.get("client")
         ctx = GuardContext(  # inlined (not self._context): this is the per-request hot path
             request_id,
             route,
             scope.get("path_params") or {},
             scope["method"],
             scope["path"],
-            resolve_client_ip(scope, self._trusted, self._forwarded_header)
-            if self._trusted
-            else (client[0] if client else "unknown"),
+            self._client_ip(scope),
             self.runtime,
             receive,
             self._max_body if config.max_body_size is None else config.max_body_size,

@@ -36,9 +36,8 @@ from asgi_guard.console.summary import policies, summary
 from asgi_guard.console.throttle import DEFAULT_ATTEMPTS, DEFAULT_WINDOW, LoginThrottle
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.problems import Problem, method_not_allowed, send_problem
-from asgi_guard.core.proxies import in_networks, parse_networks
+from asgi_guard.core.proxies import ClientResolver, in_networks, parse_networks
 from asgi_guard.stages.credits import Anonymous, CreditError, credit_store
-from asgi_guard.stages.security.ip import resolve_client_ip
 
 if TYPE_CHECKING:
     from asgi_guard.core.runtime import GuardRuntime
@@ -130,8 +129,9 @@ class ConsoleApp:
         self.token = token
         self._bearer = token.encode() if token is not None else None
         self._session = _session_value(token) if token is not None else None
-        self._trusted = parse_networks(runtime.settings.trusted_proxies)
-        self._forwarded = runtime.settings.forwarded_header
+        self._resolve = ClientResolver(
+            runtime.settings.trusted_proxies, runtime.settings.forwarded_header
+        ).resolve
         self._routes = list(routes)
         self._policies: list[dict[str, Any]] | None = None
         self._credits: Any = None
@@ -146,11 +146,7 @@ class ConsoleApp:
 
     def _client(self, scope: Scope) -> str:
         """The client's address: `trusted_proxies` applied, as the guard resolves it."""
-        ip = resolve_client_ip(scope, self._trusted, self._forwarded) if self._trusted else None
-        if ip is None:
-            peer = scope.get("client")
-            ip = peer[0] if peer else "unknown"
-        return ip
+        return self._resolve(scope)
 
     def _ip_refusal(self, client: str) -> Problem | None:
         if self.allow and not in_networks(client, self.allow):

@@ -32,7 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from asgi_guard.core.model import GuardModel
 from asgi_guard.core.problems import Problem
-from asgi_guard.core.proxies import parse_networks, peer_trusted
+from asgi_guard.core.proxies import parse_proxies, peer_trusted
 
 if TYPE_CHECKING:
     from asgi_guard.core.context import GuardContext
@@ -136,7 +136,7 @@ class CostSource:
         self._path = tuple((config.name or "").split("."))
         self._header = (config.name or "").lower().encode("latin-1")
         self._hook = config.hook if callable(config.hook) else None
-        self._trusted = parse_networks(trusted_proxies)
+        self._trusted = parse_proxies(trusted_proxies)
 
     async def __call__(self, ctx: GuardContext, scope: MutableMapping[str, Any]) -> int:
         if self.fixed is not None:

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asgi_guard.core.exemptions import ExemptConfig
 from asgi_guard.core.pooling import PoolingConfig
+from asgi_guard.core.proxies import parse_proxies
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 RESERVED_LABELS = frozenset(
@@ -61,7 +62,11 @@ class GuardSettings(BaseSettings):
     encryption_primary_key: str | None = Field(
         default=None, description="key id that encrypts (default: the first)"
     )
-    trusted_proxies: list[str] = Field(default=[], description="CIDRs whose forwarding header is believed")
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description='CIDRs (or addresses) of the proxies whose forwarding header is believed; "unix" '
+        "trusts the peer on a unix socket (uvicorn --uds), which has no address",
+    )
     forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
         default="x-forwarded-for", description="the one header trusted proxies write the client into"
     )
@@ -140,6 +145,12 @@ class GuardSettings(BaseSettings):
         if value and (not value.startswith("/") or not value.strip("/")):
             raise ValueError('console_path is a path below the root, such as "/_guard" (or empty: off)')
         return value.rstrip("/")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: list[str]) -> list[str]:
+        parse_proxies(value)  # a typo must stop start-up, not quietly trust nobody
+        return value
 
     @field_validator("metrics_path", "health_path")
     @classmethod

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from asgi_guard.core.context import SCOPE_KEY
 from asgi_guard.core.problems import Problem
+from asgi_guard.core.proxies import UNKNOWN
 
 if TYPE_CHECKING:
     from asgi_guard.core.context import Decision, GuardContext
@@ -200,9 +201,8 @@ class ServerSpan:
             "url.path": scope["path"],
             "url.scheme": scope.get("scheme", "http"),
         }
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
+        if ctx.client_ip != UNKNOWN:  # semconv: the client behind any proxies (trusted_proxies applied)
+            attributes["client.address"] = ctx.client_ip
         span = self.tracer.start_span(
             name, context=parent_context(scope), kind=SpanKind.SERVER, attributes=attributes
         )

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import Scope
 
-from asgi_guard.core.proxies import parse_networks, peer_trusted
+from asgi_guard.core.proxies import parse_proxies, peer_trusted
 from asgi_guard.stages.cache import control
 from asgi_guard.stages.cache.control import RequestDirectives
 
@@ -105,7 +105,7 @@ class CacheKeyBuilder:
         self._drop_prefix = tuple(p[:-1] for p in cache.ignore_query_params if p.endswith("*"))
         self._forwarded = cache.trust_forwarded_host
         proxies = runtime.settings.trusted_proxies if runtime is not None else []
-        self._trusted = parse_networks(proxies)
+        self._trusted = parse_proxies(proxies)
 
     # -- parts ----------------------------------------------------------------------------------
     def host(self, scope: Scope) -> bytes:

@@ -22,6 +22,7 @@ from asgi_guard.core.context import SCOPE_KEY, GuardContext
 from asgi_guard.core.errors import BackendUnavailable
 from asgi_guard.core.http import CachedResponse
 from asgi_guard.core.problems import Problem, backend_unavailable
+from asgi_guard.core.proxies import UNKNOWN
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.idempotency import Claim, build_store
 
@@ -76,6 +77,21 @@ class IdempotencyMiddleware(Stage["IdempotencyConfig"]):
             await self.app(scope, receive, send)
             return
         key = self._parse(ctx, raw, count)
+        if ctx.principal is None and ctx.client_ip == UNKNOWN:
+            # every client on an untrusted unix socket is "unknown": a stored answer would be
+            # replayed to whichever of them sends the same key next
+            if not self._fail_open:
+                ctx.decide(self.name, "rejected", "client_unknown", result="error")
+                raise Problem(
+                    503,
+                    "idempotency-client-unknown",
+                    "Service Unavailable",
+                    "this server cannot tell anonymous clients apart, so it cannot keep an "
+                    "Idempotency-Key's answer for one client only",
+                )
+            ctx.decide(self.name, "allowed", "client_unknown", result="error")
+            await self.app(scope, receive, send)
+            return
         body = await ctx.body()
         fingerprint = _digest(
             ctx.method.encode(),
