@@ -38,10 +38,11 @@ class _Call:
 class AutoPipeline:
     """One per client: `send(script, keys, args)` is the call's answer, to await."""
 
-    __slots__ = ("_client", "_in_flight", "_queue", "_scheduled", "_tasks", "batches")
+    __slots__ = ("_client", "_encode", "_in_flight", "_queue", "_scheduled", "_tasks", "batches")
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._encode = client.get_encoder().encode  # valkey-py's own argument encoding
         self._queue: list[_Call] = []
         self._scheduled = False
         self._in_flight = 0  # calls sent and not yet answered, alone or pipelined
@@ -55,6 +56,12 @@ class AutoPipeline:
             return self._alone(script, keys, args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        try:  # encoded now: a pipeline encodes its calls together, and one bad argument would fail all
+            encode = self._encode
+            keys, args = [encode(k) for k in keys], [encode(a) for a in args]
+        except Exception as exc:  # noqa: BLE001 - the caller's own error, as a lone call would raise it
+            future.set_exception(exc)
+            return future
         self._queue.append(_Call(script, keys, args, future))
         if not self._scheduled:
             self._scheduled = True
@@ -121,6 +128,8 @@ class AutoPipeline:
 
     def _rerun(self, call: _Call) -> None:
         async def again() -> None:
+            if call.future.done():  # the caller gave up meanwhile: a lone call would not have run
+                return
             try:
                 answer = await self._alone(call.script, call.keys, call.args)
             except BaseException as exc:
@@ -138,3 +147,18 @@ class AutoPipeline:
         task = asyncio.get_running_loop().create_task(again())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """The client is closing: calls still queued fail (ConnectionError), pipelines in flight are
+        cancelled (their callers see the cancellation), so no connection is left taken."""
+        from valkey.exceptions import ConnectionError as ValkeyConnectionError
+
+        queued, self._queue = self._queue, []
+        for call in queued:
+            if not call.future.done():
+                call.future.set_exception(ValkeyConnectionError("the Valkey client was closed"))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -379,14 +379,19 @@ class ValkeyBackend(Backend):
         connection fails is run once more on another connection after a short jittered backoff; a
         time-out is never retried (the server may be running it)."""
         script = self.script(name)
-        pipeline = self._shared.pipeline
-        if not (name in _RETRY_SAFE if retry is None else retry):
+        shared = self._shared
+        client, pipeline = shared.client, shared.pipeline
+
+        def send() -> Awaitable[Any]:
+            if shared.client is not client:  # closed (shutdown, reload) since the call began:
+                raise BackendUnavailable("valkey: the client was closed")  # never reopen it by a retry
             if pipeline is not None:
-                return await self.call(pipeline.send(script, keys, args), timeout)
-            return await self.call(script(keys=list(keys), args=list(args)), timeout)
-        if pipeline is not None:
-            return await self.call_retrying(lambda: pipeline.send(script, keys, args), timeout)
-        return await self.call_retrying(lambda: script(keys=list(keys), args=list(args)), timeout)
+                return pipeline.send(script, keys, args)
+            return script(keys=list(keys), args=list(args))  # type: ignore[no-any-return]
+
+        if not (name in _RETRY_SAFE if retry is None else retry):
+            return await self.call(send(), timeout)
+        return await self.call_retrying(send, timeout)
 
     async def call_retrying(self, make: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """`call(make())`, and once more after a connection error (for retry-safe calls only)."""
@@ -504,7 +509,9 @@ class ValkeyBackend(Backend):
         if shared.client is not None:
             client, shared.client = shared.client, None
             shared.gate = None
-            shared.pipeline = None
+            pipeline, shared.pipeline = shared.pipeline, None
+            if pipeline is not None:
+                await pipeline.close()
             shared.scripts.clear()
             with contextlib.suppress(Exception):  # closing a dead connection must not fail shutdown
                 await client.aclose()
