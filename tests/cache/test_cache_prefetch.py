@@ -377,3 +377,30 @@ async def test_a_wrong_vary_guess_costs_one_more_lookup_and_never_a_wrong_varian
     finally:
         await app_a.runtime.shutdown()
         await app_b.runtime.shutdown()
+
+
+async def test_keys_whose_vary_differs_keep_their_own_guess(
+    valkey_url: str, make_client: Any, key_prefix: str
+) -> None:
+    """One route, keys whose entries vary differently (GZip compressing only large bodies does
+    this): each key keeps its own guess of the names, so alternating hits cost one round trip each,
+    not two (the route-wide guess flipped on every other lookup; found by this round's attacker)."""
+    backend = backend_for(valkey_url, key_prefix)
+    trips = RoundTrips(backend)
+
+    async def endpoint(request: Request) -> Response:
+        i = request.path_params["i"]
+        return JSONResponse({"i": i}, headers={"vary": "accept-language"} if i == "1" else {})
+
+    app = guard(backend, [Route("/h/{i}", endpoint)], {"/h/{i}": limited_and_cached()}, key_prefix)
+    client = make_client(app)
+    try:
+        for i in ("1", "2", "1", "2"):  # fill both, then one lookup each to learn their names
+            await client.get(f"/h/{i}", headers={"x-tenant": "t"})
+        trips.reset()
+        for n in range(40):
+            hit = await client.get(f"/h/{1 + n % 2}", headers={"x-tenant": "t"})
+            assert hit.headers["x-cache"] == "HIT" and hit.json() == {"i": str(1 + n % 2)}
+        assert trips.trips == 40
+    finally:
+        await app.runtime.shutdown()

@@ -75,7 +75,7 @@ class CacheRider:
         if isinstance(answer, BackendUnavailable):
             pre.locked = False
             return
-        found = self._store.decode(answer)
+        found = self._store.decode(answer, pre.plan.key)
         if found is MISGUESSED:  # the entry has other Vary names: the stage looks up itself
             pre.locked = False
             return

@@ -23,12 +23,14 @@ from asgi_guard.state.valkey import ScriptCall, ValkeyBackend, lua
 _GET = lua(__package__, "cache_get", retry_safe=True)  # reads; a lost reply's lock only makes the retry wait
 _SET = lua(__package__, "cache_set", retry_safe=True)  # writes the same variant and tags again
 _PURGE = lua(__package__, "cache_purge", retry_safe=True)  # deleting twice deletes the same entries
+_KEYS_REMEMBERED = 1024  # per namespace: keys whose Vary names differ from the route's guess
 
 
 class ValkeyCacheStore:
     __slots__ = (
         "_algo",
         "_backend",
+        "_by_key",
         "_capacity",
         "_entry_prefix",
         "_expiry",
@@ -61,6 +63,7 @@ class ValkeyCacheStore:
         self._seq = f"{base}:n"
         self._names: tuple[str, ...] = ()  # the Vary names last seen here: the lookup's guess
         self._guess = ""  # the same, comma-joined (as the entry holds them)
+        self._by_key: dict[str, str] = {}  # keys whose names differ from the route's guess
         self._algo = algo
         self._capacity = capacity
         self._ttl_ms = max(1, int(ttl * 1000))
@@ -75,13 +78,17 @@ class ValkeyCacheStore:
         It carries a guess of the entry's Vary names (the route's last seen) and the variant the
         request's fingerprint `prints` selects under that guess: a right guess reads the entry once,
         and neither the request's headers nor their digests travel (cache_get.lua)."""
-        names = self._names
+        guess = self._by_key.get(key)
+        if guess is None:
+            guess, names = self._guess, self._names
+        else:
+            names = tuple(guess.split(",")) if guess else ()
         args = (
             key,
             self._algo,
             self._lock_ms if lead else 0,
             self._backend.script_now(),
-            self._guess,
+            guess,
             secondary(names, prints if prints is not None else {}),
         )
         return (_GET, self._keys(key), args)
@@ -91,23 +98,23 @@ class ValkeyCacheStore:
     ) -> Hit | Filling | None:
         """As the Protocol says; a wrong guess of the Vary names looks up again with the entry's
         own, and when they changed once more in between, answers WAIT (the stage polls again)."""
-        found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
+        found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)), key)
         if found is MISGUESSED:
-            found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)))
+            found = self.decode(await self._backend.run(*self.lookup_call(key, lead, prints)), key)
         return WAIT if found is MISGUESSED else found
 
-    def decode(self, found: Any) -> Hit | Filling | Misguessed | None:
-        """cache_get's answer: the hit, None (a miss; locked when asked to lead), WAIT, or
-        MISGUESSED (the entry has other Vary names, now remembered: look up again)."""
+    def decode(self, found: Any, key: str | None = None) -> Hit | Filling | Misguessed | None:
+        """cache_get's answer for `key`: the hit, None (a miss; locked when asked to lead), WAIT,
+        or MISGUESSED (the entry has other Vary names, now remembered: look up again)."""
         if found == 0 and not isinstance(found, list):
             return WAIT
         if not found:
             return None
         if len(found) == 1:
-            self._remember(found[0])
+            self._remember(found[0], key)
             return MISGUESSED
         raw, age_ms, ttl_ms, names = found
-        self._remember(names)
+        self._remember(names, key)
         return CachedResponse.decode(raw), max(0, int(age_ms)) / 1000, max(0, int(ttl_ms)) / 1000
 
     async def set(
@@ -119,7 +126,7 @@ class ValkeyCacheStore:
         tags: Sequence[str] = (),
         max_variants: int = 16,
     ) -> list[str]:
-        self._remember(",".join(names))
+        self._remember(",".join(names), key)
         now = self._backend.script_now()
         evicted = await self._backend.run(
             _SET,
@@ -142,9 +149,18 @@ class ValkeyCacheStore:
         )
         return [v.decode() if isinstance(v, bytes) else str(v) for v in evicted or ()]
 
-    def _remember(self, names: str | bytes) -> None:
-        """Keep the Vary names an entry of this route had, as the next lookup's guess."""
+    def _remember(self, names: str | bytes, key: str | None = None) -> None:
+        """Keep the Vary names an entry of this route had, as the next lookup's guess: the route's
+        (the last seen), and the key's own when they differ from the route's (a route whose keys
+        vary differently, e.g. compression only of large bodies, would otherwise guess wrong on
+        every other lookup: two round trips a hit). Up to `_KEYS_REMEMBERED` keys, oldest first out."""
         text = names.decode() if isinstance(names, bytes) else names
+        by_key = self._by_key
+        if key is not None and (text != self._guess or key in by_key):
+            by_key.pop(key, None)
+            by_key[key] = text
+            if len(by_key) > _KEYS_REMEMBERED:
+                del by_key[next(iter(by_key))]
         if text != self._guess:
             self._guess = text
             self._names = tuple(text.split(",")) if text else ()
