@@ -833,6 +833,13 @@ def install(
     validation errors, unhandled exceptions) as RFC 9457 problem+json, like the guard's rejections
     (see `asgi_guard.problem_handlers`).
     """
+    if not isinstance(registry, (RouteRegistry, type(None))):  # install(app, settings) is an easy slip
+        raise TypeError(
+            f"install(app, registry, settings): registry must be a RouteRegistry or None, not "
+            f"{type(registry).__name__} (settings go third or by name: install(app, settings=...))"
+        )
+    if settings is not None and not isinstance(settings, GuardSettings):
+        raise TypeError(f"install(): settings must be GuardSettings, not {type(settings).__name__}")
     if problem_details:
         from asgi_guard.problem_handlers import add_problem_handlers
 

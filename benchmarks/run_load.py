@@ -6,11 +6,9 @@ Run:  python benchmarks/run_load.py                 (20 s x 50 users per run, 5 
       python benchmarks/run_load.py --quick         (6 s x 20 users)
       python benchmarks/run_load.py --duration 20 --users 50 --stacks guard,peer --backends memory,valkey
 
-Stacks: `guard` (asgi-guard, default settings), `peer`, and on Valkey `guard-tuned`: asgi-guard with
-GuardSettings.pooling from --guard-pooling (default max_connections 256, socket_timeout 2 s), because with
-the defaults (50 connections, 0.25 s per call) one worker under 50 concurrent users answers part of the
-traffic 503: valkey-py's pool raises "Too many connections" past max_connections, and calls that wait
-behind a busy event loop overrun the 0.25 s bound.
+Stacks: `guard` (asgi-guard, default settings: 50 connections, 1 s pool wait and call bound,
+automatic pipelining), `peer`, and on Valkey `guard-tuned`: asgi-guard with GuardSettings.pooling from
+--guard-pooling (default max_connections 256, socket_timeout 2 s), to show whether the pool limits it.
 
 Writes benchmarks/results/load[-quick].csv (req/s, errors, p50/p95/p99 per request type and run),
 load[-quick].md and load[-quick].png (a full run with the default --out also refreshes the chart

@@ -94,7 +94,7 @@ class JobConfig(GuardModel):
     def _pool_is_app_wide(self) -> JobConfig:
         """A route cannot have its own pool: say so rather than ignore the setting."""
         if self.pooling is not None:
-            own = self.pooling.model_fields_set & {"max_connections", "connect_timeout"}
+            own = self.pooling.model_fields_set - {"socket_timeout"}  # the client is one per app
             if own:
                 raise ValueError(
                     f"pooling.{sorted(own)[0]} is app-wide: set it in GuardSettings.pooling"

@@ -4,7 +4,7 @@ call queued in one event-loop turn goes out in one pipeline (one write, one conn
 the pool, the answers read back in order).
 
 Why: under load the guard's cost on Valkey is the client's per-call work (pool, packing, a socket
-write and a read per call), not the server's; 50 concurrent EVALSHAs through valkey-py ran 2.8x
+write and a read per call), not the server's; 50 concurrent EVALSHAs through valkey-py ran 2.3-2.5x
 more calls per second pipelined this way (`benchmarks/clients_bench.py`). A call made while
 nothing is in flight goes out alone at once, so a quiet process adds no wait and no task.
 

@@ -210,3 +210,14 @@ async def test_lifespan_runs_startup_and_shutdown_hooks() -> None:
     await middleware({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
     assert events == ["start", "stop"]
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_install_names_a_settings_object_passed_as_the_registry() -> None:
+    """`install(app, GuardSettings())` (easy with @guard-only apps) failed deep inside with an
+    AttributeError; it now says which argument goes where (found by a newcomer)."""
+    from starlette.applications import Starlette
+
+    from asgi_guard import GuardSettings, install
+
+    with pytest.raises(TypeError, match="registry must be a RouteRegistry or None, not GuardSettings"):
+        install(Starlette(), GuardSettings(_env_file=None))  # type: ignore[arg-type, call-arg]

@@ -154,8 +154,16 @@ async def test_rejected_by_always_names_a_stage(make_client: Any) -> None:
 
 def test_route_pooling_sets_only_the_route_bound() -> None:
     assert JobConfig(pooling={"socket_timeout": 0.1}).pooling is not None
-    with pytest.raises(ValidationError, match="app-wide"):
-        JobConfig(pooling={"max_connections": 5})
+    for field, value in (
+        ("max_connections", 5),
+        ("connect_timeout", 1.0),
+        ("pool_timeout", 1.0),  # these were accepted and silently ignored (found by a newcomer)
+        ("health_check_interval", 1.0),
+        ("retry_backoff", 0.1),
+        ("auto_pipeline", False),
+    ):
+        with pytest.raises(ValidationError, match=f"pooling.{field} is app-wide"):
+            JobConfig(pooling={field: value})
     memory = MemoryBackend()
     assert memory.bounded(0.1) is memory
     valkey = ValkeyBackend("valkey://127.0.0.1:1", key_prefix="x")
