@@ -85,9 +85,7 @@ class AutoPipeline:
         if not batch:
             return
         self.batches += 1
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._send(batch))
 
     async def _send(self, batch: list[_Call]) -> None:
         from valkey.exceptions import NoScriptError
@@ -99,22 +97,14 @@ class AutoPipeline:
                 pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
             answers = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # the connection (or the task) failed: every call did
-            for call in batch:
-                if not call.future.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        call.future.cancel()
-                    else:
-                        call.future.set_exception(exc)
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         finally:
             self._in_flight -= len(batch)
         if len(answers) != len(batch):  # never seen; an answer per call or none is trusted
-            error = RuntimeError(f"valkey pipeline: {len(answers)} answers for {len(batch)} calls")
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(error)
+            _fail(batch, RuntimeError(f"valkey pipeline: {len(answers)} answers for {len(batch)} calls"))
             return
         for call, answer in zip(batch, answers, strict=True):
             if call.future.done():
@@ -133,18 +123,18 @@ class AutoPipeline:
             try:
                 answer = await self._alone(call.script, call.keys, call.args)
             except BaseException as exc:
-                if not call.future.done():
-                    if isinstance(exc, asyncio.CancelledError):
-                        call.future.cancel()
-                    else:
-                        call.future.set_exception(exc)
+                _fail([call], exc)
                 if not isinstance(exc, Exception):
                     raise
                 return
             if not call.future.done():
                 call.future.set_result(answer)
 
-        task = asyncio.get_running_loop().create_task(again())
+        self._spawn(again())
+
+    def _spawn(self, work: Any) -> None:
+        """Run `work` as a task kept referenced until done (cancelled by `close`)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -154,11 +144,19 @@ class AutoPipeline:
         from valkey.exceptions import ConnectionError as ValkeyConnectionError
 
         queued, self._queue = self._queue, []
-        for call in queued:
-            if not call.future.done():
-                call.future.set_exception(ValkeyConnectionError("the Valkey client was closed"))
+        _fail(queued, ValkeyConnectionError("the Valkey client was closed"))
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    """Answer every call still waiting with `error` (a cancellation cancels them)."""
+    for call in calls:
+        if not call.future.done():
+            if isinstance(error, asyncio.CancelledError):
+                call.future.cancel()
+            else:
+                call.future.set_exception(error)
