@@ -433,8 +433,8 @@ class ValkeyBackend(Backend):
             return list(await asyncio.gather(*(self._settled(call, timeout) for call in calls)))
         if len(calls) == 1:
             return [await self._settled(calls[0], timeout)]
-        ref = fused([name for name, _, _ in calls])
-        order = ref[len(_FUSED) :].split("|")
+        order = sorted({name for name, _, _ in calls})
+        ref = fused(order)  # its scripts in `order` (kept, not split out of the ref again)
         layout: list[str] = []
         keys: list[str] = []
         args: list[Any] = []

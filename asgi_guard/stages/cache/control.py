@@ -33,8 +33,6 @@ COOKIE = b"cookie"
 IF_NONE_MATCH = b"if-none-match"
 IF_MODIFIED_SINCE = b"if-modified-since"
 
-
-
 # The response fields the rules below read; `fields` collects them in one pass over the headers.
 RESPONSE_FIELDS = frozenset(
     {CACHE_CONTROL, SET_COOKIE, VARY, EXPIRES, DATE, AGE, ETAG}
@@ -61,11 +59,8 @@ def fields(headers: RawHeaders, names: frozenset[bytes] = RESPONSE_FIELDS) -> di
 
 def header(headers: RawHeaders, name: bytes) -> bytes | None:
     """All values of `name` (lower-case; matched in any case) joined with ", " (RFC 9110 §5.3), or
-    None when absent."""
-    values = [v for k, v in headers if k == name or k.lower() == name]
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else b", ".join(values)
+    None when absent: `fields` for one name."""
+    return fields(headers, frozenset((name,))).get(name)
 
 
 def parse_cache_control(value: bytes | None) -> dict[str, str | None]:
@@ -292,9 +287,7 @@ def _digest(values: list[bytes]) -> str:
     but a request the app reads differently (`Accept-Language: FR` against an app matching "fr";
     an empty first value against a later one, where the app reads the first) would then select the
     variant another request filled: one client poisoning what others are served."""
-    return hashlib.blake2b(
-        b"".join(len(v).to_bytes(4, "big") + v for v in values), digest_size=8
-    ).hexdigest()
+    return hashlib.blake2b(b"".join(len(v).to_bytes(4, "big") + v for v in values), digest_size=8).hexdigest()
 
 
 def _digests(headers: RawHeaders) -> dict[str, str]:
@@ -321,8 +314,8 @@ class Fingerprint(Mapping[str, str]):
         known = self._known
         if name in known:
             return known[name]
-        wanted = name.lower()
-        values = [bytes(v) for k, v in self._headers if k.decode("latin-1").lower() == wanted]
+        wanted = name.lower().encode("latin-1")
+        values = [bytes(v) for k, v in self._headers if k == wanted or k.lower() == wanted]
         digest = _digest(values) if values else None
         known[name] = digest
         return digest
