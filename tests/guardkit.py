@@ -14,6 +14,11 @@ from asgi_guard.core.context import Principal
 from asgi_guard.core.stage import Stage
 from asgi_guard.state import Backend
 
+UNCROSSED_WINDOW = 10**9
+"""A fixed window (seconds) no test run crosses: windows align to multiples of their length since
+the epoch, so a 60 s window ends every minute and a test counting "1 allowed, then 429" on the real
+clock fails whenever a minute turns mid-test (it did, in CI). The next multiple of 10**9 s is in 2033."""
+
 
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from binding.bindkit import JWT, bearer, client, settings
+from guardkit import UNCROSSED_WINDOW
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -102,7 +103,7 @@ async def test_anonymous_client_exhausts_the_rate_limit_of_a_subject_named_like_
         "rate_limit": {
             "enabled": True,
             "algo": "fixed_window",
-            "fixed_window": {"limit": 2, "window": 60},
+            "fixed_window": {"limit": 2, "window": UNCROSSED_WINDOW},
             "key_by": ["user"],
         }
     }

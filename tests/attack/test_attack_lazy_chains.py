@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from binding.bindkit import JWT, bearer, settings
+from guardkit import UNCROSSED_WINDOW
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -23,7 +24,11 @@ async def test_concurrent_first_requests_to_lazy_routes_get_the_full_policy() ->
         return JSONResponse({"ok": True})
 
     shared = JobConfig(
-        rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1, "window": 60}},
+        rate_limit={
+            "enabled": True,
+            "algo": "fixed_window",
+            "fixed_window": {"limit": 1, "window": UNCROSSED_WINDOW},
+        },
         **JWT,
     )
     registry = RouteRegistry()

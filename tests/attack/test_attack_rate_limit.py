@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from binding.bindkit import JWT, bearer, settings
+from guardkit import UNCROSSED_WINDOW
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -14,7 +15,7 @@ from starlette.routing import Route
 
 from asgi_guard import JobConfig, RouteRegistry, install
 
-LIMIT = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": 60}}
+LIMIT = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": UNCROSSED_WINDOW}}
 
 
 async def login(request: Request) -> PlainTextResponse:

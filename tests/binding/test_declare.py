@@ -8,13 +8,14 @@ from typing import Any
 import pytest
 from bindkit import JWT, bearer, charging, client, settings
 from fastapi import APIRouter, FastAPI, Request
+from guardkit import UNCROSSED_WINDOW
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from asgi_guard import ConfigError, JobConfig, RouteRegistry, get_guard, guard, guard_router, install
 
-LIMIT = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 5, "window": 60}}
+LIMIT = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 5, "window": UNCROSSED_WINDOW}}
 
 
 async def show(request: Any) -> JSONResponse:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from bindkit import JWT, bearer, client, settings
 from fastapi import APIRouter, FastAPI
+from guardkit import UNCROSSED_WINDOW
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -29,7 +30,13 @@ from asgi_guard.binding.bind import BoundHandle, Planner
 from asgi_guard.binding.declare import ATTR
 from asgi_guard.binding.routes import walk
 
-LIMIT = {"rate_limit": {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1, "window": 60}}}
+LIMIT = {
+    "rate_limit": {
+        "enabled": True,
+        "algo": "fixed_window",
+        "fixed_window": {"limit": 1, "window": UNCROSSED_WINDOW},
+    }
+}
 
 
 async def page(request: Request) -> PlainTextResponse:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import httpx
 import pytest
+from guardkit import UNCROSSED_WINDOW
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -52,7 +53,11 @@ class Counting(Stage[Any]):
 def _config(i: int, limit: int = 5) -> JobConfig:
     return JobConfig(
         endpoint_name=f"route{i}",
-        rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": limit, "window": 60}},
+        rate_limit={
+            "enabled": True,
+            "algo": "fixed_window",
+            "fixed_window": {"limit": limit, "window": UNCROSSED_WINDOW},
+        },
     )
 
 

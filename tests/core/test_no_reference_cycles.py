@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from binding.bindkit import SECRET, token
 from fastapi import FastAPI
+from guardkit import UNCROSSED_WINDOW
 from starlette.types import Message
 
 from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, install
@@ -112,7 +113,11 @@ def build() -> Any:
         "/items/{item_id}",
         JobConfig(
             security={"auth_type_required": "jwt"},
-            rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 3, "window": 60}},
+            rate_limit={
+                "enabled": True,
+                "algo": "fixed_window",
+                "fixed_window": {"limit": 3, "window": UNCROSSED_WINDOW},
+            },
             cache={"enabled": True, "default": {"cache_ttl": 60}},
             tracing={"function_name": "item", "trace_label": "item"},
             metrics={"histogram_name": "cycles_item_seconds"},

@@ -25,7 +25,11 @@ RATE_LIMIT = {
     "enabled": True,
     "algo": "fixed_window",
     "fixed_window": {"limit": 1, "window": 1_000_000_000},
-    "tiers": {"free": "7/day", "pro": "23/day"},
+    # full forms, not "7/day": a day window ends at midnight UTC, and a run across it would count twice
+    "tiers": {
+        "free": {"algo": "fixed_window", "fixed_window": {"limit": 7, "window": 1_000_000_000}},
+        "pro": {"algo": "fixed_window", "fixed_window": {"limit": 23, "window": 1_000_000_000}},
+    },
 }
 
 

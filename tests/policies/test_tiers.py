@@ -6,6 +6,7 @@ import hashlib
 
 import pytest
 from _policy_apps import TIERS, bearer, policy_app
+from guardkit import Clock
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
@@ -22,7 +23,7 @@ def allowed(verdict: str, policy: str) -> float:
 
 
 async def test_two_tiers_under_one_route(make_client) -> None:  # type: ignore[no-untyped-def]
-    client = make_client(policy_app(backend=MemoryBackend(), tier=TIERS, rate_limit=TIERED))
+    client = make_client(policy_app(backend=MemoryBackend(clock=Clock()), tier=TIERS, rate_limit=TIERED))
     before = allowed("rejected", "free"), allowed("rejected", "pro")
     free = [await client.get("/items", headers=bearer("alice", tier="free")) for _ in range(4)]
     pro = [await client.get("/items", headers=bearer("bob", tier="pro")) for _ in range(6)]
@@ -35,7 +36,7 @@ async def test_two_tiers_under_one_route(make_client) -> None:  # type: ignore[n
 
 
 async def test_forged_or_unknown_tier_gets_the_default_and_no_token_is_401(make_client) -> None:  # type: ignore[no-untyped-def]
-    client = make_client(policy_app(backend=MemoryBackend(), tier=TIERS, rate_limit=TIERED))
+    client = make_client(policy_app(backend=MemoryBackend(clock=Clock()), tier=TIERS, rate_limit=TIERED))
     # a tier the config does not know is the default (free): 3
     odd = [await client.get("/items", headers=bearer("carol", tier="platinum")) for _ in range(4)]
     assert [r.status_code for r in odd] == [200] * 3 + [429]
@@ -48,7 +49,7 @@ async def test_forged_or_unknown_tier_gets_the_default_and_no_token_is_401(make_
 
 async def test_a_tier_not_listed_uses_the_routes_own_limits(make_client) -> None:  # type: ignore[no-untyped-def]
     rl = {**TIERED, "tiers": {"pro": "5/day"}}
-    client = make_client(policy_app(backend=MemoryBackend(), tier=TIERS, rate_limit=rl))
+    client = make_client(policy_app(backend=MemoryBackend(clock=Clock()), tier=TIERS, rate_limit=rl))
     free = [await client.get("/items", headers=bearer("dave")) for _ in range(3)]
     assert [r.status_code for r in free] == [200, 200, 429]
     assert free[0].headers["ratelimit-policy"] == '"fixed_window";q=2;w=1000000'
@@ -62,7 +63,7 @@ async def test_role_and_api_key_selectors_and_full_form(make_client) -> None:  #
     }
     rl = {**TIERED, "tiers": {"gold": full, "free": "1/min"}}
     by_role = {"by": "role", "default": "free", "tiers": ["gold", "free"]}
-    client = make_client(policy_app(backend=MemoryBackend(), tier=by_role, rate_limit=rl))
+    client = make_client(policy_app(backend=MemoryBackend(clock=Clock()), tier=by_role, rate_limit=rl))
     gold = await client.get("/items", headers=bearer("erin", roles=["gold", "free"]))
     assert gold.headers["ratelimit-policy"] == '"gold";q=4;w=60, "gold.daily";q=6;w=86400'
     plain = await client.get("/items", headers=bearer("frank", roles=["viewer"]))
@@ -70,7 +71,7 @@ async def test_role_and_api_key_selectors_and_full_form(make_client) -> None:  #
 
     digest = hashlib.sha256(b"key-of-erin").hexdigest()
     by_key = {"by": "api_key:X-API-Key", "default": "free", "keys": {digest: "gold"}}
-    client = make_client(policy_app(backend=MemoryBackend(), tier=by_key, rate_limit=rl))
+    client = make_client(policy_app(backend=MemoryBackend(clock=Clock()), tier=by_key, rate_limit=rl))
     keyed = await client.get("/items", headers={**bearer("erin"), "x-api-key": "key-of-erin"})
     assert keyed.headers["ratelimit-policy"].startswith('"gold";q=4;w=60')
     wrong = await client.get("/items", headers={**bearer("erin"), "x-api-key": "guess"})
@@ -80,7 +81,7 @@ async def test_role_and_api_key_selectors_and_full_form(make_client) -> None:  #
 async def test_credits_price_by_tier(make_client) -> None:  # type: ignore[no-untyped-def]
     from asgi_guard.stages.credits import credit_store
 
-    backend = MemoryBackend()
+    backend = MemoryBackend(clock=Clock())
     store = credit_store(backend)
     await store.set("alice", 10)
     await store.set("bob", 10)

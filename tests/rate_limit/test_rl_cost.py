@@ -97,8 +97,8 @@ async def test_concurrent_body_costs_take_exactly_the_quota_on_valkey(
     url = request.getfixturevalue("valkey_url" if where == "standalone" else "valkey_cluster_url")
     sections = {
         "token_bucket": SLOW_BUCKET,
-        "fixed_window": {"algo": "fixed_window", "fixed_window": {"limit": 10, "window": 1_000_000}},
-        "sliding_window": {"algo": "sliding_window", "sliding_window": {"limit": 10, "window": 1_000_000}},
+        "fixed_window": {"algo": "fixed_window", "fixed_window": {"limit": 10, "window": 10**9}},
+        "sliding_window": {"algo": "sliding_window", "sliding_window": {"limit": 10, "window": 10**9}},
     }
     app = limited_app(
         {**sections[algo], "cost": {"source": "body", "name": "units"}},
