@@ -21,7 +21,8 @@ from asgi_guard import stack as stack_module
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.stage import RouteInfo, Stage, section_key
-from asgi_guard.stages.cache.purge import namespaces
+from asgi_guard.stages.cache import purge as purge_module
+from asgi_guard.stages.cache.purge import CachePurger, namespaces
 from asgi_guard.state import MemoryBackend
 
 SETTINGS = GuardSettings(_env_file=None)  # type: ignore[call-arg]
@@ -167,6 +168,57 @@ async def test_lazily_built_cache_routes_own_their_namespace_from_startup() -> N
     store = namespaces(runtime)["c3"]
     assert await _get(app, "/r3/a") == 200
     assert namespaces(runtime)["c3"] is store  # the built stage uses the same store
+
+
+async def test_declared_namespaces_are_made_when_a_purge_needs_them() -> None:
+    """Start-up declares the lazily built routes' namespaces without making their stores; the
+    first purge makes them (a purge by an unserved route's label is not a KeyError)."""
+    runtime = GuardRuntime(SETTINGS, MemoryBackend())
+    app, registry = _app([JobConfig(endpoint_name=f"c{i}", cache={"enabled": True}) for i in range(4)])
+    install(app, registry, runtime=runtime)
+    assert sorted(runtime.existing_service(purge_module.DECLARED)) == ["c1", "c2", "c3"]  # c0: built
+    assert await CachePurger(runtime).purge(routes=["c2"], tags=["any"]) == 0
+    assert runtime.existing_service(purge_module.DECLARED) == {}
+    assert sorted(namespaces(runtime)) == ["c0", "c1", "c2", "c3"]
+
+
+@pytest.mark.valkey
+@pytest.mark.parametrize("by", ["route", "tag"])
+async def test_a_runtime_that_never_served_a_route_purges_what_another_cached(
+    valkey_url: str, key_prefix: str, by: str
+) -> None:
+    """Two runtimes on one Valkey (two workers): the first caches on routes the second has not
+    built; the second's purge, by route label or by tag, still reaches those entries."""
+
+    async def tagged(request: Request) -> Response:
+        return JSONResponse({"n": next(calls)}, headers={"cache-tag": "shared"})
+
+    calls = iter(range(1000))
+    settings = GuardSettings(_env_file=None, valkey_url=valkey_url, key_prefix=key_prefix)  # type: ignore[call-arg]
+    configs = [JobConfig(endpoint_name=f"v{i}", cache={"enabled": True}) for i in range(3)]
+    runtimes = [GuardRuntime(settings), GuardRuntime(settings)]
+    apps = []
+    for runtime in runtimes:
+        registry = RouteRegistry()
+        routes = []
+        for i, config in enumerate(configs):
+            registry.register(f"/r{i}/{{item}}", config, methods=["GET"])
+            routes.append(Route(f"/r{i}/{{item}}", tagged))
+        app = Starlette(routes=routes)
+        install(app, registry, runtime=runtime)
+        apps.append(app)
+    try:
+        transport = httpx.ASGITransport(app=apps[0])
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            first = await client.get("/r2/x")
+            assert (await client.get("/r2/x")).json() == first.json()  # a hit
+            assert runtimes[1].existing_service(purge_module.DECLARED).keys() >= {"v2"}  # not built
+            selector = {"routes": ["v2"]} if by == "route" else {"tags": ["shared"]}
+            assert await CachePurger(runtimes[1]).purge(**selector) == 1
+            assert (await client.get("/r2/x")).json() != first.json()  # gone: a miss, a new call
+    finally:
+        for runtime in runtimes:
+            await runtime.shutdown()
 
 
 def test_section_keys_tell_settings_apart() -> None:

@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +40,7 @@ from asgi_guard.core.problems import Problem, backend_unavailable
 from asgi_guard.core.stage import RouteInfo, Stage
 from asgi_guard.stages.cache import control, prefetch
 from asgi_guard.stages.cache.keys import BYPASS, PASS, REFRESH, CacheKeyBuilder, Plan, unsafe
-from asgi_guard.stages.cache.purge import CachePurger, namespaces, request_tags
+from asgi_guard.stages.cache.purge import CachePurger, declare_namespace, register_namespace, request_tags
 from asgi_guard.stages.cache.singleflight import Flight, SingleFlight
 from asgi_guard.stages.cache.stores import Filling, Hit, MemoryCacheStore, ValkeyCacheStore, build_store
 
@@ -83,12 +84,12 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._tier_ttls = {tier: float(seconds) for tier, seconds in cache.tier_ttls.items()}
         self._shared_ttl = float(cache.shared_ttl) if self._tier_ttls else self._ttl
         self._stale_cap = float(min(cache.max_stale, cache.ttl))
-        self._store = self._namespace(route, self.backend)
+        self._store = self._namespace(cache, route.label, self.backend)
         # credits run inside the cache (unless hits are charged, when they run before it)
         self._credits_inside = "credits" in route.stages
         # the embedded store bounds entries per owner (the client whose request filled them)
         self._owned = self._store if isinstance(self._store, MemoryCacheStore) else None
-        namespaces(runtime)[route.label] = self._store
+        register_namespace(runtime, route.label, self._store)
         self._flights = SingleFlight()
         self._refreshing: set[str] = set()
         self._fail_open = cache.fail_open
@@ -119,15 +120,14 @@ class CacheMiddleware(Stage["CacheConfig"]):
                 self._rides = True
 
     @staticmethod
-    def _namespace(route: RouteInfo[CacheConfig], backend: Backend) -> CacheStore:
+    def _namespace(cache: CacheConfig, label: str, backend: Backend) -> CacheStore:
         """The route's store: its label is the namespace; entries live up to the longest tier TTL
         plus the stale-while-revalidate allowance."""
-        cache = route.config
         ttl = float(cache.ttl)
         longest = max((ttl, *(float(seconds) for seconds in cache.tier_ttls.values())))
         return build_store(
             backend,
-            route.label,
+            label,
             cache.algo.value,
             cache.policy.capacity,
             longest + float(min(cache.max_stale, cache.ttl)),
@@ -138,10 +138,11 @@ class CacheMiddleware(Stage["CacheConfig"]):
     @classmethod
     def declare(cls, route: RouteInfo[CacheConfig], runtime: GuardRuntime) -> None:
         """A route whose chain waits for its first request owns its namespace from start-up, so a
-        purge (by route, path, resource or tag) reaches what other processes cached for it."""
-        stores = namespaces(runtime)
-        if route.label not in stores:  # routes sharing a label share its namespace
-            stores[route.label] = cls._namespace(route, runtime.backend_for(route.pooling))
+        purge (by route, path, resource or tag) reaches what other processes cached for it. The
+        store is made when a purge first needs it; until then the route holds a partial of objects
+        the registry keeps anyway (its section, its label, the shared backend)."""
+        make = partial(cls._namespace, route.config, route.label, runtime.backend_for(route.pooling))
+        declare_namespace(runtime, route.label, make)
 
     @classmethod
     def enabled_for(cls, config: CacheConfig) -> bool:
