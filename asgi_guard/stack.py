@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import traceback
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -246,6 +246,19 @@ class Guard:
         with _no_cyclic_gc():
             for route in self.registry:
                 self.pipeline(route)
+
+    def policy_routes(self) -> list[CompiledRoute]:
+        """The routes whose policies are enforced now, each once: every bound policy (registry
+        entries, and policies declared with `@guard` / `guard_router`, merged with their routers'
+        defaults) for an app with a router; the registry for a bare ASGI app, or before binding."""
+        if self.router is None or not self.bindings:
+            return list(self.registry)
+        found: dict[int, CompiledRoute] = {}
+        for plan in self.bindings:
+            for route in (plan.any, *plan.by_method.values()):
+                if route is not None:
+                    found.setdefault(id(route), route)
+        return list(found.values())
 
     def swap_registry(self, registry: RouteRegistry) -> None:
         """Serve `registry` from now on (asgi_guard.reload). Every pipeline is built and every policy
@@ -640,7 +653,7 @@ class GuardMiddleware:
             self._health_app = health_endpoint(self.runtime)
         self._console: tuple[str, ASGIApp] | None = None
         try:
-            self._console = _console(self.settings, self.runtime, registry)
+            self._console = _console(self.settings, self.runtime, guard.policy_routes)
         except ConfigError as exc:  # a console setting (token too short, ...): as any config error
             if not _inside_middleware_stack(app):
                 raise
@@ -802,7 +815,9 @@ class GuardMiddleware:
         await self.app(scope, lifespan_receive, lifespan_send)
 
 
-def _console(settings: GuardSettings, runtime: GuardRuntime, routes: Any) -> tuple[str, ASGIApp] | None:
+def _console(
+    settings: GuardSettings, runtime: GuardRuntime, routes: Callable[[], Iterable[CompiledRoute]]
+) -> tuple[str, ASGIApp] | None:
     """(mount path, app) of the operator console when `console_path` is set (asgi_guard.console)."""
     if not settings.console_path:
         return None
@@ -847,7 +862,7 @@ def install(
     registry = registry if registry is not None else RouteRegistry()
     guard = Guard(registry, runtime or GuardRuntime(settings, backend), find_router(app))
     guard.validate()
-    _console(guard.runtime.settings, guard.runtime, registry)  # its settings fail here, not per request
+    _console(guard.runtime.settings, guard.runtime, guard.policy_routes)  # settings fail here, not later
     guard.bind(check=False)
     app.add_middleware(GuardMiddleware, registry=registry, guard=guard)
     if hasattr(app, "openapi") and hasattr(app, "openapi_schema"):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -115,7 +115,7 @@ class ConsoleApp:
     def __init__(
         self,
         runtime: GuardRuntime,
-        routes: Iterable[CompiledRoute],
+        routes: Iterable[CompiledRoute] | Callable[[], Iterable[CompiledRoute]],
         token: str | None,
         allow: Iterable[str],
         throttle: LoginThrottle | None = None,
@@ -132,8 +132,10 @@ class ConsoleApp:
         self._resolve = ClientResolver(
             runtime.settings.trusted_proxies, runtime.settings.forwarded_header
         ).resolve
-        self._routes = list(routes)
-        self._policies: list[dict[str, Any]] | None = None
+        # the routes now (the guard's bound policies: declared ones, a reload, routes added later),
+        # or a fixed list given by hand
+        self._routes = routes if callable(routes) else (lambda fixed=list(routes): fixed)
+        self._policies: tuple[tuple[int, ...], list[dict[str, Any]]] | None = None
         self._credits: Any = None
         self.throttle = throttle or LoginThrottle()
         runtime.enable_tally()
@@ -238,9 +240,13 @@ class ConsoleApp:
             await send_problem(send, Problem(404, "not-found", "Not Found", f"no console page at {path}"))
 
     def _policies_now(self) -> list[dict[str, Any]]:
-        if self._policies is None:  # after start-up: every route is registered and frozen by then
-            self._policies = policies(self._routes, self.runtime)
-        return self._policies
+        """The policy table, made again only when the routes changed (the guard keeps its bound
+        routes alive, so their ids stay theirs while they are listed)."""
+        routes = list(self._routes())
+        key = tuple(map(id, routes))
+        if self._policies is None or self._policies[0] != key:
+            self._policies = (key, policies(routes, self.runtime))
+        return self._policies[1]
 
     async def _credits_lookup(self, scope: Scope, send: Send) -> None:
         try:
@@ -369,7 +375,7 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
 
 def console_app(
     runtime: GuardRuntime,
-    routes: Iterable[CompiledRoute] = (),
+    routes: Iterable[CompiledRoute] | Callable[[], Iterable[CompiledRoute]] = (),
     *,
     token: str | None = None,
     allow: Iterable[str] = (),
@@ -378,7 +384,8 @@ def console_app(
 ) -> ASGIApp:
     """The operator console for the app that `runtime` guards, as an ASGI app to mount.
 
-    - `routes`: the registry (or its routes) whose policies the page lists;
+    - `routes`: the registry (or its routes, or a function giving the routes now) whose policies
+      the page lists;
     - `token`: 16+ characters, wanted as `Authorization: Bearer` or through the login form;
     - `allow`: CIDRs of the clients that may open it (with `token` too, both must pass);
     - `login_attempts` failed credentials per client (IPv4 address, IPv6 /64) in `login_window`

@@ -239,6 +239,55 @@ async def test_policies_list_each_route_with_its_limit_numbers() -> None:
     assert "/items/{resource_id}" in page and "fixed_window" in page
 
 
+async def test_policies_show_declared_routes_router_defaults_and_a_reload() -> None:
+    """FastAPI routes declared with `@guard` and `guard_router` (no registry entry) are listed with
+    their effective policy (router defaults merged); a registry swapped in by a reload replaces
+    the list; a route added after install() is listed once bound."""
+    from fastapi import APIRouter, FastAPI
+
+    from asgi_guard import RouteRegistry, guard, guard_router, install
+
+    app = FastAPI()
+    seven = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 7}}
+    admin = guard_router(APIRouter(prefix="/admin"), rate_limit=seven)
+
+    @admin.get("/users")
+    async def users() -> dict[str, str]:
+        return {}
+
+    @app.get("/things/{thing_id}")
+    @guard(cache={"enabled": True})
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {}
+
+    app.include_router(admin)
+    settings = GuardSettings(_env_file=None, console_path="/_guard", console_token=TOKEN)  # type: ignore[call-arg]
+    middleware = install(app, RouteRegistry(), settings)
+
+    @app.get("/later")
+    @guard(required_credits=2)
+    async def later() -> dict[str, str]:
+        return {}
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        rows = (await client.get("/_guard/api/policies", headers=BEARER)).json()
+        by_template = {row["template"]: row for row in rows}
+        assert set(by_template) == {"/admin/users", "/things/{thing_id}", "/later"}
+        assert by_template["/admin/users"]["limits"][0]["quota"] == 7
+        assert "cache" in by_template["/things/{thing_id}"]["stages"]
+        assert by_template["/later"]["credits"]["cost"] == 2
+
+        reloaded = RouteRegistry()
+        three = {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 3}}
+        reloaded.register("/admin/users", {"rate_limit": three})
+        middleware.swap_registry(reloaded)
+        rows = (await client.get("/_guard/api/policies", headers=BEARER)).json()
+        quotas = {row["template"]: row.get("limits", [{}])[0].get("quota") for row in rows}
+        assert quotas["/admin/users"] == 3  # the registry's entry over the router default
+        assert set(quotas) == {"/admin/users", "/things/{thing_id}", "/later"}
+
+
 async def test_credits_lookup_is_read_only_and_checks_its_input() -> None:
     client, _ = make()
     async with client:
