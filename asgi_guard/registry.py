@@ -103,11 +103,21 @@ def _template_key(template: str) -> str:
 _METHOD_SETS: dict[frozenset[str], frozenset[str]] = {}
 
 
-def _methods(methods: Iterable[str] | None) -> frozenset[str]:
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2: a method is a token
+
+
+def _methods(methods: Iterable[str] | None, path: str) -> frozenset[str]:
     """The route's methods (HEAD with GET), one shared object per distinct set (a frozenset is
-    ~200 bytes: 10,000 routes share a handful)."""
+    ~200 bytes: 10,000 routes share a handful). ConfigError for a method that is not a token
+    (RFC 9110 section 9.1), such as "GET POST": no request would match it, so the policy would
+    guard nothing."""
+    if isinstance(methods, str):
+        raise ConfigError(f"route {path!r}: methods is a list, such as [{methods!r}], not a string")
     if not methods:
         return ALL_METHODS
+    for method in methods:
+        if not isinstance(method, str) or not _TOKEN.fullmatch(method):
+            raise ConfigError(f"route {path!r}: {method!r} is not an HTTP method (RFC 9110: a token)")
     upper = {sys.intern(m.upper()) for m in methods}
     if "GET" in upper:
         upper.add("HEAD")
@@ -153,7 +163,7 @@ class RouteRegistry:
             raise ConfigError(f"route {path!r}: a path template must start with '/'")
         route_name = name or path
         job = _validate(route_name, path, config)
-        route = CompiledRoute(path, _methods(methods), job, route_name, not methods)
+        route = CompiledRoute(path, _methods(methods, path), job, route_name, not methods)
         if "{" not in path:
             self._claim(self._static.setdefault(path, {}), route)
         else:

@@ -87,6 +87,16 @@ def test_check_rejects_bad_file_with_route_and_field(tmp_path: Path) -> None:
     assert "io_job" in result.stderr and "rate_limit.token_bucket.refill_rate" in result.stderr
 
 
+@pytest.mark.parametrize("methods", ['"GET"', '["GET POST"]', '["GET,POST"]', '[""]'])
+def test_check_rejects_methods_no_request_can_have(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], methods: str
+) -> None:
+    bad = tmp_path / "routes.toml"
+    bad.write_text(f'[routes.jobs]\npath = "/jobs"\nmethods = {methods}\n')
+    code, _, err = cli(capsys, "check", str(bad))
+    assert code == 1 and "jobs" in err and "method" in err, err
+
+
 def test_check_reports_every_broken_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "routes.toml"
     bad.write_text(BROKEN)

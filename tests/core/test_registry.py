@@ -216,3 +216,20 @@ def test_one_route_per_template_key_is_its_own_table(registrations: list[Any]) -
         for path in ("/a/1", "/a/z", "/b/1/c", "/b/1/d"):
             found_route = registry.match(method, path)
             assert found_route is None or any(found_route[0] is r for r in registry)
+
+
+@pytest.mark.parametrize(
+    "methods", [["GET POST"], ["GET,POST"], [""], ["G\x00T"], ["é"], ["GET", " "], "GET", ["GET\r\n"]]
+)
+def test_a_method_that_is_not_an_http_token_is_a_config_error(methods: Any) -> None:
+    """`methods=["GET POST"]` (or the string "GET") would register a policy no request matches: on
+    a bare ASGI app its GETs and POSTs would then pass unguarded. RFC 9110 section 9.1: a method
+    is a token."""
+    with pytest.raises(ConfigError, match="method"):
+        RouteRegistry().register("/x", JobConfig(), methods=methods)
+
+
+@given(st.text(alphabet="!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1))
+def test_every_http_token_is_a_method(method: str) -> None:
+    route = RouteRegistry().register("/x", JobConfig(), methods=[method])
+    assert method.upper() in route.methods
