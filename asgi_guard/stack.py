@@ -313,6 +313,7 @@ class Guard:
         if not check:
             planner = _Lenient(self.registry, planner)
         plans = planner.plan(leaves)
+        self._check_not_shadowed(plans)
         complete = not isinstance(planner, _Lenient) or planner.complete
         for plan in plans:  # build first: a ConfigError leaves the previous binding in place
             protocol = plan.leaf.protocol
@@ -328,6 +329,29 @@ class Guard:
         self._complete = (self.registry, len(self.registry)) if complete else None
         if self._following:
             self._listen(watch)
+
+    def _check_not_shadowed(self, plans: list[Any]) -> None:
+        """The guard's own endpoints are answered before the app's router: an app route at
+        `metrics_path` or `health_path`, or below `console_path`, would never be reached (and look
+        guarded). A ConfigError up to start-up; for a route added while serving, an error log
+        (raising would fail every request from then on) and the route stays unreachable."""
+        settings = self.runtime.settings
+        own = {path for path in (settings.metrics_path, settings.health_path) if path}
+        console = settings.console_path.rstrip("/") + "/" if settings.console_path else None
+        if not own and console is None:
+            return
+        for plan in plans:
+            template = plan.leaf.template
+            if template is None or "{" in template:
+                continue
+            if template in own or (console is not None and (template + "/").startswith(console)):
+                message = (
+                    f"route {template!r} is shadowed by the guard's own endpoint there (metrics_path, "
+                    "health_path or console_path): move the route or the setting"
+                )
+                if not self._following:
+                    raise ConfigError(message)
+                log.error("asgi-guard: %s", message)
 
     def follow_changes(self) -> None:
         """While serving: bind a routes list's change the moment it is made (`WatchedRoutes.listener`),
