@@ -313,6 +313,23 @@ def test_jwt_route_without_any_key_is_a_config_error() -> None:
         GuardMiddleware(lambda *a: None, registry=registry, settings=GuardSettings(jwt_algorithms=["RS256"]))
 
 
+@pytest.mark.parametrize("secret", ["x", "short-secret", "y" * 31, "é" * 15])
+def test_an_hmac_secret_under_32_bytes_is_a_config_error(secret: str) -> None:
+    """RFC 7518 section 3.2: an HS256 key MUST be at least as long as the hash output (32 bytes);
+    a short one is brute-forced offline from any token. Refused at start-up, not warned about."""
+    registry = RouteRegistry()
+    registry.register("/r", JobConfig(security={"auth_type_required": "JWT"}))
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        GuardMiddleware(lambda *a: None, registry=registry, settings=hs_settings(jwt_secret=secret))
+
+
+def test_a_short_secret_is_fine_when_no_hmac_algorithm_is_allowed(rsa_key: KeyPair) -> None:
+    registry = RouteRegistry()
+    registry.register("/r", JobConfig(security={"auth_type_required": "JWT"}))
+    settings = rs_settings(rsa_key, jwt_secret="short")
+    GuardMiddleware(lambda *a: None, registry=registry, settings=settings)
+
+
 async def test_token_audience_without_configured_audience(make_client: Any) -> None:
     client = make_client(build_app(JWT_ROUTE, hs_settings(jwt_audience=None, jwt_issuer=None)))
     assert (await client.get("/r", headers=bearer(hs_token(aud=None)))).status_code == 200

@@ -244,7 +244,12 @@ class TokenVerifier:
             and len(self._secret) < 32
             and any(FAMILIES[a] == "hmac" for a in algorithms)
         ):
-            log.warning("GuardSettings.jwt_secret is shorter than 32 bytes; HS256 needs at least that")
+            # RFC 7518 section 3.2: a key at least as long as the hash output; a shorter one is
+            # found offline from any token it signed
+            raise ConfigError(
+                f"GuardSettings.jwt_secret has {len(self._secret)} bytes; HS256 needs at least 32 bytes "
+                "(RFC 7518 section 3.2), e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
 
     def _has_key(self, family: str) -> bool:
         if family == "hmac":
