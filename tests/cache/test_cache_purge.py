@@ -229,3 +229,27 @@ async def test_endless_sse_never_holds_a_second_client(two_servers: list[str], w
             await second.aclose()
         finally:
             await first.aclose()
+
+
+@pytest.mark.parametrize("what", [{"tags": ["all"]}, {"routes": ["items"]}, {"resource_ids": ["1"]}])
+async def test_purge_reaches_every_route_sharing_a_label(
+    backend: Backend, make_client: Any, key_prefix: str, what: dict[str, list[str]]
+) -> None:
+    """Two routes named alike (one label) with their own cache settings: on the embedded store they
+    hold two stores (capacity and TTL differ); a purge by label, tag or resource reaches both."""
+    items = Items()
+    configs = {
+        "/items/{resource_id}": JobConfig(endpoint_name="items", cache=CacheConfig(enabled=True)),
+        "/more/{resource_id}": JobConfig(
+            endpoint_name="items", cache=CacheConfig(enabled=True, default={"cache_ttl": 30})
+        ),
+    }
+    routes = [Route("/items/{resource_id}", items.endpoint), Route("/more/{resource_id}", items.endpoint)]
+    app = guard(backend, routes, configs, key_prefix)
+    client = make_client(app)
+    paths = ["/items/1", "/more/1"]
+    for path in paths:
+        await client.get(path)
+    assert await states(client, paths) == ["HIT", "HIT"]
+    assert await CachePurger(app.runtime).purge(**what) >= 1
+    assert await states(client, paths) == ["MISS", "MISS"]

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 SERVICE: Final = "cache.namespaces"  # runtime.service(SERVICE, dict): route label -> CacheStore
 DECLARED: Final = "cache.declared"  # route label -> how to make its store (not built yet)
+APART: Final = "cache.apart"  # route label -> the other embedded stores of routes sharing it
 STATE_TAGS: Final = "cache_tags"  # request.state.cache_tags: tags the handler adds
 
 
@@ -55,10 +56,32 @@ def namespaces(runtime: GuardRuntime) -> dict[str, CacheStore]:
     return found
 
 
-def register_namespace(runtime: GuardRuntime, label: str, store: CacheStore) -> None:
-    """A built route's store, under its label (routes sharing a label share it)."""
-    _built(runtime)[label] = store
+def _apart(runtime: GuardRuntime) -> dict[str, list[CacheStore]]:
+    found: dict[str, list[CacheStore]] = runtime.service(APART, dict)
+    return found
+
+
+def register_namespace(runtime: GuardRuntime, label: str, store: CacheStore, *, apart: bool = False) -> None:
+    """A built route's store, under its label. Routes sharing a label share its namespace on Valkey;
+    the embedded store (`apart`) keeps one store per distinct setting (capacity, TTL), so a route
+    named like another may hold its entries apart: each such store is kept for a purge to reach."""
+    built = _built(runtime)
+    old = built.get(label)
+    if apart and old is not None and old is not store:
+        others = _apart(runtime).setdefault(label, [])
+        if all(other is not old for other in others):
+            others.append(old)
+    built[label] = store
     _declared(runtime).pop(label, None)
+
+
+def _by_label(runtime: GuardRuntime) -> dict[str, list[CacheStore]]:
+    """Every store a purge must reach, by route label (each store once)."""
+    apart = _apart(runtime)
+    found: dict[str, list[CacheStore]] = {}
+    for label, store in namespaces(runtime).items():
+        found[label] = [store, *(other for other in apart.get(label, ()) if other is not store)]
+    return found
 
 
 def declare_namespace(runtime: GuardRuntime, label: str, make: Callable[[], CacheStore]) -> None:
@@ -99,18 +122,19 @@ class CachePurger:
     ) -> int:
         """Drop the named entries; returns how many went. Raises BackendUnavailable when the store
         cannot be reached, KeyError for an unknown route label."""
-        stores = namespaces(self._runtime)
+        stores = _by_label(self._runtime)
         count = 0
         for label in routes:
-            count += await stores[label].clear()
+            for store in stores[label]:
+                count += await store.clear()
         every = [*(f"r:{r}" for r in resource_ids), *(f"p:{p}" for p in paths), *(f"t:{t}" for t in tags)]
         if keys or every:
-            count += await self._each(stores.values(), list(keys), every)
+            count += await self._each(_every(stores), list(keys), every)
         return count
 
     async def purge_tags(self, tags: Sequence[str]) -> int:
         """Drop entries carrying any of the stage's raw tags (`p:<path>`, `r:<id>`, `t:<tag>`)."""
-        return await self._each(namespaces(self._runtime).values(), [], list(tags))
+        return await self._each(_every(_by_label(self._runtime)), [], list(tags))
 
     async def _each(self, stores: Iterable[CacheStore], keys: list[str], tags: list[str]) -> int:
         from asgi_guard.stages.cache.valkey import ValkeyCacheStore
@@ -128,6 +152,10 @@ class CachePurger:
                     raise answer
                 count += int(answer)
         return count
+
+
+def _every(stores: dict[str, list[CacheStore]]) -> Iterable[CacheStore]:
+    return (store for group in stores.values() for store in group)
 
 
 _FIELDS = ("keys", "routes", "resource_ids", "paths", "tags")

@@ -89,7 +89,8 @@ class CacheMiddleware(Stage["CacheConfig"]):
         self._credits_inside = "credits" in route.stages
         # the embedded store bounds entries per owner (the client whose request filled them)
         self._owned = self._store if isinstance(self._store, MemoryCacheStore) else None
-        register_namespace(runtime, route.label, self._store)
+        # the embedded store splits a label by setting: routes sharing a label may hold theirs apart
+        register_namespace(runtime, route.label, self._store, apart=self._owned is not None)
         self._flights = SingleFlight()
         self._refreshing: set[str] = set()
         self._fail_open = cache.fail_open
