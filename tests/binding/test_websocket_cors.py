@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from bindkit import JWT, bearer, client, settings, token
 from fastapi import FastAPI, WebSocket
+from guardkit import UNCROSSED_WINDOW
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -22,7 +23,7 @@ from asgi_guard import JobConfig, RouteRegistry, guard, install
 LIMITED = {
     **JWT,
     "endpoint_name": "ws_private",
-    "rate_limit": {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": 3600}},
+    "rate_limit": {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": UNCROSSED_WINDOW}},
 }
 
 

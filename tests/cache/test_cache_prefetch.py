@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from cache_helpers import guard
+from guardkit import UNCROSSED_WINDOW
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -86,7 +87,7 @@ def limited_and_cached(limit: int = 1000, **cache: Any) -> JobConfig:
         rate_limit=RateLimitConfig(
             enabled=True,
             algo="fixed_window",
-            fixed_window={"limit": limit, "window": 3600},
+            fixed_window={"limit": limit, "window": UNCROSSED_WINDOW},
             key_by=["header:x-tenant"],
         ),
         cache=CacheConfig(enabled=True, shared=True, **cache),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from guardkit import UNCROSSED_WINDOW
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -32,7 +33,7 @@ methods = ["GET"]
 enabled = true
 algo = "fixed_window"
 key_by = ["route"]
-fixed_window = {{ limit = {limit}, window = 1000000 }}
+fixed_window = {{ limit = {limit}, window = {UNCROSSED_WINDOW} }}
 """
 
 
@@ -66,11 +67,11 @@ async def test_reload_changes_the_limit_and_counters_carry_over(tmp_path: Path) 
     app, reloader, file = build(tmp_path, 10)
     async with client(app) as http:
         used = [await http.get("/items") for _ in range(4)]
-        assert policy(used[0]) == '"fixed_window";q=10;w=1000000'
+        assert policy(used[0]) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'
         file.write_text(routes(5))
         assert (await reloader.reload()).ok
         after = await http.get("/items")
-        assert policy(after) == '"fixed_window";q=5;w=1000000'
+        assert policy(after) == f'"fixed_window";q=5;w={UNCROSSED_WINDOW}'
         assert after.headers["ratelimit"].startswith('"fixed_window";r=0;')  # 4 counted before + this one
         assert (await http.get("/items")).status_code == 429
         file.write_text(routes(3))  # shrunk below what was used: the next decision refuses
@@ -107,7 +108,7 @@ async def test_a_bad_reload_is_rejected_and_the_old_config_serves(
         assert any("rejected" in r.message and "previous config" in r.message for r in caplog.records)
         still = await http.get("/items")
         assert still.status_code == 200
-        assert policy(still) == '"fixed_window";q=10;w=1000000'
+        assert policy(still) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'
         assert still.headers["ratelimit"].startswith('"fixed_window";r=8;')
         assert reloader.failures == 1 and reloader.reloads == 0
 
@@ -125,7 +126,7 @@ async def test_admin_endpoint_needs_the_token_and_post(tmp_path: Path) -> None:
         file.write_text(routes(7))
         ok = await http.post("/_guard/reload", headers={"authorization": f"Bearer {TOKEN}"})
         assert ok.json() == {"reloaded": True, "routes": 1}
-        assert policy(await http.get("/items")) == '"fixed_window";q=7;w=1000000'
+        assert policy(await http.get("/items")) == f'"fixed_window";q=7;w={UNCROSSED_WINDOW}'
 
 
 async def test_an_in_flight_request_finishes_on_its_config(tmp_path: Path) -> None:
@@ -138,9 +139,9 @@ async def test_an_in_flight_request_finishes_on_its_config(tmp_path: Path) -> No
             await asyncio.sleep(0.05)  # it passed the limit and waits in the handler
             file.write_text(routes(5))
             assert (await reloader.reload()).ok
-            assert policy(await http.get("/items")) == '"fixed_window";q=5;w=1000000'
+            assert policy(await http.get("/items")) == f'"fixed_window";q=5;w={UNCROSSED_WINDOW}'
             gate.set()
-            assert policy(await slow) == '"fixed_window";q=10;w=1000000'
+            assert policy(await slow) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'
     finally:
         gate = None
 
@@ -148,11 +149,11 @@ async def test_an_in_flight_request_finishes_on_its_config(tmp_path: Path) -> No
 async def test_the_file_watch_applies_a_change_within_a_second(tmp_path: Path) -> None:
     app, reloader, file = build(tmp_path, 10, watch=True)
     async with client(app) as http:
-        assert policy(await http.get("/items")) == '"fixed_window";q=10;w=1000000'  # starts the watch
+        assert policy(await http.get("/items")) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'  # starts the watch
         await asyncio.sleep(0.3)
         file.write_text(routes(6))
         written = time.monotonic()
-        while policy(await http.get("/items")) != '"fixed_window";q=6;w=1000000':
+        while policy(await http.get("/items")) != f'"fixed_window";q=6;w={UNCROSSED_WINDOW}':
             assert time.monotonic() - written < 1.0, "the change was not applied within 1 s"
             await asyncio.sleep(0.02)
         await reloader.stop()

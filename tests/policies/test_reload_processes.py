@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from guardkit import UNCROSSED_WINDOW
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -26,7 +27,7 @@ def routes(limit: int) -> str:
 [routes.items]
 path = "/items"
 methods = ["GET"]
-rate_limit = {{ enabled = true, algo = "fixed_window", key_by = ["route"], fixed_window = {{ limit = {limit}, window = 1000000 }} }}
+rate_limit = {{ enabled = true, algo = "fixed_window", key_by = ["route"], fixed_window = {{ limit = {limit}, window = {UNCROSSED_WINDOW} }} }}
 """
 
 
@@ -45,7 +46,7 @@ def free_port() -> int:
 
 
 def policy(limit: int) -> str:
-    return f'"fixed_window";q={limit};w=1000000'
+    return f'"fixed_window";q={limit};w={UNCROSSED_WINDOW}'
 
 
 async def wait_until(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from guardkit import UNCROSSED_WINDOW
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -79,7 +80,7 @@ async def test_routes_sharing_a_label_keep_their_own_limits(make_client: Any) ->
     registry = RouteRegistry()
     shared = {"tracing": {"trace_label": "shared"}}
     registry.register(
-        "/a", JobConfig(rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1}}, **shared)
+        "/a", JobConfig(rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1, "window": UNCROSSED_WINDOW}}, **shared)
     )
     registry.register(
         "/b", JobConfig(rate_limit={"enabled": True, "algo": "token_bucket", "token_bucket": {"rate_limit": 5}}, **shared)
