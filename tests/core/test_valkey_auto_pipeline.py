@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import pytest
+from guardkit import UNCROSSED_WINDOW
 
 from asgi_guard.config import PoolingConfig
 from asgi_guard.core.errors import BackendUnavailable
@@ -24,7 +25,7 @@ def _backend(url: str, key_prefix: str, **pooling: object) -> ValkeyBackend:
 
 
 def _limit(n: int) -> list[LimitSpec]:
-    return [LimitSpec("fixed_window", "fw", float(n), 3600.0, 0.0)]
+    return [LimitSpec("fixed_window", "fw", float(n), float(UNCROSSED_WINDOW), 0.0)]
 
 
 @pytest.mark.parametrize("auto", [True, False])

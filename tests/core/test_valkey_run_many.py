@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from guardkit import UNCROSSED_WINDOW
 
 import asgi_guard
 from asgi_guard.config import PoolingConfig
@@ -102,4 +103,4 @@ async def test_every_shipped_script_compiles_fused(valkey_url: str, key_prefix: 
 
 
 def _specs(limit: int = 5) -> list[LimitSpec]:
-    return [LimitSpec("p", "fw", float(limit), 60.0)]  # a fixed window of `limit` per minute
+    return [LimitSpec("p", "fw", float(limit), float(UNCROSSED_WINDOW))]  # `limit` per uncrossed window
