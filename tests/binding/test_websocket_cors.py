@@ -23,7 +23,11 @@ from asgi_guard import JobConfig, RouteRegistry, guard, install
 LIMITED = {
     **JWT,
     "endpoint_name": "ws_private",
-    "rate_limit": {"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 2, "window": UNCROSSED_WINDOW}},
+    "rate_limit": {
+        "enabled": True,
+        "algo": "fixed_window",
+        "fixed_window": {"limit": 2, "window": UNCROSSED_WINDOW},
+    },
 }
 
 

@@ -138,7 +138,13 @@ def _socket_client(app: Starlette) -> httpx.AsyncClient:
 
 
 async def test_rate_limit_keys_each_forwarded_client() -> None:
-    limit = JobConfig(rate_limit={"enabled": True, "algo": "fixed_window", "fixed_window": {"limit": 1, "window": UNCROSSED_WINDOW}})
+    limit = JobConfig(
+        rate_limit={
+            "enabled": True,
+            "algo": "fixed_window",
+            "fixed_window": {"limit": 1, "window": UNCROSSED_WINDOW},
+        }
+    )
     async with _socket_client(_app(limit, ["unix"])) as client:
         assert (await client.get("/r", headers={"x-forwarded-for": "198.51.100.1"})).status_code == 200
         assert (await client.get("/r", headers={"x-forwarded-for": "198.51.100.1"})).status_code == 429

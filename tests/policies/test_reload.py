@@ -149,7 +149,9 @@ async def test_an_in_flight_request_finishes_on_its_config(tmp_path: Path) -> No
 async def test_the_file_watch_applies_a_change_within_a_second(tmp_path: Path) -> None:
     app, reloader, file = build(tmp_path, 10, watch=True)
     async with client(app) as http:
-        assert policy(await http.get("/items")) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'  # starts the watch
+        assert (
+            policy(await http.get("/items")) == f'"fixed_window";q=10;w={UNCROSSED_WINDOW}'
+        )  # starts the watch
         await asyncio.sleep(0.3)
         file.write_text(routes(6))
         written = time.monotonic()
