@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import httpx
 import pytest
 from guardkit import UNCROSSED_WINDOW
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +19,7 @@ from starlette.routing import Route
 
 from asgi_guard import GuardSettings, JobConfig, RouteRegistry, install
 from asgi_guard import stack as stack_module
+from asgi_guard.config import CreditsConfig, TelemetryConfig
 from asgi_guard.core.errors import ConfigError
 from asgi_guard.core.runtime import GuardRuntime
 from asgi_guard.core.stage import RouteInfo, Stage, section_key
@@ -296,3 +298,35 @@ async def test_a_later_build_has_the_stages_checked_at_startup(
     assert await _get(app, "/r2/x") == 200
     assert counting.built == ["route0", "route2"]
     assert Switchable.built == 0
+
+
+def _config_models() -> list[type[BaseModel]]:
+    """JobConfig, the sections it composes (credits, telemetry) and every model reachable from their
+    fields (annotations, unions, containers)."""
+    found: list[type[BaseModel]] = []
+    todo: list[Any] = [JobConfig, CreditsConfig, TelemetryConfig]
+    while todo:
+        kind = todo.pop()
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            if kind in found:
+                continue
+            found.append(kind)
+            todo.extend(field.annotation for field in kind.model_fields.values())
+        else:
+            todo.extend(get_args(kind))
+    return found
+
+
+def test_section_keys_rest_on_static_defaults() -> None:
+    """`section_key` keys a model by the fields set: sound only while an unset field always means
+    the same value. So no config model has a default made per instance (a factory other than an
+    empty container) or a post-init hook that could derive one from what was set."""
+    models = _config_models()
+    assert len(models) > 10  # the walk reaches the stage sections
+    for model in models:
+        assert model.model_post_init is BaseModel.model_post_init, model
+        for name, field in model.model_fields.items():
+            make = field.default_factory
+            if make is not None:
+                made = make()  # type: ignore[call-arg]
+                assert made == type(made)() and not made, f"{model.__name__}.{name}"
