@@ -262,7 +262,7 @@ def _construct(stage: StageType, inner: ASGIApp, info: RouteInfo[Any], runtime: 
 def declare_chain(route: CompiledRoute, runtime: GuardRuntime, plan: ChainPlan) -> None:
     """Run `Stage.declare` of each planned stage that has one (a chain not built at start-up)."""
     for stage, section in plan.enabled:
-        if stage.declare.__func__ is not Stage.declare.__func__:  # type: ignore[attr-defined]
+        if _overrides(stage, "declare"):
             stage.declare(route_info(route, plan.names, section), runtime)
 
 
@@ -349,7 +349,7 @@ def _overrides(stage: StageType, method: str) -> bool:
     asking (planning 10,000 routes asks each stage a few such questions)."""
     found = _OVERRIDDEN.get((stage, method))
     if found is None:
-        own = getattr(stage, method).__func__
+        own = getattr(getattr(stage, method), "__func__", None)  # None: not a class method: its own
         found = _OVERRIDDEN[(stage, method)] = own is not getattr(Stage, method).__func__
     return found
 
