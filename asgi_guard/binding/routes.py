@@ -282,25 +282,23 @@ def _walk_default(
         yield Leaf(router, None, "mount", None, defaults, declared(default), False, "default", default)
 
 
+def _http_leaf(
+    route: Route, template: str, methods: Any, defaults: tuple[JobConfig, ...], schema: bool
+) -> Leaf:
+    """An HTTP route's leaf: its own `handle`, the policy declared on its endpoint."""
+    endpoint = route.endpoint
+    return Leaf(
+        route, template, "http", _methods(methods), defaults, declared(endpoint), schema, "handle", endpoint
+    )
+
+
 def _walk_route(
     route: Any, prefix: str, defaults: tuple[JobConfig, ...], schema: bool, watch: Watch, seen: set[int]
 ) -> Iterator[Leaf]:
     if (included := _included_type()) is not None and isinstance(route, included):
         yield from _walk_included(route, prefix, defaults, schema, watch, seen)
     elif isinstance(route, Route):
-        endpoint = route.endpoint
-        methods = _methods(route.methods)
-        yield Leaf(
-            route,
-            prefix + route.path,
-            "http",
-            methods,
-            defaults,
-            declared(endpoint),
-            schema,
-            "handle",
-            endpoint,
-        )
+        yield _http_leaf(route, prefix + route.path, route.methods, defaults, schema)
     elif isinstance(route, WebSocketRoute):
         endpoint = route.endpoint
         yield Leaf(
@@ -406,24 +404,12 @@ def _walk_included(
             included._effective_low_priority_routes_version = None
         yield from _frontends(original, defaults)
     for candidate in included.effective_candidates():
-        if (included := _included_type()) is not None and isinstance(candidate, included):
+        if (kind := _included_type()) is not None and isinstance(candidate, kind):
             yield from _walk_included(candidate, prefix, defaults, schema, watch, seen)
             continue
         route = candidate.original_route
         copy = candidate.starlette_route
         if isinstance(route, Route) and copy is None:  # an APIRoute: its own handle, prefixed path
-            methods = _methods(candidate.methods)
-            endpoint = route.endpoint
-            yield Leaf(
-                route,
-                prefix + candidate.path,
-                "http",
-                methods,
-                defaults,
-                declared(endpoint),
-                schema,
-                "handle",
-                endpoint,
-            )
+            yield _http_leaf(route, prefix + candidate.path, candidate.methods, defaults, schema)
         elif copy is not None:
             yield from _walk_route(copy, prefix, defaults, schema, watch, seen)
