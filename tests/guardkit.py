@@ -66,3 +66,49 @@ class FakeAuth(Stage):
             if key == b"x-user":
                 scope["asgi_guard"].principal = Principal(value.decode())
         await self.app(scope, receive, send)
+
+
+def http_scope(
+    method: str,
+    path: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    query: bytes = b"",
+    client: tuple[str, int] | None = ("127.0.0.1", 4000),
+    server: tuple[str, int] | None = ("api", 80),
+) -> dict[str, Any]:
+    """A raw ASGI HTTP scope, for driving an app where a client library would not go (garbage
+    headers, silent or slow receives): `Host: api`, then `headers` as given."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode("utf-8", "surrogateescape"),
+        "root_path": "",
+        "query_string": query,
+        "headers": [(b"host", b"api"), *headers],
+        "client": client,
+        "server": server,
+    }
+
+
+async def drive(app: Any, scope: dict[str, Any], body: bytes = b"") -> tuple[list[dict[str, Any]], Exception | None]:
+    """One request with `body` in one message, then a disconnect: what the app sent, and what it
+    raised (None when it returned)."""
+    sent: list[dict[str, Any]] = []
+    chunks = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    try:
+        await app(scope, receive, send)
+    except Exception as exc:
+        return sent, exc
+    return sent, None

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from guardkit import http_scope
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -37,20 +38,7 @@ def app(settings: GuardSettings | None = None, **extra: Any) -> Starlette:
 
 async def post(application: Any, messages: list[dict[str, Any]], delay: float = 0.0) -> int | None:
     """One POST fed `messages` (each after `delay` s), then nothing: a client that stays silent."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/job",
-        "raw_path": b"/job",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api"), (b"content-length", b"100")],
-        "client": ("10.0.0.66", 4000),
-        "server": ("api", 80),
-    }
+    scope = http_scope("POST", "/job", [(b"content-length", b"100")], client=("10.0.0.66", 4000))
     pending = list(messages)
     statuses: list[int] = []
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from binding.bindkit import settings
+from guardkit import drive, http_scope
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -29,33 +30,10 @@ def _app() -> Starlette:
 
 
 async def _post(app: Any, headers: list[tuple[bytes, bytes]], body: bytes = b"{}") -> tuple[int, bytes]:
-    sent: list[dict[str, Any]] = []
-    chunks = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/job",
-        "raw_path": b"/job",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api"), (b"content-type", b"application/json"), *headers],
-        "client": ("127.0.0.1", 4000),
-        "server": ("api", 80),
-    }
-    try:
-        await app(scope, receive, send)
-    except Exception as exc:
-        return -1, repr(exc).encode()
+    scope = http_scope("POST", "/job", [(b"content-type", b"application/json"), *headers])
+    sent, error = await drive(app, scope, body)
+    if error is not None:
+        return -1, repr(error).encode()
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 

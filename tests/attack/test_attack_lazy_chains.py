@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 from binding.bindkit import JWT, bearer, settings
-from guardkit import UNCROSSED_WINDOW
+from guardkit import UNCROSSED_WINDOW, drive, http_scope
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -48,33 +48,7 @@ async def test_concurrent_first_requests_to_lazy_routes_get_the_full_policy() ->
 
 
 async def _raw(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Any:
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode("utf-8", "surrogateescape"),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api"), *headers],
-        "client": ("1.2.3.4", 5),
-        "server": None,
-    }
-    try:
-        await app(scope, receive, send)
-    except Exception:
-        pass
+    sent, _ = await drive(app, http_scope(method, path, headers, client=("1.2.3.4", 5), server=None), body)
     return [m["status"] for m in sent if m["type"] == "http.response.start"]
 
 

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+from guardkit import http_scope
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -32,20 +33,7 @@ def app() -> Starlette:
 
 
 async def post(application: Any, body: bytes, query: bytes) -> tuple[int | None, BaseException | None]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/x",
-        "raw_path": b"/x",
-        "root_path": "",
-        "query_string": query,
-        "headers": [(b"host", b"api"), (b"idempotency-key", b"k-" + query)],
-        "client": ("127.0.0.1", 4000),
-        "server": ("api", 80),
-    }
+    scope = http_scope("POST", "/x", [(b"idempotency-key", b"k-" + query)], query=query)
     pending = [{"type": "http.request", "body": body, "more_body": False}]
     statuses: list[int] = []
 

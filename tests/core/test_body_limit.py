@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from guardkit import http_scope
 
 from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, install
 from asgi_guard.state.memory import MemoryBackend
@@ -54,19 +55,7 @@ async def test_a_garbage_content_length_is_not_a_500() -> None:
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/orders",
-        "raw_path": b"/orders",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api"), (b"content-length", b"-1"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    headers = [(b"content-length", b"-1"), (b"content-type", b"application/json")]
+    scope = http_scope("POST", "/orders", headers, client=("127.0.0.1", 5000), server=("127.0.0.1", 8000))
     await app(scope, receive, send)
     assert messages[0]["status"] < 500

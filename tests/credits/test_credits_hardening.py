@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from guardkit import http_scope
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -285,20 +286,7 @@ async def test_a_slow_send_of_the_final_body_is_not_the_handlers_time() -> None:
             await asyncio.sleep(0.4)  # four time-outs long
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/job",
-        "raw_path": b"/job",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api")],
-        "client": (USER, 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope("GET", "/job", client=(USER, 5000), server=("127.0.0.1", 8000))
     await app(scope, receive, slow_send)
     assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
     assert sent[0]["status"] == 200
