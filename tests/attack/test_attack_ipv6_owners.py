@@ -9,6 +9,8 @@ holding the most" and loses its entries to the flood.
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 from binding.bindkit import settings
 from starlette.applications import Starlette
@@ -25,6 +27,22 @@ def _client(app: Starlette, ip: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 4000)), base_url="http://api")
 
 
+def _cached_app(page: Any, capacity: int) -> Starlette:
+    """`/items/{resource_id}` cached in an LRU of `capacity`, at most 8 entries per owner."""
+    registry = RouteRegistry()
+    registry.register(
+        "/items/{resource_id}",
+        JobConfig(
+            endpoint_name="items",
+            cache={"enabled": True, "algo": "lru", "lru": {"capacity": capacity}, "max_entries_per_owner": 8},
+        ),
+        methods=["GET"],
+    )
+    app = Starlette(routes=[Route("/items/{resource_id}", page)])
+    install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
+    return app
+
+
 async def test_ipv6_rotation_inside_one_64_evicts_another_clients_cache_entries() -> None:
     calls: list[str] = []
 
@@ -32,17 +50,7 @@ async def test_ipv6_rotation_inside_one_64_evicts_another_clients_cache_entries(
         calls.append(request.url.path)
         return JSONResponse({"path": request.url.path})
 
-    registry = RouteRegistry()
-    registry.register(
-        "/items/{resource_id}",
-        JobConfig(
-            endpoint_name="items",
-            cache={"enabled": True, "algo": "lru", "lru": {"capacity": 64}, "max_entries_per_owner": 8},
-        ),
-        methods=["GET"],
-    )
-    app = Starlette(routes=[Route("/items/{resource_id}", page)])
-    install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
+    app = _cached_app(page, capacity=64)
     async with _client(app, "198.51.100.7") as alice:
         for i in range(3):
             assert (await alice.get(f"/items/mine-{i}")).headers["x-cache"] == "MISS"
@@ -60,17 +68,7 @@ async def test_ipv6_rotation_inside_one_64_is_one_owner_for_the_per_owner_bound(
     async def page(request: Request) -> JSONResponse:
         return JSONResponse({"path": request.url.path})
 
-    registry = RouteRegistry()
-    registry.register(
-        "/items/{resource_id}",
-        JobConfig(
-            endpoint_name="items",
-            cache={"enabled": True, "algo": "lru", "lru": {"capacity": 1000}, "max_entries_per_owner": 8},
-        ),
-        methods=["GET"],
-    )
-    app = Starlette(routes=[Route("/items/{resource_id}", page)])
-    install(app, registry, runtime=GuardRuntime(settings(metrics_path=""), MemoryBackend()))
+    app = _cached_app(page, capacity=1000)
     for i in range(100):
         async with _client(app, f"2001:db8:1:2::{i + 1:x}") as mallory:
             assert (await mallory.get(f"/items/flood-{i}")).status_code == 200
