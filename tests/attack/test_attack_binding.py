@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from binding.bindkit import JWT, bearer, client, settings
 from fastapi import FastAPI
+from guardkit import drive, http_scope
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
@@ -28,30 +29,9 @@ async def upper_casing_app(scope: Any, receive: Any, send: Any) -> None:
 
 async def raw(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]] | None = None) -> int:
     """One request with the method exactly as sent on the wire (h11/httptools pass `post` through)."""
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), *(headers or [])],
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    sent: list[dict[str, Any]] = []
-    messages = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
+    sent, error = await drive(app, http_scope(method, path, headers or ()))
+    if error is not None:
+        raise error
     return int(next(m["status"] for m in sent if m["type"] == "http.response.start"))
 
 
