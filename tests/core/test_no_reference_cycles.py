@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from binding.bindkit import SECRET, token
 from fastapi import FastAPI
-from guardkit import UNCROSSED_WINDOW
+from guardkit import UNCROSSED_WINDOW, http_scope
 from starlette.types import Message
 
 from asgi_guard import GuardRuntime, GuardSettings, JobConfig, RouteRegistry, install
@@ -55,20 +55,7 @@ class ServerCycle:
 
 
 def scope_for(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"api"), *headers],
-        "client": ("127.0.0.1", 5000),
-        "server": ("127.0.0.1", 8000),
-    }
+    return http_scope(method, path, headers, client=("127.0.0.1", 5000), server=("127.0.0.1", 8000))
 
 
 @contextmanager
