@@ -661,20 +661,17 @@ class GuardMiddleware:
         self.settings = self.runtime.settings
         self._fallback = guard.router is None  # a bare ASGI app: match the registry on the path
         self._deny = self.settings.unregistered == "deny"
-        self._metrics_path = self.settings.metrics_path or None
-        self._metrics_app: ASGIApp | None = None
         self._checked = False
         self._frozen = False  # gc.freeze() ran at start-up (undone at shutdown)
-        if self._metrics_path:
-            from asgi_guard.core.metrics import metrics_endpoint
-
-            self._metrics_app = metrics_endpoint(self.runtime)
-        self._health_path = self.settings.health_path or None
-        self._health_app: ASGIApp | None = None
-        if self._health_path:
+        self._own: dict[str, ASGIApp] = {}  # path -> the guard's own endpoint (metrics, health)
+        if self.settings.health_path:
             from asgi_guard.core.health import health_endpoint
 
-            self._health_app = health_endpoint(self.runtime)
+            self._own[self.settings.health_path] = health_endpoint(self.runtime)
+        if self.settings.metrics_path:  # after health: metrics wins a shared path, as it always did
+            from asgi_guard.core.metrics import metrics_endpoint
+
+            self._own[self.settings.metrics_path] = metrics_endpoint(self.runtime)
         self._console: tuple[str, ASGIApp] | None = None
         try:
             self._console = _console(self.settings, self.runtime, guard.policy_routes)
@@ -682,11 +679,6 @@ class GuardMiddleware:
             if not _inside_middleware_stack(app):
                 raise
             self._error = self._error or exc
-        self._own: dict[str, ASGIApp] = {}  # path -> the guard's own endpoint (metrics, health)
-        if self._health_path and self._health_app is not None:
-            self._own[self._health_path] = self._health_app
-        if self._metrics_path and self._metrics_app is not None:
-            self._own[self._metrics_path] = self._metrics_app
         self._endpoints = bool(self._own) or self._console is not None
 
     def swap_registry(self, registry: RouteRegistry) -> None:
@@ -728,11 +720,9 @@ class GuardMiddleware:
         if kind == "http":
             # the guard's own endpoints sit where the app's routes do: below the root_path
             path = route_path(scope) if scope.get("root_path") else scope["path"]
-            if path == self._metrics_path and self._metrics_app is not None:
-                await self._metrics_app(scope, receive, send)
-                return
-            if path == self._health_path and self._health_app is not None:
-                await self._health_app(scope, receive, send)
+            own = self._own.get(path)  # metrics, health
+            if own is not None:
+                await own(scope, receive, send)
                 return
             if self._console is not None and (path + "/").startswith(self._console[0] + "/"):
                 root = scope.get("root_path", "") + self._console[0]
